@@ -1,0 +1,300 @@
+#include "engine/llama_model.h"
+
+#include <algorithm>
+
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+
+namespace fe {
+
+// What one layer's backward reads. Without recomputation every field is kept from the forward;
+// with it only x_in is, and the rest is rebuilt just before the layer's backward.
+struct LayerCache {
+  Tensor x_in;                     // [N, D] the layer's input
+  Tensor h1, rstd1;                // input_layernorm output and its 1/rms
+  Tensor q, k, v;                  // [N, H, hd], [N, Hkv, hd]; q and k after RoPE
+  Tensor att, lse;                 // attention output [N, H·hd], log-sum-exp [B, H, T]
+  Tensor x_mid;                    // x_in + o_proj(att)
+  Tensor h2, rstd2;                // post_attention_layernorm output and its 1/rms
+  Tensor gate, up, act;            // [N, F]; act = silu(gate) ⊙ up
+  std::array<Tensor, kNumProj> xa; // x·Aᵀ of each LoRA projection
+
+  void keep_only_input() {
+    Tensor input = x_in;
+    *this = {};
+    x_in = input;
+  }
+};
+
+struct LlamaModel::Activations {
+  int64_t batch = 0, seq = 0, tokens = 0;
+  Tensor cos, sin;                 // RoPE tables [N, hd/2]
+  std::vector<LayerCache> layers;
+  Tensor x;                        // the residual stream between layers [N, D]
+  Tensor final_hidden, final_rstd; // model.norm output and its 1/rms
+};
+
+struct LlamaModel::Grads {
+  LoraAdapter* lora = nullptr;
+  LlamaWeights* weights = nullptr;
+  Tensor dresid;                   // ∂L/∂(residual stream) at the current depth [N, D]
+};
+
+namespace {
+
+kernels::LoraBranch lora_branch(const LoraAdapter* lora, int64_t layer, Proj p) {
+  if (lora == nullptr || !lora->at(layer, p).defined()) return {};
+  const LoraPair& pair = lora->at(layer, p);
+  return {pair.a, pair.b, lora->config.scale()};
+}
+
+void require_token_matrix(const View& v, const char* what) {
+  if (v.dtype != DType::i32 || v.shape.rank() != 2 || v.device != Device::cpu)
+    throw Error(std::string("LlamaModel: ") + what + " must be an i32 [batch, seq] CPU tensor, got " + v.str());
+}
+
+void require_labels_like(const View& labels, const View& input_ids) {
+  require_token_matrix(labels, "labels");
+  if (!(labels.shape == input_ids.shape))
+    throw Error("LlamaModel: labels " + labels.str() + " and input_ids " + input_ids.str() + " differ in shape");
+}
+
+// Targets after HF's shift: position t predicts labels[t+1]; the last position of each row
+// predicts nothing.
+Tensor shifted_targets(const View& labels) {
+  const int64_t batch = labels.shape[0], seq = labels.shape[1];
+  Tensor targets = Tensor::empty(Shape{batch * seq}, DType::i32);
+  const int32_t* in = labels.as<int32_t>();
+  int32_t* out = targets.as<int32_t>();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < seq; ++t)
+      out[b * seq + t] = t + 1 < seq ? in[b * seq + t + 1] : kernels::kIgnoreIndex;
+  return targets;
+}
+
+}  // namespace
+
+int64_t count_label_tokens(const View& labels) {
+  require_token_matrix(labels, "labels");
+  const Tensor targets = shifted_targets(labels);
+  return std::count_if(targets.as<int32_t>(), targets.as<int32_t>() + targets.numel(),
+                       [](int32_t t) { return t != kernels::kIgnoreIndex; });
+}
+
+LlamaModel::LlamaModel(const LlamaWeights& weights, ModelOptions options)
+    : weights_(weights), options_(options), inv_freq_(weights.config.rope_inv_freq()) {
+  if (options_.logits_chunk_rows <= 0) throw Error("LlamaModel: logits_chunk_rows must be positive");
+}
+
+void LlamaModel::embed(const View& input_ids, Activations& acts) const {
+  require_token_matrix(input_ids, "input_ids");
+  const LlamaConfig& c = config();
+  acts.batch = input_ids.shape[0];
+  acts.seq = input_ids.shape[1];
+  acts.tokens = acts.batch * acts.seq;
+  const Shape row_shape{acts.tokens, c.hidden_size};
+  acts.x = Tensor::empty(row_shape, dtype());
+  kernels::embedding_forward(acts.x, input_ids.reshaped(Shape{acts.tokens}), weights_.embed_tokens);
+
+  Tensor positions = Tensor::empty(Shape{acts.tokens}, DType::i32);
+  for (int64_t n = 0; n < acts.tokens; ++n) positions.as<int32_t>()[n] = static_cast<int32_t>(n % acts.seq);
+  const View inv_freq{const_cast<double*>(inv_freq_.data()), DType::f64,
+                      Shape{static_cast<int64_t>(inv_freq_.size())}, Device::cpu};
+  acts.cos = Tensor::empty(Shape{acts.tokens, c.head_dim / 2}, dtype());
+  acts.sin = Tensor::empty(Shape{acts.tokens, c.head_dim / 2}, dtype());
+  kernels::rope_tables(acts.cos, acts.sin, positions, inv_freq);
+  acts.layers.assign(c.num_hidden_layers, {});
+}
+
+void LlamaModel::layer_forward(int64_t l, const LoraAdapter* lora, Activations& acts) const {
+  const LlamaConfig& c = config();
+  const LlamaLayerWeights& w = weights_.layers[l];
+  const int64_t n = acts.tokens;
+  LayerCache& cache = acts.layers[l];
+  auto project = [&](Proj p, const Tensor& x, const Tensor& y) {
+    const kernels::LoraBranch branch = lora_branch(lora, l, p);
+    Tensor& xa = cache.xa[static_cast<int>(p)];
+    xa = branch.a.empty() ? Tensor() : Tensor::empty(Shape{n, branch.a.shape[0]}, dtype());
+    kernels::linear_forward(y, xa, x, w[p].weight, w[p].bias, branch);
+  };
+  auto new_rows = [&](int64_t cols) { return Tensor::empty(Shape{n, cols}, dtype()); };
+
+  cache.x_in = acts.x;
+  cache.h1 = new_rows(c.hidden_size);
+  cache.rstd1 = Tensor::empty(Shape{n}, dtype());
+  kernels::rmsnorm_forward(cache.h1, cache.rstd1, cache.x_in, w.input_layernorm, c.rms_norm_eps);
+
+  cache.q = Tensor::empty(Shape{n, c.num_attention_heads, c.head_dim}, dtype());
+  cache.k = Tensor::empty(Shape{n, c.num_key_value_heads, c.head_dim}, dtype());
+  cache.v = Tensor::empty(Shape{n, c.num_key_value_heads, c.head_dim}, dtype());
+  project(Proj::q, cache.h1, cache.q);
+  project(Proj::k, cache.h1, cache.k);
+  project(Proj::v, cache.h1, cache.v);
+  kernels::rope_apply(cache.q, acts.cos, acts.sin, false);
+  kernels::rope_apply(cache.k, acts.cos, acts.sin, false);
+
+  const Shape q4{acts.batch, acts.seq, c.num_attention_heads, c.head_dim};
+  const Shape kv4{acts.batch, acts.seq, c.num_key_value_heads, c.head_dim};
+  cache.att = new_rows(c.q_dim());
+  cache.lse = Tensor::empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, dtype());
+  kernels::attention_forward(cache.att.view().reshaped(q4), cache.lse, cache.q.view().reshaped(q4),
+                             cache.k.view().reshaped(kv4), cache.v.view().reshaped(kv4));
+
+  cache.x_mid = new_rows(c.hidden_size);
+  project(Proj::o, cache.att, cache.x_mid);
+  kernels::axpy(cache.x_mid, cache.x_in, 1.0);
+
+  cache.h2 = new_rows(c.hidden_size);
+  cache.rstd2 = Tensor::empty(Shape{n}, dtype());
+  kernels::rmsnorm_forward(cache.h2, cache.rstd2, cache.x_mid, w.post_attention_layernorm, c.rms_norm_eps);
+  cache.gate = new_rows(c.intermediate_size);
+  cache.up = new_rows(c.intermediate_size);
+  project(Proj::gate, cache.h2, cache.gate);
+  project(Proj::up, cache.h2, cache.up);
+  cache.act = new_rows(c.intermediate_size);
+  kernels::swiglu_forward(cache.act, cache.gate, cache.up);
+
+  acts.x = new_rows(c.hidden_size);
+  project(Proj::down, cache.act, acts.x);
+  kernels::axpy(acts.x, cache.x_mid, 1.0);
+}
+
+void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations& acts, Grads& grads) const {
+  const LlamaConfig& c = config();
+  const LlamaLayerWeights& w = weights_.layers[l];
+  const LayerCache& cache = acts.layers[l];
+  const int64_t n = acts.tokens;
+  auto new_rows = [&](int64_t cols) { return Tensor::empty(Shape{n, cols}, dtype()); };
+  // dy → dx (overwritten or accumulated), plus this projection's LoRA and weight grads.
+  auto project_back = [&](Proj p, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate) {
+    kernels::LinearGrads g;
+    g.dx = dx;
+    g.accumulate_dx = accumulate;
+    if (grads.lora && grads.lora->at(l, p).defined()) {
+      g.da = grads.lora->at(l, p).a;
+      g.db = grads.lora->at(l, p).b;
+    }
+    if (grads.weights) {
+      const Linear& gw = grads.weights->layers[l][p];
+      g.dw = gw.weight;
+      if (gw.bias.defined()) g.dbias = gw.bias;
+    }
+    kernels::linear_backward(g, dy, x, cache.xa[static_cast<int>(p)], w[p].weight, lora_branch(lora, l, p));
+  };
+  auto norm_grad = [&](const Tensor& norm) { return grads.weights ? norm.view() : View{}; };
+  const LlamaLayerWeights* gw = grads.weights ? &grads.weights->layers[l] : nullptr;
+
+  // MLP: x_out = x_mid + down(silu(gate(h2)) ⊙ up(h2)); dresid holds ∂L/∂x_out = ∂L/∂(down out).
+  Tensor dact = new_rows(c.intermediate_size);
+  project_back(Proj::down, grads.dresid, cache.act, dact, false);
+  Tensor dgate = new_rows(c.intermediate_size), dup = new_rows(c.intermediate_size);
+  kernels::swiglu_backward(dgate, dup, dact, cache.gate, cache.up);
+  Tensor dh = new_rows(c.hidden_size);
+  project_back(Proj::gate, dgate, cache.h2, dh, false);
+  project_back(Proj::up, dup, cache.h2, dh, true);
+  kernels::rmsnorm_backward(grads.dresid, gw ? norm_grad(gw->post_attention_layernorm) : View{}, dh,
+                            cache.x_mid, w.post_attention_layernorm, cache.rstd2, true);
+
+  // Attention: x_mid = x_in + o(attn(rope(q(h1)), rope(k(h1)), v(h1))).
+  Tensor datt = new_rows(c.q_dim());
+  project_back(Proj::o, grads.dresid, cache.att, datt, false);
+  const Shape q4{acts.batch, acts.seq, c.num_attention_heads, c.head_dim};
+  const Shape kv4{acts.batch, acts.seq, c.num_key_value_heads, c.head_dim};
+  Tensor dq = Tensor::empty(cache.q.shape(), dtype());
+  Tensor dk = Tensor::empty(cache.k.shape(), dtype());
+  Tensor dv = Tensor::empty(cache.v.shape(), dtype());
+  kernels::attention_backward(dq.view().reshaped(q4), dk.view().reshaped(kv4), dv.view().reshaped(kv4),
+                              datt.view().reshaped(q4), cache.q.view().reshaped(q4),
+                              cache.k.view().reshaped(kv4), cache.v.view().reshaped(kv4),
+                              cache.att.view().reshaped(q4), cache.lse);
+  kernels::rope_apply(dq, acts.cos, acts.sin, true);
+  kernels::rope_apply(dk, acts.cos, acts.sin, true);
+  project_back(Proj::q, dq, cache.h1, dh, false);
+  project_back(Proj::k, dk, cache.h1, dh, true);
+  project_back(Proj::v, dv, cache.h1, dh, true);
+  kernels::rmsnorm_backward(grads.dresid, gw ? norm_grad(gw->input_layernorm) : View{}, dh, cache.x_in,
+                            w.input_layernorm, cache.rstd1, true);
+}
+
+// model.norm, lm_head and the loss, in chunks of rows so that at most chunk × vocab logits exist.
+// With grads, also starts the backward: dresid = ∂L/∂(last layer's output).
+LossSum LlamaModel::head(const View& labels, Activations& acts, Grads* grads, double grad_scale) const {
+  const LlamaConfig& c = config();
+  const Tensor targets = shifted_targets(labels);
+  Tensor dhidden = grads ? Tensor::empty(acts.x.shape(), dtype()) : Tensor();
+  LossSum total;
+  for (int64_t r0 = 0; r0 < acts.tokens; r0 += options_.logits_chunk_rows) {
+    const int64_t r1 = std::min(acts.tokens, r0 + options_.logits_chunk_rows);
+    const Tensor hidden = acts.final_hidden.rows(r0, r1);
+    Tensor logits = Tensor::empty(Shape{r1 - r0, c.vocab_size}, dtype());
+    kernels::gemm(logits, hidden, false, weights_.lm_head, true, 1.0, 0.0);
+    const auto ce = kernels::cross_entropy(grads ? logits.view() : View{}, logits, targets.rows(r0, r1), grad_scale);
+    total.sum += ce.loss_sum;
+    total.tokens += ce.count;
+    if (!grads) continue;
+    kernels::gemm(dhidden.rows(r0, r1), logits, false, weights_.lm_head, false, 1.0, 0.0);
+    if (grads->weights) kernels::gemm(grads->weights->lm_head, logits, true, hidden, false, 1.0, 1.0);
+  }
+  if (grads) {
+    grads->dresid = Tensor::empty(acts.x.shape(), dtype());
+    kernels::rmsnorm_backward(grads->dresid, grads->weights ? grads->weights->norm.view() : View{}, dhidden,
+                              acts.x, weights_.norm, acts.final_rstd, false);
+  }
+  return total;
+}
+
+void LlamaModel::forward_layers(const View& input_ids, const LoraAdapter* lora, Activations& acts,
+                                LayerKeep keep) const {
+  embed(input_ids, acts);
+  for (int64_t l = 0; l < config().num_hidden_layers; ++l) {
+    layer_forward(l, lora, acts);
+    if (keep == LayerKeep::nothing) acts.layers[l] = {};
+    if (keep == LayerKeep::inputs) acts.layers[l].keep_only_input();
+  }
+  acts.final_hidden = Tensor::empty(acts.x.shape(), dtype());
+  acts.final_rstd = Tensor::empty(Shape{acts.tokens}, dtype());
+  kernels::rmsnorm_forward(acts.final_hidden, acts.final_rstd, acts.x, weights_.norm, config().rms_norm_eps);
+}
+
+Tensor LlamaModel::logits(const View& input_ids, const LoraAdapter* lora) const {
+  Activations acts;
+  forward_layers(input_ids, lora, acts, LayerKeep::nothing);
+  Tensor out = Tensor::empty(Shape{acts.tokens, config().vocab_size}, dtype());
+  kernels::gemm(out, acts.final_hidden, false, weights_.lm_head, true, 1.0, 0.0);
+  return out.reshaped(Shape{acts.batch, acts.seq, config().vocab_size});
+}
+
+LossSum LlamaModel::loss(const View& input_ids, const View& labels, const LoraAdapter* lora) const {
+  require_labels_like(labels, input_ids);
+  Activations acts;
+  forward_layers(input_ids, lora, acts, LayerKeep::nothing);
+  return head(labels, acts, nullptr, 0.0);
+}
+
+LossSum LlamaModel::forward_backward(const View& input_ids, const View& labels, const LoraAdapter& lora,
+                                     LoraAdapter& lora_grads, double grad_scale, LlamaWeights* weight_grads) const {
+  require_labels_like(labels, input_ids);
+  Activations acts;
+  forward_layers(input_ids, &lora, acts, options_.recompute_activations ? LayerKeep::inputs : LayerKeep::all);
+  Grads grads{&lora_grads, weight_grads, {}};
+  const LossSum result = head(labels, acts, &grads, grad_scale);
+  for (int64_t l = config().num_hidden_layers - 1; l >= 0; --l) {
+    if (options_.recompute_activations) {
+      acts.x = acts.layers[l].x_in;
+      layer_forward(l, &lora, acts);
+    }
+    layer_backward(l, &lora, acts, grads);
+    acts.layers[l] = {};  // free this layer's activations as soon as they are used
+  }
+  if (weight_grads)
+    kernels::embedding_backward(weight_grads->embed_tokens, input_ids.reshaped(Shape{acts.tokens}), grads.dresid);
+  return result;
+}
+
+}  // namespace fe

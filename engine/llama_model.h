@@ -1,0 +1,71 @@
+// engine/llama_model.h — forward and backward of a Llama decoder with LoRA.
+//
+// The model computes in the dtype of its weights (f32 on the CPU; f64 for gradient checks). The
+// base weights are frozen: a training step produces gradients for the LoRA matrices only, unless
+// the caller also asks for base-weight gradients (full-parameter training).
+//
+// Loss convention (DESIGN.md): the loss of a step is the mean over every label token of the whole
+// global batch. A micro-batch therefore returns the *sum* of its token losses and its token count,
+// and takes grad_scale = 1 / (label tokens of the global batch), so that gradients accumulated over
+// micro-batches and ranks add up to the gradient of that mean.
+#pragma once
+
+#include <vector>
+
+#include "engine/llama_weights.h"
+#include "engine/lora.h"
+
+namespace fe {
+
+struct ModelOptions {
+  // Keep only each layer's input during the forward and recompute the rest in the backward.
+  bool recompute_activations = false;
+  // Rows of logits materialised at once in the loss (bounds memory at rows × vocab).
+  int64_t logits_chunk_rows = 1024;
+};
+
+struct LossSum {
+  double sum = 0;      // Σ token losses
+  int64_t tokens = 0;  // label tokens counted
+  double mean() const { return tokens ? sum / tokens : 0.0; }
+};
+
+// Label tokens after HF's shift (labels[t+1] is the target of position t) that are not -100.
+int64_t count_label_tokens(const View& labels);
+
+class LlamaModel {
+ public:
+  LlamaModel(const LlamaWeights& weights, ModelOptions options = {});
+
+  const LlamaConfig& config() const { return weights_.config; }
+  DType dtype() const { return weights_.embed_tokens.dtype(); }
+
+  // input_ids: i32 [B, T]; returns logits [B, T, V]. lora may be null (the base model).
+  Tensor logits(const View& input_ids, const LoraAdapter* lora) const;
+  // Loss of the batch (HF shift, -100 ignored) without gradients.
+  LossSum loss(const View& input_ids, const View& labels, const LoraAdapter* lora) const;
+  // Forward and backward: adds grad_scale·∂(Σ token losses)/∂θ into lora_grads (and into
+  // weight_grads when given). Returns the micro-batch's loss sum and token count.
+  LossSum forward_backward(const View& input_ids, const View& labels, const LoraAdapter& lora,
+                           LoraAdapter& lora_grads, double grad_scale,
+                           LlamaWeights* weight_grads = nullptr) const;
+
+ private:
+  struct Activations;
+  struct Grads;
+  // What forward_layers keeps of each layer: everything (for the backward), only its input (to
+  // recompute the rest in the backward), or nothing (inference).
+  enum class LayerKeep { all, inputs, nothing };
+  void embed(const View& input_ids, Activations& acts) const;
+  // Embedding, every layer and model.norm.
+  void forward_layers(const View& input_ids, const LoraAdapter* lora, Activations& acts, LayerKeep keep) const;
+  void layer_forward(int64_t l, const LoraAdapter* lora, Activations& acts) const;
+  void layer_backward(int64_t l, const LoraAdapter* lora, Activations& acts, Grads& grads) const;
+  LossSum head(const View& labels, Activations& acts, Grads* grads, double grad_scale) const;
+
+  LlamaWeights weights_;
+  ModelOptions options_;
+  std::vector<double> inv_freq_;
+};
+
+}  // namespace fe

@@ -1,0 +1,164 @@
+#include "engine/lora.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+
+namespace fe {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// Visits every (A, B) slot the config targets, with shapes.
+template <class Adapter, class Fn>
+void for_each_pair(Adapter& adapter, const LlamaConfig& model, Fn&& fn) {
+  for (int64_t l = 0; l < static_cast<int64_t>(adapter.layers.size()); ++l)
+    for (Proj p : adapter.config.targets) {
+      const auto [out, in] = proj_shape(model, p);
+      fn(l, p, adapter.at(l, p), Shape{adapter.config.rank, in}, Shape{out, adapter.config.rank});
+    }
+}
+
+LoraAdapter empty_adapter(const LlamaConfig& model, const LoraConfig& config) {
+  LoraAdapter adapter;
+  adapter.config = config;
+  adapter.layers.resize(model.num_hidden_layers);
+  return adapter;
+}
+
+}  // namespace
+
+double LoraConfig::scale() const {
+  return use_rslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / static_cast<double>(rank);
+}
+
+bool LoraConfig::targets_proj(Proj p) const {
+  return std::find(targets.begin(), targets.end(), p) != targets.end();
+}
+
+LoraConfig LoraConfig::from_peft_json(const json& j, const std::string& source) {
+  auto fail = [&](const std::string& what) -> void { throw Error(source + ": " + what); };
+  if (!j.is_object()) fail("expected a JSON object");
+  if (j.value("peft_type", std::string("LORA")) != "LORA") fail("peft_type must be \"LORA\"");
+  LoraConfig c;
+  if (!j.contains("r") || !j["r"].is_number_integer() || j["r"].get<int64_t>() <= 0)
+    fail("\"r\" must be a positive integer");
+  c.rank = j["r"].get<int64_t>();
+  if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number()) fail("\"lora_alpha\" must be a number");
+  c.alpha = j["lora_alpha"].get<double>();
+  if (j.contains("use_rslora") && !j["use_rslora"].is_null()) c.use_rslora = j["use_rslora"].get<bool>();
+  const json& targets = j.value("target_modules", json());
+  if (!targets.is_array() || targets.empty())
+    fail("\"target_modules\" must be a non-empty list such as [\"q_proj\", \"v_proj\"]");
+  c.targets.clear();
+  for (const json& t : targets) {
+    const auto p = t.is_string() ? proj_from_name(t.get<std::string>()) : std::nullopt;
+    if (!p) fail("target module " + t.dump() + " is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+    if (!c.targets_proj(*p)) c.targets.push_back(*p);
+  }
+  for (const char* unsupported : {"rank_pattern", "alpha_pattern"})
+    if (j.contains(unsupported) && !j[unsupported].is_null() && !j[unsupported].empty())
+      fail(std::string("\"") + unsupported + "\" is not supported");
+  if (j.value("use_dora", false)) fail("DoRA adapters (use_dora) are not supported");
+  return c;
+}
+
+json LoraConfig::to_peft_json(const std::string& base_model) const {
+  json targets_json = json::array();
+  for (Proj p : targets) targets_json.push_back(proj_name(p));
+  return {{"peft_type", "LORA"},
+          {"task_type", "CAUSAL_LM"},
+          {"base_model_name_or_path", base_model},
+          {"r", rank},
+          {"lora_alpha", alpha},
+          {"lora_dropout", 0.0},
+          {"use_rslora", use_rslora},
+          {"target_modules", targets_json},
+          {"bias", "none"},
+          {"fan_in_fan_out", false},
+          {"inference_mode", true},
+          {"init_lora_weights", true},
+          {"modules_to_save", nullptr},
+          {"use_dora", false}};
+}
+
+std::string peft_name(int64_t layer, Proj p, bool b_matrix) {
+  return "base_model.model." + proj_path(layer, p) + (b_matrix ? ".lora_B.weight" : ".lora_A.weight");
+}
+
+LoraAdapter LoraAdapter::init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed, DType dtype) {
+  if (config.rank <= 0) throw Error("LoRA rank must be positive, got " + std::to_string(config.rank));
+  LoraAdapter adapter = empty_adapter(model, config);
+  Rng rng(seed);
+  for_each_pair(adapter, model, [&](int64_t, Proj, LoraPair& pair, const Shape& a_shape, const Shape& b_shape) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(a_shape[1]));
+    pair.a = Tensor::empty(a_shape, dtype);
+    rng.fill_uniform(pair.a, -bound, bound);
+    pair.b = Tensor::zeros(b_shape, dtype);
+  });
+  return adapter;
+}
+
+LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& model, DType dtype) {
+  const std::string config_path = (fs::path(dir) / "adapter_config.json").string();
+  std::ifstream in(config_path);
+  if (!in) throw Error(config_path + ": cannot open the adapter config");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw Error(config_path + ": not valid JSON: " + e.what());
+  }
+  LoraAdapter adapter = empty_adapter(model, LoraConfig::from_peft_json(j, config_path));
+  const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  const SafetensorsCheckpoint checkpoint(weights_path);
+  std::set<std::string> expected;
+  for_each_pair(adapter, model, [&](int64_t l, Proj p, LoraPair& pair, const Shape& a_shape, const Shape& b_shape) {
+    pair.a = checkpoint.load(peft_name(l, p, false), a_shape, dtype);
+    pair.b = checkpoint.load(peft_name(l, p, true), b_shape, dtype);
+    expected.insert(peft_name(l, p, false));
+    expected.insert(peft_name(l, p, true));
+  });
+  for (const std::string& name : checkpoint.names())
+    if (!expected.count(name))
+      throw Error(weights_path + ": unexpected tensor \"" + name +
+                  "\" (not a LoRA matrix of a targeted module of this model)");
+  return adapter;
+}
+
+void LoraAdapter::save_peft(const std::string& dir, const std::string& base_model) const {
+  fs::create_directories(dir);
+  const auto named = named_tensors();  // stored in the adapter's own dtype
+  std::vector<std::pair<std::string, View>> views(named.begin(), named.end());
+  write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
+  const fs::path config_path = fs::path(dir) / "adapter_config.json";
+  std::ofstream(config_path.string() + ".tmp") << config.to_peft_json(base_model).dump(2) << "\n";
+  fs::rename(config_path.string() + ".tmp", config_path);
+}
+
+LoraAdapter LoraAdapter::zeros_like() const {
+  LoraAdapter grads = *this;
+  for (auto& layer : grads.layers)
+    for (LoraPair& pair : layer)
+      if (pair.defined()) pair = {Tensor::zeros(pair.a.shape(), pair.a.dtype()), Tensor::zeros(pair.b.shape(), pair.b.dtype())};
+  return grads;
+}
+
+std::vector<std::pair<std::string, Tensor>> LoraAdapter::named_tensors() const {
+  std::vector<std::pair<std::string, Tensor>> named;
+  for (int64_t l = 0; l < static_cast<int64_t>(layers.size()); ++l)
+    for (Proj p : kAllProj)
+      if (const LoraPair& pair = at(l, p); pair.defined()) {
+        named.emplace_back(peft_name(l, p, false), pair.a);
+        named.emplace_back(peft_name(l, p, true), pair.b);
+      }
+  return named;
+}
+
+}  // namespace fe

@@ -1,0 +1,57 @@
+// engine/lora.h — LoRA adapters: configuration, PEFT initialisation, PEFT files.
+//
+// For each targeted projection of each layer, A [r, in] and B [out, r] add scale·(x·Aᵀ)·Bᵀ to the
+// frozen projection, scale = alpha/r (alpha/√r with rsLoRA). Fresh adapters follow PEFT: A from
+// kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in), and B = 0, so training starts at the base model.
+// On disk an adapter is PEFT's: adapter_config.json + adapter_model.safetensors with names like
+// base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/llama_weights.h"
+
+namespace fe {
+
+struct LoraConfig {
+  int64_t rank = 8;
+  double alpha = 16;
+  bool use_rslora = false;
+  std::vector<Proj> targets = {Proj::q, Proj::v};
+
+  double scale() const;
+  bool targets_proj(Proj p) const;
+  // PEFT's adapter_config.json fields; `source` names the file in error messages.
+  static LoraConfig from_peft_json(const nlohmann::json& j, const std::string& source);
+  nlohmann::json to_peft_json(const std::string& base_model) const;
+};
+
+struct LoraPair {
+  Tensor a;  // [r, in]
+  Tensor b;  // [out, r]
+  bool defined() const { return a.defined(); }
+};
+
+struct LoraAdapter {
+  LoraConfig config;
+  std::vector<std::array<LoraPair, kNumProj>> layers;
+
+  LoraPair& at(int64_t layer, Proj p) { return layers[layer][static_cast<int>(p)]; }
+  const LoraPair& at(int64_t layer, Proj p) const { return layers[layer][static_cast<int>(p)]; }
+
+  // PEFT's initialisation for `model`.
+  static LoraAdapter init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed, DType dtype);
+  static LoraAdapter load_peft(const std::string& dir, const LlamaConfig& model, DType dtype);
+  void save_peft(const std::string& dir, const std::string& base_model = "") const;
+  // Zeros of the same structure: the gradient buffers.
+  LoraAdapter zeros_like() const;
+  // Every A and B under its PEFT name, layer by layer.
+  std::vector<std::pair<std::string, Tensor>> named_tensors() const;
+};
+
+// "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight"
+std::string peft_name(int64_t layer, Proj p, bool b_matrix);
+
+}  // namespace fe

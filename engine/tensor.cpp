@@ -1,0 +1,76 @@
+#include "engine/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/elementwise.h"
+#ifdef FE_HAVE_CUDA
+#include "kernels/cuda/check.h"
+#endif
+
+namespace fe {
+namespace {
+
+std::shared_ptr<void> allocate(size_t nbytes, Device device) {
+  const size_t size = nbytes == 0 ? 64 : (nbytes + 63) / 64 * 64;
+  if (device == Device::cpu) {
+    void* p = std::aligned_alloc(64, size);
+    if (p == nullptr) throw Error("Tensor: out of host memory allocating " + std::to_string(size) + " bytes");
+    return std::shared_ptr<void>(p, std::free);
+  }
+#ifdef FE_HAVE_CUDA
+  void* p = nullptr;
+  FE_CUDA_CHECK(cudaMalloc(&p, size));
+  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+#else
+  throw Error("Tensor: this build has no CUDA backend (nvcc was not found at configure time)");
+#endif
+}
+
+}  // namespace
+
+Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
+  Tensor t;
+  t.view_.dtype = dtype;
+  t.view_.shape = shape;
+  t.view_.device = device;
+  t.storage_ = allocate(t.view_.nbytes(), device);
+  t.view_.data = t.storage_.get();
+  return t;
+}
+
+Tensor Tensor::zeros(Shape shape, DType dtype, Device device) {
+  Tensor t = empty(shape, dtype, device);
+  kernels::fill(t, 0.0);
+  return t;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  Tensor t = *this;
+  t.view_ = view_.reshaped(shape);
+  return t;
+}
+
+Tensor Tensor::rows(int64_t begin, int64_t end) const {
+  if (shape().rank() == 0 || begin < 0 || end < begin || end > shape()[0])
+    throw Error("Tensor::rows: [" + std::to_string(begin) + ", " + std::to_string(end) +
+                ") out of range for " + view_.str());
+  Tensor t = *this;
+  Shape s;
+  s.push_back(end - begin);
+  for (int i = 1; i < shape().rank(); ++i) s.push_back(shape()[i]);
+  const size_t row_bytes = shape()[0] ? nbytes() / shape()[0] : 0;
+  t.view_.shape = s;
+  t.view_.data = static_cast<char*>(view_.data) + begin * row_bytes;
+  return t;
+}
+
+Tensor Tensor::clone() const { return to(dtype()); }
+
+Tensor Tensor::to(DType dtype) const {
+  Tensor t = empty(shape(), dtype, device());
+  kernels::convert(t, *this);
+  return t;
+}
+
+}  // namespace fe

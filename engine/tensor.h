@@ -1,0 +1,46 @@
+// engine/tensor.h — owning tensors.
+//
+// A Tensor is a View plus shared ownership of its storage. Copies share storage (like
+// torch.Tensor); clone() copies the data. Memory comes from the device's allocator: 64-byte aligned
+// host memory on the CPU, cudaMalloc on a GPU.
+#pragma once
+
+#include <memory>
+
+#include "kernels/view.h"
+
+namespace fe {
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised storage.
+  static Tensor empty(Shape shape, DType dtype, Device device = Device::cpu);
+  static Tensor zeros(Shape shape, DType dtype, Device device = Device::cpu);
+
+  const View& view() const { return view_; }
+  operator const View&() const { return view_; }
+  void* data() const { return view_.data; }
+  template <class T>
+  T* as() const { return view_.as<T>(); }
+  DType dtype() const { return view_.dtype; }
+  const Shape& shape() const { return view_.shape; }
+  Device device() const { return view_.device; }
+  int64_t numel() const { return view_.numel(); }
+  size_t nbytes() const { return view_.nbytes(); }
+  bool defined() const { return view_.data != nullptr; }
+
+  // Same storage, another shape with as many elements.
+  Tensor reshaped(Shape shape) const;
+  // Rows [begin, end) of the first dimension, sharing storage.
+  Tensor rows(int64_t begin, int64_t end) const;
+  Tensor clone() const;
+  // A copy converted to dtype (a clone when the dtype already matches).
+  Tensor to(DType dtype) const;
+
+ private:
+  std::shared_ptr<void> storage_;
+  View view_;
+};
+
+}  // namespace fe

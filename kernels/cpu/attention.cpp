@@ -1,0 +1,130 @@
+#include "kernels/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/cpu/dispatch.h"
+
+namespace fe::kernels {
+namespace {
+
+struct Dims {
+  int64_t batch, seq, heads, kv_heads, head_dim;
+  int64_t q_index(int64_t b, int64_t t, int64_t h) const { return ((b * seq + t) * heads + h) * head_dim; }
+  int64_t kv_index(int64_t b, int64_t t, int64_t g) const { return ((b * seq + t) * kv_heads + g) * head_dim; }
+  int64_t lse_index(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
+  int64_t group_size() const { return heads / kv_heads; }
+};
+
+Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, const View& v) {
+  check.require(q.shape.rank() == 4 && k.shape.rank() == 4 && k.shape == v.shape,
+                "expects q [B, T, H, hd], k and v [B, T, Hkv, hd]");
+  Dims d{q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3]};
+  check.require(k.shape[0] == d.batch && k.shape[1] == d.seq && k.shape[3] == d.head_dim,
+                "q, k and v must agree on B, T and hd");
+  check.require(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "H must be a multiple of Hkv");
+  return d;
+}
+
+template <class T>
+T dot(const T* a, const T* b, int64_t n) {
+  T s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+}  // namespace
+
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v) {
+  detail::OpCheck check("attention_forward",
+                        {{"out", &out}, {"lse", &lse}, {"q", &q}, {"k", &k}, {"v", &v}});
+  const Dims d = check_dims(check, q, k, v);
+  check.require(out.shape == q.shape && lse.numel() == d.batch * d.heads * d.seq,
+                "expects out like q and lse [B, H, T]");
+  cpu::dispatch_float(check, q, [&]<class T>(T) {
+    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
+#pragma omp parallel
+    {
+      std::vector<T> scores(d.seq);
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t b = 0; b < d.batch; ++b)
+        for (int64_t h = 0; h < d.heads; ++h) {
+          const int64_t g = h / d.group_size();
+          for (int64_t i = 0; i < d.seq; ++i) {
+            const T* qi = q.as<T>() + d.q_index(b, i, h);
+            T max_score = -std::numeric_limits<T>::infinity();
+            for (int64_t j = 0; j <= i; ++j) {
+              scores[j] = scale * dot(qi, k.as<T>() + d.kv_index(b, j, g), d.head_dim);
+              max_score = std::max(max_score, scores[j]);
+            }
+            T* oi = out.as<T>() + d.q_index(b, i, h);
+            std::fill(oi, oi + d.head_dim, T(0));
+            double denom = 0;
+            for (int64_t j = 0; j <= i; ++j) {
+              const T p = std::exp(scores[j] - max_score);
+              denom += p;
+              const T* vj = v.as<T>() + d.kv_index(b, j, g);
+              for (int64_t e = 0; e < d.head_dim; ++e) oi[e] += p * vj[e];
+            }
+            const T inv = static_cast<T>(1.0 / denom);
+            for (int64_t e = 0; e < d.head_dim; ++e) oi[e] *= inv;
+            lse.as<T>()[d.lse_index(b, h, i)] = static_cast<T>(max_score + std::log(denom));
+          }
+        }
+    }
+  });
+}
+
+// With P = softmax(S) recomputed from lse and Dᵢ = dOᵢ·Oᵢ:
+//   dV += Pᵀ dO;  dS = P ⊙ (dO Vᵀ − D);  dQ = scale·dS K;  dK += scale·dSᵀ Q.
+// Work is split by (batch, kv head) so the query heads sharing a kv head accumulate dK, dV in one
+// thread, in a fixed order.
+void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout,
+                        const View& q, const View& k, const View& v, const View& out,
+                        const View& lse) {
+  detail::OpCheck check("attention_backward",
+                        {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}, {"dout", &dout}, {"q", &q},
+                         {"k", &k}, {"v", &v}, {"out", &out}, {"lse", &lse}});
+  const Dims d = check_dims(check, q, k, v);
+  check.require(dq.shape == q.shape && dout.shape == q.shape && out.shape == q.shape &&
+                    dk.shape == k.shape && dv.shape == v.shape &&
+                    lse.numel() == d.batch * d.heads * d.seq,
+                "gradients must match their inputs, lse [B, H, T]");
+  cpu::dispatch_float(check, q, [&]<class T>(T) {
+    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
+    const int64_t hd = d.head_dim;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < d.batch; ++b)
+      for (int64_t g = 0; g < d.kv_heads; ++g) {
+        for (int64_t j = 0; j < d.seq; ++j) {
+          std::fill_n(dk.as<T>() + d.kv_index(b, j, g), hd, T(0));
+          std::fill_n(dv.as<T>() + d.kv_index(b, j, g), hd, T(0));
+        }
+        for (int64_t h = g * d.group_size(); h < (g + 1) * d.group_size(); ++h)
+          for (int64_t i = 0; i < d.seq; ++i) {
+            const T* qi = q.as<T>() + d.q_index(b, i, h);
+            const T* doi = dout.as<T>() + d.q_index(b, i, h);
+            T* dqi = dq.as<T>() + d.q_index(b, i, h);
+            std::fill_n(dqi, hd, T(0));
+            const T row_dot = dot(doi, out.as<T>() + d.q_index(b, i, h), hd);
+            const T row_lse = lse.as<T>()[d.lse_index(b, h, i)];
+            for (int64_t j = 0; j <= i; ++j) {
+              const T* kj = k.as<T>() + d.kv_index(b, j, g);
+              const T* vj = v.as<T>() + d.kv_index(b, j, g);
+              T* dkj = dk.as<T>() + d.kv_index(b, j, g);
+              T* dvj = dv.as<T>() + d.kv_index(b, j, g);
+              const T p = std::exp(scale * dot(qi, kj, hd) - row_lse);
+              const T ds = p * (dot(doi, vj, hd) - row_dot) * scale;
+              for (int64_t e = 0; e < hd; ++e) {
+                dvj[e] += p * doi[e];
+                dqi[e] += ds * kj[e];
+                dkj[e] += ds * qi[e];
+              }
+            }
+          }
+      }
+  });
+}
+
+}  // namespace fe::kernels

@@ -1,0 +1,106 @@
+#include "kernels/elementwise.h"
+
+#include <cstring>
+
+#include "kernels/cpu/dispatch.h"
+#include "kernels/half.h"
+
+namespace fe::kernels {
+namespace {
+
+double load(const View& v, int64_t i) {
+  switch (v.dtype) {
+    case DType::f32: return v.as<float>()[i];
+    case DType::f64: return v.as<double>()[i];
+    case DType::bf16: return bf16_to_f32(v.as<uint16_t>()[i]);
+    case DType::f16: return f16_to_f32(v.as<uint16_t>()[i]);
+    case DType::i32: return v.as<int32_t>()[i];
+    case DType::i64: return static_cast<double>(v.as<int64_t>()[i]);
+  }
+  return 0;
+}
+
+void store(const View& v, int64_t i, double x) {
+  switch (v.dtype) {
+    case DType::f32: v.as<float>()[i] = static_cast<float>(x); return;
+    case DType::f64: v.as<double>()[i] = x; return;
+    case DType::bf16: v.as<uint16_t>()[i] = f32_to_bf16(static_cast<float>(x)); return;
+    case DType::f16: v.as<uint16_t>()[i] = f32_to_f16(static_cast<float>(x)); return;
+    case DType::i32: v.as<int32_t>()[i] = static_cast<int32_t>(x); return;
+    case DType::i64: v.as<int64_t>()[i] = static_cast<int64_t>(x); return;
+  }
+}
+
+void require_cpu(const detail::OpCheck& check, const View& v) {
+  check.require(v.device == Device::cpu, "no CUDA implementation of this op yet; use the CPU");
+}
+
+}  // namespace
+
+void convert(const View& dst, const View& src) {
+  detail::OpCheck check("convert", {{"dst", &dst}, {"src", &src}});
+  require_cpu(check, dst);
+  require_cpu(check, src);
+  check.require(dst.numel() == src.numel(), "element counts differ");
+  check.require(is_floating(dst.dtype) == is_floating(src.dtype),
+                "converts floats to floats and integers to integers");
+  if (dst.dtype == src.dtype) {
+    if (dst.data != src.data) std::memcpy(dst.data, src.data, src.nbytes());
+    return;
+  }
+  if (dst.dtype == DType::i64 || src.dtype == DType::i64) {  // exact, not through double
+    const int64_t n = dst.numel();
+    if (dst.dtype == DType::i64)
+      for (int64_t i = 0; i < n; ++i) dst.as<int64_t>()[i] = src.as<int32_t>()[i];
+    else
+      for (int64_t i = 0; i < n; ++i) dst.as<int32_t>()[i] = static_cast<int32_t>(src.as<int64_t>()[i]);
+    return;
+  }
+  const int64_t n = dst.numel();
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) store(dst, i, load(src, i));
+}
+
+void fill(const View& dst, double value) {
+  detail::OpCheck check("fill", {{"dst", &dst}});
+  require_cpu(check, dst);
+  if (value == 0.0) {
+    std::memset(dst.data, 0, dst.nbytes());  // all-zero bits are 0 in every dtype
+    return;
+  }
+  for (int64_t i = 0; i < dst.numel(); ++i) store(dst, i, value);
+}
+
+void axpy(const View& y, const View& x, double alpha) {
+  detail::OpCheck check("axpy", {{"y", &y}, {"x", &x}});
+  check.require(y.shape == x.shape, "shapes differ");
+  cpu::dispatch_float(check, y, [&]<class T>(T) {
+    T* py = y.as<T>();
+    const T* px = x.as<T>();
+    const T a = static_cast<T>(alpha);
+    const int64_t n = y.numel();
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) py[i] += a * px[i];
+  });
+}
+
+void scale(const View& y, double alpha) {
+  detail::OpCheck check("scale", {{"y", &y}});
+  cpu::dispatch_float(check, y, [&]<class T>(T) {
+    T* py = y.as<T>();
+    const T a = static_cast<T>(alpha);
+    for (int64_t i = 0; i < y.numel(); ++i) py[i] *= a;
+  });
+}
+
+double sum_squares(const View& x) {
+  detail::OpCheck check("sum_squares", {{"x", &x}});
+  double total = 0;
+  cpu::dispatch_float(check, x, [&]<class T>(T) {
+    const T* px = x.as<T>();
+    for (int64_t i = 0; i < x.numel(); ++i) total += static_cast<double>(px[i]) * px[i];
+  });
+  return total;
+}
+
+}  // namespace fe::kernels

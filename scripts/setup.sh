@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian package fedengine needs to build, test and run. Idempotent: packages that are
+# already present are skipped, so running it twice costs one dpkg query.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libopenblas-dev                      # CPU GEMMs
+  libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libsodium-dev
+  libsentencepiece-dev sentencepiece
+  libgloo-dev
+  python3-torch python3-numpy          # independent reference implementations in the tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo_cmd apt-get update -qq
+$sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
