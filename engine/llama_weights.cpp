@@ -130,6 +130,13 @@ LlamaWeights LlamaWeights::zeros_like() const {
   return g;
 }
 
+LlamaWeights LlamaWeights::converted(DType dtype) const {
+  LlamaWeights c = *this;
+  for_each_slot(c, [&](const std::string&, Tensor& slot, const Shape&) { slot = slot.to(dtype); });
+  tie_if_needed(c);
+  return c;
+}
+
 void LlamaWeights::save(const std::string& dir, DType dtype) const {
   namespace fs = std::filesystem;
   fs::create_directories(dir);

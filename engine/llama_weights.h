@@ -61,6 +61,8 @@ struct LlamaWeights {
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
   // The same structure with zero tensors: gradients for full-parameter training.
   LlamaWeights zeros_like() const;
+  // A copy with every tensor converted to dtype.
+  LlamaWeights converted(DType dtype) const;
 };
 
 }  // namespace fe

@@ -32,6 +32,16 @@ LoraAdapter empty_adapter(const LlamaConfig& model, const LoraConfig& config) {
   return adapter;
 }
 
+// A copy of the adapter with fn applied to every matrix.
+template <class Fn>
+LoraAdapter map_pairs(const LoraAdapter& adapter, Fn&& fn) {
+  LoraAdapter out = adapter;
+  for (auto& layer : out.layers)
+    for (LoraPair& pair : layer)
+      if (pair.defined()) pair = {fn(pair.a), fn(pair.b)};
+  return out;
+}
+
 }  // namespace
 
 double LoraConfig::scale() const {
@@ -143,11 +153,11 @@ void LoraAdapter::save_peft(const std::string& dir, const std::string& base_mode
 }
 
 LoraAdapter LoraAdapter::zeros_like() const {
-  LoraAdapter grads = *this;
-  for (auto& layer : grads.layers)
-    for (LoraPair& pair : layer)
-      if (pair.defined()) pair = {Tensor::zeros(pair.a.shape(), pair.a.dtype()), Tensor::zeros(pair.b.shape(), pair.b.dtype())};
-  return grads;
+  return map_pairs(*this, [](const Tensor& t) { return Tensor::zeros(t.shape(), t.dtype()); });
+}
+
+LoraAdapter LoraAdapter::converted(DType dtype) const {
+  return map_pairs(*this, [dtype](const Tensor& t) { return t.to(dtype); });
 }
 
 std::vector<std::pair<std::string, Tensor>> LoraAdapter::named_tensors() const {

@@ -47,6 +47,8 @@ struct LoraAdapter {
   void save_peft(const std::string& dir, const std::string& base_model = "") const;
   // Zeros of the same structure: the gradient buffers.
   LoraAdapter zeros_like() const;
+  // A copy with every matrix converted to dtype.
+  LoraAdapter converted(DType dtype) const;
   // Every A and B under its PEFT name, layer by layer.
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
 };

@@ -9,11 +9,12 @@
 namespace fe::kernels {
 namespace {
 
-// [..., cols] seen as [rows, cols].
-View as_matrix(const View& v) {
+// Any-shaped view of M·cols elements seen as [M, cols] (q's [N, H, hd] is [N, H·hd] here).
+View as_rows(const char* op, const View& v, int64_t cols) {
   if (v.empty()) return v;
-  const int64_t cols = v.shape[-1];
-  return v.reshaped(Shape{cols ? v.numel() / cols : 0, cols});
+  if (cols <= 0 || v.numel() % cols != 0)
+    throw Error(std::string(op) + ": " + v.str() + " is not a whole number of rows of " + std::to_string(cols));
+  return v.reshaped(Shape{v.numel() / cols, cols});
 }
 
 template <class T>
@@ -50,8 +51,10 @@ void gemm(const View& c, const View& a, bool transpose_a, const View& b, bool tr
 
 void linear_forward(const View& y_in, const View& xa_in, const View& x_in, const View& w,
                     const View& bias, const LoraBranch& lora) {
-  const View y = as_matrix(y_in), x = as_matrix(x_in), xa = as_matrix(xa_in);
-  detail::OpCheck check("linear_forward", {{"y", &y}, {"xa", &xa}, {"x", &x}, {"w", &w},
+  const char* op = "linear_forward";
+  const int64_t rank = lora.a.empty() ? 0 : lora.a.shape[0];
+  const View y = as_rows(op, y_in, w.shape[0]), x = as_rows(op, x_in, w.shape[1]), xa = as_rows(op, xa_in, rank);
+  detail::OpCheck check(op, {{"y", &y}, {"xa", &xa}, {"x", &x}, {"w", &w},
                                            {"bias", &bias}, {"lora.a", &lora.a}, {"lora.b", &lora.b}});
   check.require(w.shape.rank() == 2 && x.shape[1] == w.shape[1] && y.shape[0] == x.shape[0] &&
                     y.shape[1] == w.shape[0] && (bias.empty() || bias.numel() == w.shape[0]),
@@ -75,9 +78,11 @@ void linear_forward(const View& y_in, const View& xa_in, const View& x_in, const
 // dW += dyᵀ·x;  dbias += Σ_rows dy.
 void linear_backward(const LinearGrads& grads, const View& dy_in, const View& x_in,
                      const View& xa_in, const View& w, const LoraBranch& lora) {
-  const View dy = as_matrix(dy_in), x = as_matrix(x_in), xa = as_matrix(xa_in);
-  const View dx = as_matrix(grads.dx);
-  detail::OpCheck check("linear_backward", {{"dx", &dx}, {"dy", &dy}, {"x", &x}, {"xa", &xa},
+  const char* op = "linear_backward";
+  const int64_t rank = lora.a.empty() ? 0 : lora.a.shape[0];
+  const View dy = as_rows(op, dy_in, w.shape[0]), x = as_rows(op, x_in, w.shape[1]);
+  const View xa = as_rows(op, xa_in, rank), dx = as_rows(op, grads.dx, w.shape[1]);
+  detail::OpCheck check(op, {{"dx", &dx}, {"dy", &dy}, {"x", &x}, {"xa", &xa},
                                             {"w", &w}, {"lora.a", &lora.a}, {"lora.b", &lora.b},
                                             {"da", &grads.da}, {"db", &grads.db}, {"dw", &grads.dw},
                                             {"dbias", &grads.dbias}});
