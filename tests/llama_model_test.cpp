@@ -22,6 +22,7 @@ struct Variant {
 };
 
 std::string variant_name(const ::testing::TestParamInfo<Variant>& info) { return info.param.name; }
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
 LlamaConfig tiny_config(const Variant& v) {
   LlamaConfig c;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <unistd.h>
 
 #include "engine/rng.h"
 #include "engine/tensor.h"
