@@ -20,7 +20,7 @@ void adamw_step(const View& param, const View& grad, const View& m, const View& 
     T* pm = m.as<T>();
     T* pv = v.as<T>();
     const int64_t n = param.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > cpu::kParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       p[i] -= static_cast<T>(h.lr * h.weight_decay) * p[i];
       pm[i] = static_cast<T>(h.beta1) * pm[i] + static_cast<T>(1 - h.beta1) * g[i];

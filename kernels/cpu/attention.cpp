@@ -15,6 +15,7 @@ struct Dims {
   int64_t kv_index(int64_t b, int64_t t, int64_t g) const { return ((b * seq + t) * kv_heads + g) * head_dim; }
   int64_t lse_index(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
   int64_t group_size() const { return heads / kv_heads; }
+  int64_t work() const { return batch * heads * seq * seq / 2 * head_dim; }  // multiply-adds
 };
 
 Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, const View& v) {
@@ -44,7 +45,7 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
                 "expects out like q and lse [B, H, T]");
   cpu::dispatch_float(check, q, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
-#pragma omp parallel
+#pragma omp parallel if (d.work() > cpu::kParallelWork)
     {
       std::vector<T> scores(d.seq);
 #pragma omp for collapse(2) schedule(static)
@@ -94,7 +95,7 @@ void attention_backward(const View& dq, const View& dk, const View& dv, const Vi
   cpu::dispatch_float(check, q, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
     const int64_t hd = d.head_dim;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (d.work() > cpu::kParallelWork)
     for (int64_t b = 0; b < d.batch; ++b)
       for (int64_t g = 0; g < d.kv_heads; ++g) {
         for (int64_t j = 0; j < d.seq; ++j) {

@@ -22,7 +22,7 @@ CrossEntropyResult cross_entropy(const View& dlogits, const View& logits, const 
                  " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
   std::vector<double> row_loss(rows, 0.0);
   cpu::dispatch_float(check, logits, [&]<class T>(T) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * vocab > cpu::kParallelWork)
     for (int64_t n = 0; n < rows; ++n) {
       const T* z = logits.as<T>() + n * vocab;
       T* dz = dlogits.empty() ? nullptr : dlogits.as<T>() + n * vocab;

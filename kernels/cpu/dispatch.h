@@ -8,6 +8,11 @@
 
 namespace fe::kernels::cpu {
 
+// Loops with less work than this (in multiply-adds or elements) run on one thread: waking a team
+// costs more than it saves, and idle OpenMP threads spinning beside other processes on a busy
+// machine can slow a small op down a hundredfold.
+inline constexpr int64_t kParallelWork = 1 << 16;
+
 template <class Fn>
 void dispatch_float(const detail::OpCheck& check, const View& v, Fn&& fn) {
   check.require_same_float_dtype();

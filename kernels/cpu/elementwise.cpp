@@ -57,7 +57,7 @@ void convert(const View& dst, const View& src) {
     return;
   }
   const int64_t n = dst.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > cpu::kParallelWork)
   for (int64_t i = 0; i < n; ++i) store(dst, i, load(src, i));
 }
 
@@ -79,7 +79,7 @@ void axpy(const View& y, const View& x, double alpha) {
     const T* px = x.as<T>();
     const T a = static_cast<T>(alpha);
     const int64_t n = y.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > cpu::kParallelWork)
     for (int64_t i = 0; i < n; ++i) py[i] += a * px[i];
   });
 }

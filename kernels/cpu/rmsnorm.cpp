@@ -15,7 +15,7 @@ void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View&
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const int64_t rows = x.numel() / dim;
     const T* pw = w.as<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > cpu::kParallelWork)
     for (int64_t n = 0; n < rows; ++n) {
       const T* px = x.as<T>() + n * dim;
       T* py = y.as<T>() + n * dim;
@@ -40,7 +40,7 @@ void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const int64_t rows = x.numel() / dim;
     const T* pw = w.as<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * dim > cpu::kParallelWork)
     for (int64_t n = 0; n < rows; ++n) {
       const T* px = x.as<T>() + n * dim;
       const T* pdy = dy.as<T>() + n * dim;

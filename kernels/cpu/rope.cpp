@@ -35,7 +35,7 @@ void rope_apply(const View& x, const View& cos, const View& sin, bool inverse) {
   check.require(cos.shape == sin.shape && cos.numel() == tokens * half, "expects cos, sin [N, hd/2]");
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const T sign = inverse ? T(-1) : T(1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.numel() > cpu::kParallelWork)
     for (int64_t n = 0; n < tokens; ++n) {
       const T* c = cos.as<T>() + n * half;
       const T* s = sin.as<T>() + n * half;

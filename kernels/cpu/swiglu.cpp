@@ -22,7 +22,7 @@ void swiglu_forward(const View& out, const View& gate, const View& up) {
     const T* u = up.as<T>();
     T* o = out.as<T>();
     const int64_t n = gate.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > cpu::kParallelWork)
     for (int64_t i = 0; i < n; ++i) o[i] = g[i] * sigmoid(g[i]) * u[i];
   });
 }
@@ -42,7 +42,7 @@ void swiglu_backward(const View& dgate, const View& dup, const View& dout, const
     T* dg = dgate.as<T>();
     T* du = dup.as<T>();
     const int64_t n = gate.numel();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > cpu::kParallelWork)
     for (int64_t i = 0; i < n; ++i) {
       const T s = sigmoid(g[i]);
       du[i] = d[i] * g[i] * s;
