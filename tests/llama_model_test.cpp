@@ -228,3 +228,40 @@ TEST(Model, BadInputsAreReportedClearly) {
 
 }  // namespace
 }  // namespace fe
+
+namespace fe {
+namespace {
+
+TEST(Checkpoint, MismatchedConfigOrMissingTensorIsNamed) {
+  test::TempDir dir;
+  const LlamaConfig c = tiny_config({.name = "ckpt"});
+  LlamaWeights::random(c, 1, DType::f32).save(dir.path("m"), DType::bf16);
+  LlamaConfig wider = c;
+  wider.intermediate_size = 32;
+  LlamaWeights::random(wider, 1, DType::f32).save(dir.path("wider"), DType::f32);
+  std::filesystem::copy_file(dir.path("wider/config.json"), dir.path("m/config.json"),
+                             std::filesystem::copy_options::overwrite_existing);
+  try {
+    LlamaWeights::load(dir.path("m"), DType::f32);
+    FAIL() << "expected a shape error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.mlp.gate_proj.weight"), std::string::npos) << e.what();
+  }
+  LlamaConfig untied = c;
+  untied.tie_word_embeddings = false;  // now lm_head.weight is required but absent
+  LlamaConfig tied = c;
+  tied.tie_word_embeddings = true;
+  LlamaWeights::random(tied, 1, DType::f32).save(dir.path("t"), DType::f32);
+  LlamaWeights::random(untied, 1, DType::f32).save(dir.path("u"), DType::f32);
+  std::filesystem::copy_file(dir.path("u/config.json"), dir.path("t/config.json"),
+                             std::filesystem::copy_options::overwrite_existing);
+  try {
+    LlamaWeights::load(dir.path("t"), DType::f32);
+    FAIL() << "expected a missing-tensor error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lm_head.weight"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace fe
