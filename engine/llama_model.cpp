@@ -34,6 +34,8 @@ struct LayerCache {
 
 struct LlamaModel::Activations {
   int64_t batch = 0, seq = 0, tokens = 0;
+  int64_t first_position = 0;      // position of the first token (non-zero when decoding)
+  KvCache* cache = nullptr;        // when decoding: keys and values of earlier tokens
   Tensor cos, sin;                 // RoPE tables [N, hd/2]
   std::vector<LayerCache> layers;
   Tensor x;                        // the residual stream between layers [N, D]
@@ -48,8 +50,15 @@ struct LlamaModel::Grads {
 
 namespace {
 
+// The LoRA pair of a projection, or nullptr when there is none (no adapter, or not targeted).
+const LoraPair* lora_pair(const LoraAdapter* lora, int64_t layer, Proj p) {
+  if (lora == nullptr || layer >= static_cast<int64_t>(lora->layers.size())) return nullptr;
+  const LoraPair& pair = lora->at(layer, p);
+  return pair.defined() ? &pair : nullptr;
+}
+
 kernels::LoraBranch lora_branch(const LoraAdapter* lora, int64_t layer, Proj p) {
-  if (lora == nullptr || !lora->at(layer, p).defined()) return {};
+  if (lora_pair(lora, layer, p) == nullptr) return {};
   const LoraPair& pair = lora->at(layer, p);
   return {pair.a, pair.b, lora->config.scale()};
 }
@@ -103,7 +112,7 @@ void LlamaModel::embed(const View& input_ids, Activations& acts) const {
   kernels::embedding_forward(acts.x, input_ids.reshaped(Shape{acts.tokens}), weights_.embed_tokens);
 
   Tensor positions = Tensor::empty(Shape{acts.tokens}, DType::i32);
-  for (int64_t n = 0; n < acts.tokens; ++n) positions.as<int32_t>()[n] = static_cast<int32_t>(n % acts.seq);
+  for (int64_t n = 0; n < acts.tokens; ++n) positions.as<int32_t>()[n] = static_cast<int32_t>(acts.first_position + n % acts.seq);
   const View inv_freq{const_cast<double*>(inv_freq_.data()), DType::f64,
                       Shape{static_cast<int64_t>(inv_freq_.size())}, Device::cpu};
   acts.cos = Tensor::empty(Shape{acts.tokens, c.head_dim / 2}, dtype());
@@ -140,11 +149,20 @@ void LlamaModel::layer_forward(int64_t l, const LoraAdapter* lora, Activations& 
   kernels::rope_apply(cache.k, acts.cos, acts.sin, false);
 
   const Shape q4{acts.batch, acts.seq, c.num_attention_heads, c.head_dim};
-  const Shape kv4{acts.batch, acts.seq, c.num_key_value_heads, c.head_dim};
+  Tensor keys = cache.k, values = cache.v;
+  if (acts.cache) {  // attend over every cached token plus these
+    KvCache& kv = *acts.cache;
+    const int64_t end = acts.first_position + n;
+    kernels::convert(kv.keys[l].rows(acts.first_position, end), cache.k);
+    kernels::convert(kv.values[l].rows(acts.first_position, end), cache.v);
+    keys = kv.keys[l].rows(0, end);
+    values = kv.values[l].rows(0, end);
+  }
+  const Shape kv4{acts.batch, keys.shape()[0] / acts.batch, c.num_key_value_heads, c.head_dim};
   cache.att = new_rows(c.q_dim());
   cache.lse = Tensor::empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, dtype());
   kernels::attention_forward(cache.att.view().reshaped(q4), cache.lse, cache.q.view().reshaped(q4),
-                             cache.k.view().reshaped(kv4), cache.v.view().reshaped(kv4));
+                             keys.view().reshaped(kv4), values.view().reshaped(kv4));
 
   cache.x_mid = new_rows(c.hidden_size);
   project(Proj::o, cache.att, cache.x_mid);
@@ -176,9 +194,9 @@ void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations&
     kernels::LinearGrads g;
     g.dx = dx;
     g.accumulate_dx = accumulate;
-    if (grads.lora && grads.lora->at(l, p).defined()) {
-      g.da = grads.lora->at(l, p).a;
-      g.db = grads.lora->at(l, p).b;
+    if (const LoraPair* grad = lora_pair(grads.lora, l, p)) {
+      g.da = grad->a;
+      g.db = grad->b;
     }
     if (grads.weights) {
       const Linear& gw = grads.weights->layers[l][p];
@@ -270,6 +288,34 @@ Tensor LlamaModel::logits(const View& input_ids, const LoraAdapter* lora) const 
   return out.reshaped(Shape{acts.batch, acts.seq, config().vocab_size});
 }
 
+KvCache LlamaModel::new_kv_cache(int64_t capacity) const {
+  const LlamaConfig& c = config();
+  KvCache cache;
+  cache.capacity = capacity;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    cache.keys.push_back(Tensor::empty(Shape{capacity, c.num_key_value_heads, c.head_dim}, dtype()));
+    cache.values.push_back(Tensor::empty(Shape{capacity, c.num_key_value_heads, c.head_dim}, dtype()));
+  }
+  return cache;
+}
+
+Tensor LlamaModel::decode(const View& ids, KvCache& cache, const LoraAdapter* lora) const {
+  require_token_matrix(ids, "decode ids");
+  const int64_t n = ids.shape[1];
+  if (ids.shape[0] != 1 || n == 0) throw Error("LlamaModel::decode: expects ids [1, n] with n ≥ 1, got " + ids.str());
+  if (cache.length + n > cache.capacity)
+    throw Error("LlamaModel::decode: " + std::to_string(cache.length + n) + " tokens exceed the KV cache capacity " +
+                std::to_string(cache.capacity));
+  Activations acts;
+  acts.first_position = cache.length;
+  acts.cache = &cache;
+  forward_layers(ids, lora, acts, LayerKeep::nothing);
+  cache.length += n;
+  Tensor logits = Tensor::empty(Shape{1, config().vocab_size}, dtype());
+  kernels::gemm(logits, acts.final_hidden.rows(n - 1, n), false, weights_.lm_head, true, 1.0, 0.0);
+  return logits.reshaped(Shape{config().vocab_size});
+}
+
 LossSum LlamaModel::loss(const View& input_ids, const View& labels, const LoraAdapter* lora) const {
   require_labels_like(labels, input_ids);
   Activations acts;
@@ -277,19 +323,19 @@ LossSum LlamaModel::loss(const View& input_ids, const View& labels, const LoraAd
   return head(labels, acts, nullptr, 0.0);
 }
 
-LossSum LlamaModel::forward_backward(const View& input_ids, const View& labels, const LoraAdapter& lora,
-                                     LoraAdapter& lora_grads, double grad_scale, LlamaWeights* weight_grads) const {
+LossSum LlamaModel::forward_backward(const View& input_ids, const View& labels, const LoraAdapter* lora,
+                                     LoraAdapter* lora_grads, double grad_scale, LlamaWeights* weight_grads) const {
   require_labels_like(labels, input_ids);
   Activations acts;
-  forward_layers(input_ids, &lora, acts, options_.recompute_activations ? LayerKeep::inputs : LayerKeep::all);
-  Grads grads{&lora_grads, weight_grads, {}};
+  forward_layers(input_ids, lora, acts, options_.recompute_activations ? LayerKeep::inputs : LayerKeep::all);
+  Grads grads{lora_grads, weight_grads, {}};
   const LossSum result = head(labels, acts, &grads, grad_scale);
   for (int64_t l = config().num_hidden_layers - 1; l >= 0; --l) {
     if (options_.recompute_activations) {
       acts.x = acts.layers[l].x_in;
-      layer_forward(l, &lora, acts);
+      layer_forward(l, lora, acts);
     }
-    layer_backward(l, &lora, acts, grads);
+    layer_backward(l, lora, acts, grads);
     acts.layers[l] = {};  // free this layer's activations as soon as they are used
   }
   if (weight_grads)

@@ -33,6 +33,13 @@ struct LossSum {
 // Label tokens after HF's shift (labels[t+1] is the target of position t) that are not -100.
 int64_t count_label_tokens(const View& labels);
 
+// Keys and values of the tokens seen so far, per layer, for decoding one sequence.
+struct KvCache {
+  int64_t length = 0;                // tokens cached
+  int64_t capacity = 0;
+  std::vector<Tensor> keys, values;  // per layer [capacity, Hkv, hd], after RoPE
+};
+
 class LlamaModel {
  public:
   LlamaModel(const LlamaWeights& weights, ModelOptions options = {});
@@ -44,10 +51,16 @@ class LlamaModel {
   Tensor logits(const View& input_ids, const LoraAdapter* lora) const;
   // Loss of the batch (HF shift, -100 ignored) without gradients.
   LossSum loss(const View& input_ids, const View& labels, const LoraAdapter* lora) const;
-  // Forward and backward: adds grad_scale·∂(Σ token losses)/∂θ into lora_grads (and into
-  // weight_grads when given). Returns the micro-batch's loss sum and token count.
-  LossSum forward_backward(const View& input_ids, const View& labels, const LoraAdapter& lora,
-                           LoraAdapter& lora_grads, double grad_scale,
+  KvCache new_kv_cache(int64_t capacity) const;
+  // Feeds ids (i32 [1, n]) at positions cache.length, … and appends their keys and values to the
+  // cache; returns the logits of the last of them, [V].
+  Tensor decode(const View& ids, KvCache& cache, const LoraAdapter* lora) const;
+
+  // Forward and backward: adds grad_scale·∂(Σ token losses)/∂θ into lora_grads and, when given,
+  // weight_grads (full-parameter training; lora and lora_grads may then be null). Returns the
+  // micro-batch's loss sum and token count.
+  LossSum forward_backward(const View& input_ids, const View& labels, const LoraAdapter* lora,
+                           LoraAdapter* lora_grads, double grad_scale,
                            LlamaWeights* weight_grads = nullptr) const;
 
  private:

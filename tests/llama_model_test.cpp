@@ -91,7 +91,7 @@ TEST_P(ModelGradients, LoraGradientsMatchFiniteDifferences) {
   const Batch batch = random_batch(2, 6, c.vocab_size, 13);
   LoraAdapter grads = lora.zeros_like();
   const int64_t tokens = count_label_tokens(batch.labels);
-  const LossSum loss = model.forward_backward(batch.ids, batch.labels, lora, grads, 1.0 / tokens);
+  const LossSum loss = model.forward_backward(batch.ids, batch.labels, &lora, &grads, 1.0 / tokens);
   EXPECT_EQ(loss.tokens, tokens);
   EXPECT_NEAR(loss.mean(), model.loss(batch.ids, batch.labels, &lora).mean(), 1e-13);
   const auto params = lora.named_tensors(), grad_tensors = grads.named_tensors();
@@ -109,7 +109,7 @@ TEST_P(ModelGradients, BaseWeightGradientsMatchFiniteDifferences) {
   const Batch batch = random_batch(2, 5, c.vocab_size, 23);
   LoraAdapter lora_grads = lora.zeros_like();
   LlamaWeights weight_grads = weights.zeros_like();
-  model.forward_backward(batch.ids, batch.labels, lora, lora_grads, 1.0 / count_label_tokens(batch.labels), &weight_grads);
+  model.forward_backward(batch.ids, batch.labels, &lora, &lora_grads, 1.0 / count_label_tokens(batch.labels), &weight_grads);
   const auto params = weights.named_tensors(), grads = weight_grads.named_tensors();
   for (size_t i = 0; i < params.size(); ++i)
     expect_gradient(params[i].first, params[i].second, grads[i].second,
@@ -130,8 +130,8 @@ TEST(Model, RecomputationGivesIdenticalGradients) {
   const LoraAdapter lora = tiny_lora(c, false, 32);
   const Batch batch = random_batch(3, 7, c.vocab_size, 33);
   LoraAdapter keep = lora.zeros_like(), recompute = lora.zeros_like();
-  const LossSum a = LlamaModel(weights).forward_backward(batch.ids, batch.labels, lora, keep, 0.1);
-  const LossSum b = LlamaModel(weights, {.recompute_activations = true}).forward_backward(batch.ids, batch.labels, lora, recompute, 0.1);
+  const LossSum a = LlamaModel(weights).forward_backward(batch.ids, batch.labels, &lora, &keep, 0.1);
+  const LossSum b = LlamaModel(weights, {.recompute_activations = true}).forward_backward(batch.ids, batch.labels, &lora, &recompute, 0.1);
   EXPECT_EQ(a.sum, b.sum);
   for (size_t i = 0; i < keep.named_tensors().size(); ++i)
     EXPECT_EQ(relative_error(keep.named_tensors()[i].second, recompute.named_tensors()[i].second), 0.0);
@@ -144,11 +144,11 @@ TEST(Model, MicroBatchesAccumulateToTheFullBatchGradient) {
   const Batch full = random_batch(4, 6, c.vocab_size, 43);
   const double scale = 1.0 / count_label_tokens(full.labels);
   LoraAdapter once = lora.zeros_like(), accumulated = lora.zeros_like();
-  const LossSum whole = model.forward_backward(full.ids, full.labels, lora, once, scale);
+  const LossSum whole = model.forward_backward(full.ids, full.labels, &lora, &once, scale);
   LossSum parts;
   for (int64_t half = 0; half < 2; ++half) {
     const LossSum part = model.forward_backward(full.ids.rows(2 * half, 2 * half + 2), full.labels.rows(2 * half, 2 * half + 2),
-                                                lora, accumulated, scale);
+                                                &lora, &accumulated, scale);
     parts.sum += part.sum;
     parts.tokens += part.tokens;
   }
@@ -164,8 +164,8 @@ TEST(Model, LossChunkingDoesNotChangeResults) {
   const LoraAdapter lora = tiny_lora(c, false, 52);
   const Batch batch = random_batch(2, 7, c.vocab_size, 53);
   LoraAdapter one_chunk = lora.zeros_like(), chunked = lora.zeros_like();
-  const LossSum a = LlamaModel(weights).forward_backward(batch.ids, batch.labels, lora, one_chunk, 0.5);
-  const LossSum b = LlamaModel(weights, {.logits_chunk_rows = 3}).forward_backward(batch.ids, batch.labels, lora, chunked, 0.5);
+  const LossSum a = LlamaModel(weights).forward_backward(batch.ids, batch.labels, &lora, &one_chunk, 0.5);
+  const LossSum b = LlamaModel(weights, {.logits_chunk_rows = 3}).forward_backward(batch.ids, batch.labels, &lora, &chunked, 0.5);
   EXPECT_NEAR(a.sum, b.sum, 1e-12);
   for (size_t i = 0; i < chunked.named_tensors().size(); ++i)
     EXPECT_LT(relative_error(chunked.named_tensors()[i].second, one_chunk.named_tensors()[i].second), 1e-13);
@@ -203,8 +203,8 @@ TEST(Model, Float32MatchesFloat64) {
   const LoraAdapter l32 = l64.converted(DType::f32);
   const Batch batch = random_batch(2, 8, c.vocab_size, 73);
   LoraAdapter g64 = l64.zeros_like(), g32 = l32.zeros_like();
-  const LossSum a = LlamaModel(w64).forward_backward(batch.ids, batch.labels, l64, g64, 0.1);
-  const LossSum b = LlamaModel(w32).forward_backward(batch.ids, batch.labels, l32, g32, 0.1);
+  const LossSum a = LlamaModel(w64).forward_backward(batch.ids, batch.labels, &l64, &g64, 0.1);
+  const LossSum b = LlamaModel(w32).forward_backward(batch.ids, batch.labels, &l32, &g32, 0.1);
   EXPECT_NEAR(a.sum, b.sum, 1e-5 * std::abs(a.sum));
   for (size_t i = 0; i < g64.named_tensors().size(); ++i)
     EXPECT_LT(relative_error(g32.named_tensors()[i].second, g64.named_tensors()[i].second), 1e-4)

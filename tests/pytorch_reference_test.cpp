@@ -146,7 +146,7 @@ TEST_P(PyTorchReference, LogitsLossAndLoraGradientsMatch) {
 
     LoraAdapter grads = lora.zeros_like();
     const int64_t tokens = count_label_tokens(labels);
-    const LossSum loss = model.forward_backward(ids, labels, lora, grads, 1.0 / tokens);
+    const LossSum loss = model.forward_backward(ids, labels, &lora, &grads, 1.0 / tokens);
     const double expected_loss = reference.load("loss", Shape{1}, DType::f64).as<double>()[0];
     EXPECT_NEAR(loss.mean(), expected_loss, tolerance * expected_loss);
     for (const auto& [name, grad] : grads.named_tensors())

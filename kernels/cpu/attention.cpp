@@ -10,20 +10,21 @@ namespace fe::kernels {
 namespace {
 
 struct Dims {
-  int64_t batch, seq, heads, kv_heads, head_dim;
+  int64_t batch, seq, kv_seq, heads, kv_heads, head_dim;
   int64_t q_index(int64_t b, int64_t t, int64_t h) const { return ((b * seq + t) * heads + h) * head_dim; }
-  int64_t kv_index(int64_t b, int64_t t, int64_t g) const { return ((b * seq + t) * kv_heads + g) * head_dim; }
+  int64_t kv_index(int64_t b, int64_t t, int64_t g) const { return ((b * kv_seq + t) * kv_heads + g) * head_dim; }
   int64_t lse_index(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
   int64_t group_size() const { return heads / kv_heads; }
-  int64_t work() const { return batch * heads * seq * seq / 2 * head_dim; }  // multiply-adds
+  int64_t last_key(int64_t query) const { return kv_seq - seq + query; }  // causal limit, inclusive
+  int64_t work() const { return batch * heads * seq * kv_seq * head_dim; }  // multiply-adds, roughly
 };
 
 Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, const View& v) {
   check.require(q.shape.rank() == 4 && k.shape.rank() == 4 && k.shape == v.shape,
-                "expects q [B, T, H, hd], k and v [B, T, Hkv, hd]");
-  Dims d{q.shape[0], q.shape[1], q.shape[2], k.shape[2], q.shape[3]};
-  check.require(k.shape[0] == d.batch && k.shape[1] == d.seq && k.shape[3] == d.head_dim,
-                "q, k and v must agree on B, T and hd");
+                "expects q [B, Tq, H, hd], k and v [B, Tk, Hkv, hd]");
+  Dims d{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3]};
+  check.require(k.shape[0] == d.batch && k.shape[3] == d.head_dim, "q, k and v must agree on B and hd");
+  check.require(d.seq <= d.kv_seq, "queries cannot outnumber keys (Tq ≤ Tk)");
   check.require(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "H must be a multiple of Hkv");
   return d;
 }
@@ -47,7 +48,7 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
 #pragma omp parallel if (d.work() > cpu::kParallelWork)
     {
-      std::vector<T> scores(d.seq);
+      std::vector<T> scores(d.kv_seq);
 #pragma omp for collapse(2) schedule(static)
       for (int64_t b = 0; b < d.batch; ++b)
         for (int64_t h = 0; h < d.heads; ++h) {
@@ -55,14 +56,14 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
           for (int64_t i = 0; i < d.seq; ++i) {
             const T* qi = q.as<T>() + d.q_index(b, i, h);
             T max_score = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j <= i; ++j) {
+            for (int64_t j = 0; j <= d.last_key(i); ++j) {
               scores[j] = scale * dot(qi, k.as<T>() + d.kv_index(b, j, g), d.head_dim);
               max_score = std::max(max_score, scores[j]);
             }
             T* oi = out.as<T>() + d.q_index(b, i, h);
             std::fill(oi, oi + d.head_dim, T(0));
             double denom = 0;
-            for (int64_t j = 0; j <= i; ++j) {
+            for (int64_t j = 0; j <= d.last_key(i); ++j) {
               const T p = std::exp(scores[j] - max_score);
               denom += p;
               const T* vj = v.as<T>() + d.kv_index(b, j, g);
@@ -92,6 +93,7 @@ void attention_backward(const View& dq, const View& dk, const View& dv, const Vi
                     dk.shape == k.shape && dv.shape == v.shape &&
                     lse.numel() == d.batch * d.heads * d.seq,
                 "gradients must match their inputs, lse [B, H, T]");
+  check.require(d.seq == d.kv_seq, "the backward needs as many queries as keys");
   cpu::dispatch_float(check, q, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
     const int64_t hd = d.head_dim;

@@ -1,0 +1,76 @@
+// engine/dataset.h — JSONL datasets → token sequences with loss masks → padded batches.
+//
+// Formats (one JSON object per line; `format: auto` picks by the keys present):
+//   text               {"text": ...}                         loss on every token
+//   prompt_completion  {"prompt": ..., "completion": ...}    loss on the completion
+//   alpaca             {"instruction", "input"?, "output"}  Stanford Alpaca prompt, loss on output
+//   chat               {"messages": [{"role", "content"}]}   chat template, loss on assistant turns
+//   tokenized          {"input_ids": [...], "labels"?: [...]} used as given (-100 = no loss)
+// Unless train_on_prompt is set, the loss covers only completion / assistant tokens. Sequences
+// longer than max_seq_len are truncated (from the right). A line that does not parse, or lacks the
+// keys of its format, is an error naming the file and the 1-based line number.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "tokenizer/tokenizer.h"
+
+namespace fe {
+
+enum class DataFormat { auto_detect, text, prompt_completion, alpaca, chat, tokenized };
+// "auto", "text", "prompt_completion", "alpaca", "chat", "tokenized"; an unknown name is an Error
+// listing the valid ones.
+DataFormat parse_data_format(std::string_view name);
+const char* data_format_name(DataFormat format);
+
+struct DataOptions {
+  DataFormat format = DataFormat::auto_detect;
+  int64_t max_seq_len = 512;
+  bool train_on_prompt = false;
+  std::string chat_template = "llama2";  // "llama2", "chatml" or "plain"
+  bool add_bos = true;
+  bool add_eos = true;
+};
+
+struct Example {
+  std::vector<int32_t> input_ids;  // BOS + prompt + completion + EOS, truncated to max_seq_len
+  std::vector<int32_t> labels;     // input_ids where the loss counts, -100 elsewhere
+  int64_t prompt_length = 0;       // tokens before the completion: generation starts here
+  std::string reference;           // completion text (exact-match evaluation); empty for text
+  int64_t line = 0;                // 1-based line in the source file
+};
+
+// tokenizer may be null only for the tokenized format.
+std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options);
+
+struct Batch {
+  Tensor input_ids;  // i32 [B, T], right-padded with pad_id
+  Tensor labels;     // i32 [B, T], -100 on padding
+};
+
+// Stacks examples[i] for each i in `indices` into one batch, padded to its longest member.
+Batch make_batch(const std::vector<Example>& examples, std::span<const int64_t> indices, int32_t pad_id);
+
+// Endless micro-batches over a dataset. Each epoch is a fresh permutation drawn from (seed,
+// epoch), so a run is reproducible and resumable from (epoch, position). With length bucketing,
+// the permutation is cut into windows of a few dozen batches and each window is sorted by length
+// before it is split into batches (then the batches of the window are shuffled), so a batch holds
+// examples of similar length and pads little. The last batch of an epoch may be smaller.
+class BatchIterator {
+ public:
+  BatchIterator(const std::vector<Example>& examples, int64_t batch_size, uint64_t seed,
+                bool bucket_by_length, int32_t pad_id);
+  Batch next();
+  int64_t epoch() const;              // 0-based epoch of the batch next() returns
+  int64_t batches_per_epoch() const;
+
+ private:
+  // implementation-defined members
+};
+
+}  // namespace fe
