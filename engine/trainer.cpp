@@ -1,0 +1,83 @@
+#include "engine/trainer.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "kernels/adamw.h"
+#include "kernels/elementwise.h"
+
+namespace fe {
+
+double learning_rate(const OptimizerOptions& o, int64_t step) {
+  if (step < o.warmup_steps) return o.lr * static_cast<double>(step) / static_cast<double>(o.warmup_steps);
+  if (o.schedule == LrSchedule::constant) return o.lr;
+  const double decay_steps = std::max<double>(1.0, static_cast<double>(o.total_steps - o.warmup_steps));
+  const double progress = std::min(1.0, static_cast<double>(step - o.warmup_steps) / decay_steps);
+  if (o.schedule == LrSchedule::linear) return o.lr * (1.0 - progress);
+  return o.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+}
+
+Trainer::Trainer(const LlamaModel& model, LoraAdapter& adapter, const OptimizerOptions& options)
+    : model_(model), adapter_(&adapter), adapter_grads_(adapter.zeros_like()), options_(options) {
+  track(adapter.named_tensors(), adapter_grads_.named_tensors());
+}
+
+Trainer::Trainer(const LlamaModel& model, LlamaWeights& weights, const OptimizerOptions& options)
+    : model_(model), weights_(&weights), weight_grads_(weights.zeros_like()), options_(options) {
+  track(weights.named_tensors(), weight_grads_.named_tensors());
+}
+
+void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
+                    const std::vector<std::pair<std::string, Tensor>>& grads) {
+  if (params.empty()) throw Error("Trainer: nothing to train (the adapter targets no projection)");
+  if (options_.lr < 0 || options_.max_grad_norm < 0 || options_.warmup_steps < 0)
+    throw Error("Trainer: lr, max_grad_norm and warmup_steps must not be negative");
+  for (size_t i = 0; i < params.size(); ++i) {
+    params_.push_back(params[i].second);
+    grads_.push_back(grads[i].second);
+    if (options_.kind == OptimizerKind::adamw) {
+      first_moments_.push_back(Tensor::zeros(params[i].second.shape(), params[i].second.dtype()));
+      second_moments_.push_back(Tensor::zeros(params[i].second.shape(), params[i].second.dtype()));
+    }
+  }
+}
+
+double Trainer::clip_gradients() {
+  double sum_sq = 0;
+  for (const Tensor& g : grads_) sum_sq += kernels::sum_squares(g);
+  const double norm = std::sqrt(sum_sq);
+  if (options_.max_grad_norm > 0 && norm > options_.max_grad_norm)
+    for (const Tensor& g : grads_) kernels::scale(g, options_.max_grad_norm / norm);
+  return norm;
+}
+
+void Trainer::update(double lr) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (options_.kind == OptimizerKind::sgd) {
+      kernels::axpy(params_[i], grads_[i], -lr);
+      continue;
+    }
+    const kernels::AdamWHyper hyper{lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay};
+    kernels::adamw_step(params_[i], grads_[i], first_moments_[i], second_moments_[i], hyper, step_ + 1);
+  }
+}
+
+StepStats Trainer::step(std::span<const Batch> micro_batches) {
+  StepStats stats;
+  for (const Batch& b : micro_batches) stats.tokens += count_label_tokens(b.labels);
+  if (stats.tokens == 0) return stats;
+  for (const Tensor& g : grads_) kernels::fill(g, 0.0);
+  double loss_sum = 0;
+  const double grad_scale = 1.0 / static_cast<double>(stats.tokens);
+  for (const Batch& b : micro_batches)
+    loss_sum += model_.forward_backward(b.input_ids, b.labels, adapter_, adapter_ ? &adapter_grads_ : nullptr,
+                                        grad_scale, weights_ ? &weight_grads_ : nullptr).sum;
+  stats.loss = loss_sum / static_cast<double>(stats.tokens);
+  stats.grad_norm = clip_gradients();
+  stats.lr = learning_rate(options_, step_);
+  update(stats.lr);
+  ++step_;
+  return stats;
+}
+
+}  // namespace fe

@@ -1,0 +1,73 @@
+// engine/trainer.h — optimizer steps over global batches: gradient accumulation, global-norm
+// clipping, AdamW or SGD, learning-rate schedules.
+//
+// A Trainer owns the gradient buffers and the optimizer state of one set of trainable tensors:
+// the LoRA matrices of an adapter, or every base weight (full-parameter training, used to make
+// small pretrained bases). It updates those tensors in place; the model must share their storage
+// (build the LlamaModel from the same LlamaWeights).
+//
+// step(micro_batches) is one optimizer step over one global batch: the loss is the mean over all
+// label tokens of all micro-batches (DESIGN.md), so splitting a batch into micro-batches changes
+// nothing but memory use. Runs are deterministic: same inputs, same bits.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/dataset.h"
+#include "engine/llama_model.h"
+
+namespace fe {
+
+enum class OptimizerKind { adamw, sgd };
+enum class LrSchedule { constant, linear, cosine };
+
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::adamw;
+  double lr = 1e-4;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double weight_decay = 0.0;       // AdamW only (decoupled)
+  LrSchedule schedule = LrSchedule::constant;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;         // where linear and cosine decay reach 0
+  double max_grad_norm = 0.0;      // clip the global gradient norm to this; 0: no clipping
+};
+
+// HF's schedules (get_{constant,linear,cosine}_schedule_with_warmup) at 0-based optimizer step s:
+// lr·s/warmup during warmup, then constant, linear or half-cosine decay to 0 at total_steps.
+double learning_rate(const OptimizerOptions& options, int64_t step);
+
+struct StepStats {
+  double loss = 0;        // mean over the global batch's label tokens
+  int64_t tokens = 0;     // label tokens
+  double grad_norm = 0;   // before clipping
+  double lr = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const LlamaModel& model, LoraAdapter& adapter, const OptimizerOptions& options);
+  Trainer(const LlamaModel& model, LlamaWeights& weights, const OptimizerOptions& options);
+
+  // One optimizer step. A global batch without label tokens changes nothing (tokens = 0).
+  StepStats step(std::span<const Batch> micro_batches);
+  int64_t steps_done() const { return step_; }
+
+ private:
+  void track(const std::vector<std::pair<std::string, Tensor>>& params,
+             const std::vector<std::pair<std::string, Tensor>>& grads);
+  double clip_gradients();
+  void update(double lr);
+
+  const LlamaModel& model_;
+  LoraAdapter* adapter_ = nullptr;
+  LoraAdapter adapter_grads_;
+  LlamaWeights* weights_ = nullptr;
+  LlamaWeights weight_grads_;
+  OptimizerOptions options_;
+  std::vector<Tensor> params_, grads_, first_moments_, second_moments_;
+  int64_t step_ = 0;
+};
+
+}  // namespace fe
