@@ -8,6 +8,7 @@
 
 #include "engine/rng.h"
 #include "engine/safetensors.h"
+#include "kernels/linear.h"
 
 namespace fe {
 namespace {
@@ -169,6 +170,26 @@ std::vector<std::pair<std::string, Tensor>> LoraAdapter::named_tensors() const {
         named.emplace_back(peft_name(l, p, true), pair.b);
       }
   return named;
+}
+
+}  // namespace fe
+
+namespace fe {
+
+LlamaWeights merge_lora(const LlamaWeights& weights, const LoraAdapter& adapter) {
+  if (adapter.layers.size() != weights.layers.size())
+    throw Error("merge_lora: the adapter has " + std::to_string(adapter.layers.size()) + " layers, the model " +
+                std::to_string(weights.layers.size()));
+  LlamaWeights merged = weights;
+  for (size_t l = 0; l < merged.layers.size(); ++l)
+    for (Proj p : kAllProj)
+      if (const LoraPair& pair = adapter.at(l, p); pair.defined()) {
+        Linear& linear = merged.layers[l][p];
+        linear.weight = linear.weight.clone();  // never write into the caller's weights
+        kernels::gemm(linear.weight, pair.b.to(linear.weight.dtype()), false, pair.a.to(linear.weight.dtype()), false,
+                      adapter.config.scale(), 1.0);
+      }
+  return merged;
 }
 
 }  // namespace fe

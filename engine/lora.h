@@ -53,6 +53,10 @@ struct LoraAdapter {
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
 };
 
+// The base weights with the adapter folded in: W + scale·B·A for every targeted projection (what
+// PEFT's merge_and_unload does). The result no longer needs the adapter.
+LlamaWeights merge_lora(const LlamaWeights& weights, const LoraAdapter& adapter);
+
 // "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight"
 std::string peft_name(int64_t layer, Proj p, bool b_matrix);
 

@@ -1,0 +1,117 @@
+// LoRA adapters: PEFT files round-trip exactly, bad adapter files are refused by name, and merging
+// an adapter into the base weights gives the same model.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/llama_model.h"
+#include "engine/safetensors.h"
+#include "tests/test_util.h"
+
+namespace fe {
+namespace {
+
+using ::testing::HasSubstr;
+using test::relative_error;
+
+LlamaConfig small_config() {
+  LlamaConfig c;
+  c.hidden_size = 24;
+  c.intermediate_size = 40;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 6;
+  c.vocab_size = 30;
+  c.initializer_range = 0.3;
+  return c;
+}
+
+LoraAdapter trained_looking_adapter(const LlamaConfig& c, DType dtype) {
+  LoraConfig lc;
+  lc.rank = 3;
+  lc.alpha = 5;
+  lc.use_rslora = true;
+  lc.targets = {Proj::q, Proj::o, Proj::up, Proj::down};
+  LoraAdapter lora = LoraAdapter::init(c, lc, 1, dtype);
+  Rng rng(2);
+  for (auto& [name, t] : lora.named_tensors())
+    if (name.find("lora_B") != std::string::npos) rng.fill_normal(t, 0.0, 0.2);
+  return lora;
+}
+
+Tensor some_ids() {
+  Tensor ids = Tensor::empty(Shape{2, 5}, DType::i32);
+  for (int i = 0; i < 10; ++i) ids.as<int32_t>()[i] = (i * 7 + 3) % 30;
+  return ids;
+}
+
+TEST(Lora, PeftRoundTripGivesIdenticalOutputs) {
+  test::TempDir dir;
+  const LlamaConfig c = small_config();
+  const LlamaModel model(LlamaWeights::random(c, 3, DType::f32));
+  const LoraAdapter lora = trained_looking_adapter(c, DType::f32);
+  lora.save_peft(dir.path("adapter"), "my/base");
+  const LoraAdapter loaded = LoraAdapter::load_peft(dir.path("adapter"), c, DType::f32);
+  EXPECT_EQ(loaded.config.rank, 3);
+  EXPECT_TRUE(loaded.config.use_rslora);
+  EXPECT_EQ(loaded.config.targets, lora.config.targets);
+  const Tensor a = model.logits(some_ids(), &lora), b = model.logits(some_ids(), &loaded);
+  EXPECT_EQ(relative_error(a, b), 0.0);
+
+  std::ifstream in(dir.path("adapter/adapter_config.json"));
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["peft_type"], "LORA");
+  EXPECT_EQ(j["base_model_name_or_path"], "my/base");
+  EXPECT_EQ(j["target_modules"], nlohmann::json({"q_proj", "o_proj", "up_proj", "down_proj"}));
+  const SafetensorsFile file(dir.path("adapter/adapter_model.safetensors"));
+  EXPECT_NE(file.find("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"), nullptr);
+  EXPECT_EQ(file.tensors().size(), 2u * 4 * 2);
+}
+
+TEST(Lora, BadAdapterFilesAreRefusedByName) {
+  test::TempDir dir;
+  const LlamaConfig c = small_config();
+  trained_looking_adapter(c, DType::f32).save_peft(dir.path("adapter"));
+  LlamaConfig other = c;
+  other.num_hidden_layers = 3;  // the adapter lacks layer 2
+  try {
+    LoraAdapter::load_peft(dir.path("adapter"), other, DType::f32);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("layers.2.self_attn.q_proj.lora_A.weight"));
+  }
+  LlamaConfig fewer = c;
+  fewer.num_hidden_layers = 1;  // the adapter has an extra layer
+  try {
+    LoraAdapter::load_peft(dir.path("adapter"), fewer, DType::f32);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("unexpected tensor"));
+  }
+  std::ofstream(dir.path("adapter/adapter_config.json")) << R"({"r": 3, "lora_alpha": 5, "target_modules": ["q_proj", "lm_head"]})";
+  try {
+    LoraAdapter::load_peft(dir.path("adapter"), c, DType::f32);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("adapter_config.json"), HasSubstr("\"lm_head\"")));
+  }
+}
+
+TEST(Lora, MergedWeightsEqualBasePlusAdapter) {
+  const LlamaConfig c = small_config();
+  const LlamaWeights base = LlamaWeights::random(c, 4, DType::f64);
+  const LoraAdapter lora = trained_looking_adapter(c, DType::f64);
+  const Tensor q_before = base.layers[0][Proj::q].weight.clone();
+  const LlamaWeights merged = merge_lora(base, lora);
+  EXPECT_EQ(relative_error(base.layers[0][Proj::q].weight, q_before), 0.0);  // the base is untouched
+  const Tensor with_adapter = LlamaModel(base).logits(some_ids(), &lora);
+  const Tensor folded = LlamaModel(merged).logits(some_ids(), nullptr);
+  EXPECT_LT(relative_error(folded, with_adapter), 1e-13);
+  EXPECT_GT(relative_error(LlamaModel(base).logits(some_ids(), nullptr), with_adapter), 1e-3);
+}
+
+}  // namespace
+}  // namespace fe
