@@ -31,4 +31,10 @@ class Tokenizer {
   virtual std::string id_to_piece(int32_t id) const = 0;
 };
 
+// Trains a Llama-2-style SentencePiece model on a text file (one sentence a line): BPE, byte
+// fallback, <unk> = 0, <s> = 1, </s> = 2, every character of the corpus kept. Writes model_path
+// (a tokenizer.model). vocab_size includes the 256 byte pieces, so it must exceed ~260 plus the
+// corpus' distinct characters.
+void train_sentencepiece(const std::string& corpus_file, const std::string& model_path, int vocab_size);
+
 }  // namespace fe
