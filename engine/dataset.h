@@ -6,7 +6,8 @@
 //   alpaca             {"instruction", "input"?, "output"}  Stanford Alpaca prompt, loss on output
 //   chat               {"messages": [{"role", "content"}]}   chat template, loss on assistant turns
 //   tokenized          {"input_ids": [...], "labels"?: [...]} used as given (-100 = no loss)
-// Unless train_on_prompt is set, the loss covers only completion / assistant tokens. Sequences
+// Unless train_on_prompt is set, the loss covers only completion / assistant tokens and the EOS
+// that ends them; with it, every token but the leading BOS (never a prediction target). Sequences
 // longer than max_seq_len are truncated (from the right). A line that does not parse, or lacks the
 // keys of its format, is an error naming the file and the 1-based line number.
 #pragma once
@@ -61,16 +62,28 @@ Batch make_batch(const std::vector<Example>& examples, std::span<const int64_t> 
 // the permutation is cut into windows of a few dozen batches and each window is sorted by length
 // before it is split into batches (then the batches of the window are shuffled), so a batch holds
 // examples of similar length and pads little. The last batch of an epoch may be smaller.
+// The iterator refers to `examples`, which must outlive it.
 class BatchIterator {
  public:
   BatchIterator(const std::vector<Example>& examples, int64_t batch_size, uint64_t seed,
                 bool bucket_by_length, int32_t pad_id);
   Batch next();
   int64_t epoch() const;              // 0-based epoch of the batch next() returns
+  int64_t position() const;           // batches of that epoch already returned
   int64_t batches_per_epoch() const;
+  // Continues exactly where an iterator with the same arguments stood at (epoch, position): how a
+  // run resumes from a checkpoint.
+  void seek(int64_t epoch, int64_t position);
 
  private:
-  // implementation-defined members
+  const std::vector<Example>* examples_;
+  int64_t batch_size_;
+  uint64_t seed_;
+  bool bucket_by_length_;
+  int32_t pad_id_;
+  int64_t epoch_ = 0;
+  int64_t position_ = 0;
+  std::vector<std::vector<int64_t>> batches_;  // the current epoch's batches, as example indices
 };
 
 }  // namespace fe

@@ -1,0 +1,95 @@
+#include "engine/train_config.h"
+
+namespace fe {
+namespace {
+
+void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
+  c.train_file = for_training ? data.existing_file("train") : data.get_path("train");
+  c.eval_file = data.has("eval") ? data.existing_file("eval") : "";
+  c.data.format = parse_data_format(
+      data.get_choice("format", {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized"}, "auto"));
+  c.data.max_seq_len = data.get<int64_t>("max_seq_len", c.data.max_seq_len, Bounds::at_least(2));
+  c.data.train_on_prompt = data.get<bool>("train_on_prompt", c.data.train_on_prompt);
+  c.data.chat_template = data.get_choice("chat_template", {"llama2", "chatml", "plain"}, c.data.chat_template);
+  c.data.add_bos = data.get<bool>("add_bos", c.data.add_bos);
+  c.data.add_eos = data.get<bool>("add_eos", c.data.add_eos);
+  c.bucket_by_length = data.get<bool>("bucket_by_length", c.bucket_by_length);
+}
+
+void read_adapter(const ConfigNode& adapter, TrainConfig& c) {
+  c.full_parameter = adapter.get_choice("method", {"lora", "full"}, "lora") == "full";
+  c.lora.rank = adapter.get<int64_t>("rank", c.lora.rank, Bounds::at_least(1));
+  c.lora.alpha = adapter.get<double>("alpha", c.lora.alpha, Bounds::greater_than(0));
+  c.lora.use_rslora = adapter.get<bool>("rslora", c.lora.use_rslora);
+  std::vector<std::string> default_targets;
+  for (Proj p : c.lora.targets) default_targets.push_back(proj_name(p));
+  c.lora.targets.clear();
+  for (const std::string& name : adapter.get<std::vector<std::string>>("targets", default_targets)) {
+    const auto p = proj_from_name(name);
+    if (!p) adapter.fail("targets", "\"" + name + "\" is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
+    if (!c.lora.targets_proj(*p)) c.lora.targets.push_back(*p);
+  }
+  if (c.lora.targets.empty()) adapter.fail("targets", "name at least one projection");
+  c.init_adapter = adapter.has("init") ? adapter.existing_dir("init") : "";
+  if (c.full_parameter && !c.init_adapter.empty()) adapter.fail("init", "full-parameter training takes no adapter");
+}
+
+void read_train(const ConfigNode& train, TrainConfig& c) {
+  c.steps = train.get<int64_t>("steps", c.steps, Bounds::at_least(1));
+  c.micro_batch_size = train.get<int64_t>("micro_batch_size", c.micro_batch_size, Bounds::at_least(1));
+  c.grad_accum_steps = train.get<int64_t>("grad_accum_steps", c.grad_accum_steps, Bounds::at_least(1));
+  OptimizerOptions& o = c.optimizer;
+  o.kind = train.get_choice("optimizer", {"adamw", "sgd"}, "adamw") == "sgd" ? OptimizerKind::sgd : OptimizerKind::adamw;
+  o.lr = train.get<double>("lr", o.lr, Bounds::greater_than(0));
+  o.beta1 = train.get<double>("beta1", o.beta1, Bounds{.min = 0, .max = 1, .max_exclusive = true});
+  o.beta2 = train.get<double>("beta2", o.beta2, Bounds{.min = 0, .max = 1, .max_exclusive = true});
+  o.eps = train.get<double>("eps", o.eps, Bounds::greater_than(0));
+  o.weight_decay = train.get<double>("weight_decay", o.weight_decay, Bounds::at_least(0));
+  const std::string schedule = train.get_choice("schedule", {"constant", "linear", "cosine"}, "constant");
+  o.schedule = schedule == "linear" ? LrSchedule::linear : schedule == "cosine" ? LrSchedule::cosine : LrSchedule::constant;
+  o.warmup_steps = train.get<int64_t>("warmup_steps", o.warmup_steps, Bounds::at_least(0));
+  o.max_grad_norm = train.get<double>("max_grad_norm", o.max_grad_norm, Bounds::at_least(0));
+  o.total_steps = c.steps;
+  c.seed = static_cast<uint64_t>(train.get<int64_t>("seed", 0, Bounds::at_least(0)));
+  c.recompute_activations = train.get<bool>("recompute_activations", c.recompute_activations);
+}
+
+void read_eval(const ConfigNode& eval, TrainConfig& c) {
+  c.eval_every = eval.get<int64_t>("every", c.eval_every, Bounds::at_least(0));
+  EvalOptions& e = c.eval;
+  e.batch_size = eval.get<int64_t>("batch_size", e.batch_size, Bounds::at_least(1));
+  e.exact_match = eval.get<bool>("exact_match", e.exact_match);
+  e.max_generate_examples = eval.get<int64_t>("max_examples", e.max_generate_examples, Bounds::at_least(0));
+  e.sampling.max_new_tokens = eval.get<int64_t>("max_new_tokens", e.sampling.max_new_tokens, Bounds::at_least(1));
+  e.sampling.temperature = eval.get<double>("temperature", e.sampling.temperature, Bounds::at_least(0));
+  e.sampling.top_p = eval.get<double>("top_p", e.sampling.top_p, Bounds{.min = 0, .max = 1, .min_exclusive = true});
+  e.sampling.seed = c.seed;
+  const ConfigNode normalize = eval.child("normalize");
+  TextNormalization& n = e.normalization;
+  n.strip = normalize.get<bool>("strip", n.strip);
+  n.collapse_whitespace = normalize.get<bool>("collapse_whitespace", n.collapse_whitespace);
+  n.lowercase = normalize.get<bool>("lowercase", n.lowercase);
+  n.remove_punctuation = normalize.get<bool>("remove_punctuation", n.remove_punctuation);
+}
+
+void read_output(const ConfigNode& output, bool for_training, TrainConfig& c) {
+  c.output_dir = for_training ? output.require_path("dir") : output.get_path("dir");
+  c.log_every = output.get<int64_t>("log_every", c.log_every, Bounds::at_least(1));
+  c.save_every = output.get<int64_t>("save_every", c.save_every, Bounds::at_least(0));
+}
+
+}  // namespace
+
+TrainConfig read_train_config(const ConfigNode& root, bool for_training) {
+  TrainConfig c;
+  c.model_dir = root.existing_dir("model");
+  c.tokenizer_path = root.has("tokenizer") ? root.get_path("tokenizer") : c.model_dir;
+  read_data(root.child("data"), for_training, c);
+  read_adapter(root.child("adapter"), c);
+  read_train(root.child("train"), c);
+  read_eval(root.child("eval"), c);
+  read_output(root.child("output"), for_training, c);
+  return c;
+}
+
+}  // namespace fe

@@ -1,0 +1,142 @@
+#include "engine/train_run.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+namespace fe {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string format_duration(double seconds) {
+  const auto total = static_cast<int64_t>(std::lround(std::max(0.0, seconds)));
+  char text[32];
+  std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", static_cast<long long>(total / 3600),
+                static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
+  return text;
+}
+
+// Appends one JSON object per line and flushes it, so a crash loses nothing already measured.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const fs::path& path) : out_(path, std::ios::trunc) {
+    if (!out_) throw Error(path.string() + ": cannot open the metrics file for writing");
+  }
+  void write(const nlohmann::json& record) { out_ << record.dump() << std::endl; }
+
+ private:
+  std::ofstream out_;
+};
+
+void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter, const fs::path& dir) {
+  if (adapter) {
+    adapter->save_peft((dir / "adapter").string(), c.model_dir);
+    return;
+  }
+  weights.save((dir / "model").string(), DType::f32);
+  const fs::path tokenizer = fs::is_directory(c.tokenizer_path) ? fs::path(c.tokenizer_path) / "tokenizer.model"
+                                                                : fs::path(c.tokenizer_path);
+  fs::copy_file(tokenizer, dir / "model" / "tokenizer.model", fs::copy_options::overwrite_existing);
+}
+
+}  // namespace
+
+std::string describe(const EvalResult& r) {
+  char text[160];
+  std::snprintf(text, sizeof text, "loss %.4f | ppl %.3f", r.loss, r.perplexity);
+  std::string line = text;
+  if (r.generated_examples > 0) {
+    std::snprintf(text, sizeof text, " | exact match %lld/%lld (%.1f%%)", static_cast<long long>(r.exact_matches),
+                  static_cast<long long>(r.generated_examples), 100.0 * r.accuracy());
+    line += text;
+  }
+  return line;
+}
+
+LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
+  LoadedRun run;
+  run.weights = LlamaWeights::load(c.model_dir, DType::f32);
+  run.tokenizer = Tokenizer::load(c.tokenizer_path);
+  if (run.tokenizer->vocab_size() > run.weights.config.vocab_size)
+    throw Error(c.tokenizer_path + ": the tokenizer's " + std::to_string(run.tokenizer->vocab_size()) +
+                " tokens exceed the model's vocab_size " + std::to_string(run.weights.config.vocab_size));
+  if (load_train_data) run.train = load_jsonl(c.train_file, run.tokenizer.get(), c.data);
+  if (!c.eval_file.empty()) run.eval = load_jsonl(c.eval_file, run.tokenizer.get(), c.data);
+  return run;
+}
+
+TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
+  LoadedRun run = load_run(c, true);
+  const LlamaConfig& model_config = run.weights.config;
+  const LlamaModel model(run.weights, {.recompute_activations = c.recompute_activations});
+  LoraAdapter adapter;
+  std::unique_ptr<Trainer> trainer;
+  if (c.full_parameter) {
+    trainer = std::make_unique<Trainer>(model, run.weights, c.optimizer);
+  } else {
+    adapter = c.init_adapter.empty() ? LoraAdapter::init(model_config, c.lora, c.seed, DType::f32)
+                                     : LoraAdapter::load_peft(c.init_adapter, model_config, DType::f32);
+    trainer = std::make_unique<Trainer>(model, adapter, c.optimizer);
+  }
+  const LoraAdapter* lora = c.full_parameter ? nullptr : &adapter;
+
+  fs::create_directories(c.output_dir);
+  MetricsLog metrics(fs::path(c.output_dir) / "metrics.jsonl");
+  progress << "training " << (c.full_parameter ? "all parameters" : "a LoRA adapter") << " of " << c.model_dir << " ("
+           << model_config.num_parameters() << " parameters) on " << run.train.size() << " examples, " << c.steps
+           << " steps of " << c.micro_batch_size * c.grad_accum_steps << " sequences\n";
+
+  auto evaluate_now = [&](int64_t step) {
+    if (run.eval.empty()) return EvalResult{};
+    const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), c.eval);
+    progress << "eval  step " << step << " | " << describe(r) << std::endl;
+    metrics.write({{"step", step}, {"eval_loss", r.loss}, {"eval_perplexity", r.perplexity},
+                   {"eval_exact_match", r.exact_matches}, {"eval_examples", r.generated_examples},
+                   {"eval_accuracy", r.accuracy()}});
+    return r;
+  };
+
+  TrainSummary summary;
+  summary.before = evaluate_now(0);
+  BatchIterator batches(run.train, c.micro_batch_size, c.seed, c.bucket_by_length, run.tokenizer->pad_id());
+  const auto start = Clock::now();
+  int64_t tokens_seen = 0;
+  for (int64_t step = 1; step <= c.steps; ++step) {
+    std::vector<Batch> micro_batches;
+    for (int64_t i = 0; i < c.grad_accum_steps; ++i) {
+      micro_batches.push_back(batches.next());
+      tokens_seen += micro_batches.back().input_ids.numel();
+    }
+    const StepStats stats = trainer->step(micro_batches);
+    summary.final_train_loss = stats.loss;
+    summary.steps = step;
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const double tokens_per_s = tokens_seen / std::max(elapsed, 1e-9);
+    metrics.write({{"step", step}, {"loss", stats.loss}, {"lr", stats.lr}, {"grad_norm", stats.grad_norm},
+                   {"label_tokens", stats.tokens}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
+                   {"epoch", batches.epoch()}});
+    if (step % c.log_every == 0 || step == c.steps) {
+      char line[200];
+      std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s",
+                    static_cast<long long>(step), static_cast<long long>(c.steps), stats.loss, stats.lr,
+                    stats.grad_norm, tokens_per_s, format_duration(elapsed / step * (c.steps - step)).c_str());
+      progress << line << std::endl;
+    }
+    if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps)
+      save_result(c, run.weights, lora, fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step)));
+    if (c.eval_every > 0 && step % c.eval_every == 0 && step < c.steps) evaluate_now(step);
+  }
+  summary.after = evaluate_now(c.steps);
+  save_result(c, run.weights, lora, c.output_dir);
+  progress << "saved " << (lora ? "adapter to " : "model to ") << (fs::path(c.output_dir) / (lora ? "adapter" : "model")).string()
+           << std::endl;
+  return summary;
+}
+
+}  // namespace fe

@@ -1,0 +1,34 @@
+// engine/train_run.h — one participant's local training run, end to end, as `fedengine train`
+// does it: load the model, tokenizer, data and starting adapter; train with progress on a stream
+// and metrics in <output>/metrics.jsonl (one JSON object per step or evaluation, flushed as it is
+// written); evaluate before, every eval_every steps and at the end; save checkpoints and the
+// result (<output>/adapter in PEFT format, or <output>/model for full-parameter training).
+#pragma once
+
+#include <iosfwd>
+#include <memory>
+
+#include "engine/train_config.h"
+
+namespace fe {
+
+// What a run (or an evaluation) loads once: the base model and everything beside it.
+struct LoadedRun {
+  LlamaWeights weights;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::vector<Example> train, eval;
+};
+LoadedRun load_run(const TrainConfig& config, bool load_train_data);
+
+struct TrainSummary {
+  EvalResult before, after;  // on the eval set (zeros without one)
+  double final_train_loss = 0;
+  int64_t steps = 0;
+};
+
+TrainSummary run_training(const TrainConfig& config, std::ostream& progress);
+
+// One line: "loss 0.123 | ppl 1.13 | exact match 87/100 (87.0%)".
+std::string describe(const EvalResult& result);
+
+}  // namespace fe

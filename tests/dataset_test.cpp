@@ -1,0 +1,534 @@
+// Datasets: every format's token layout and loss mask, worked out by hand with a byte tokenizer;
+// every error names the file and line; batches pad correctly; the batch iterator visits each
+// example once per epoch, reproducibly, and length bucketing cuts padding.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <set>
+
+#include "engine/dataset.h"
+#include "engine/rng.h"
+#include "kernels/view.h"
+#include "tests/test_util.h"
+
+namespace fe {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr int32_t kPad = 0, kBos = 1, kEos = 2, kFirstByte = 3;
+constexpr int32_t kNoLoss = -100;
+
+// Byte b is token b + 3, after PAD, BOS and EOS, so the expected ids can be written by hand.
+class ByteTokenizer final : public Tokenizer {
+ public:
+  explicit ByteTokenizer(bool has_control_tokens = true) : has_control_tokens_(has_control_tokens) {}
+  std::vector<int32_t> encode(std::string_view text) const override {
+    std::vector<int32_t> ids;
+    for (const char c : text) ids.push_back(static_cast<unsigned char>(c) + kFirstByte);
+    return ids;
+  }
+  std::string decode(std::span<const int32_t> ids) const override {
+    std::string text;
+    for (const int32_t id : ids)
+      if (id >= kFirstByte) text += static_cast<char>(id - kFirstByte);
+    return text;
+  }
+  int64_t vocab_size() const override { return 256 + kFirstByte; }
+  int32_t bos_id() const override { return has_control_tokens_ ? kBos : -1; }
+  int32_t eos_id() const override { return has_control_tokens_ ? kEos : -1; }
+  int32_t pad_id() const override { return has_control_tokens_ ? kPad : -1; }
+  std::string id_to_piece(int32_t id) const override { return decode(std::span(&id, 1)); }
+
+ private:
+  bool has_control_tokens_;
+};
+
+// The sequence a test expects, spelled out piece by piece with each piece masked or trained.
+struct Expected {
+  std::vector<int32_t> ids, labels;
+
+  Expected& masked(std::string_view text) { return add(ByteTokenizer().encode(text), false); }
+  Expected& trained(std::string_view text) { return add(ByteTokenizer().encode(text), true); }
+  Expected& masked(int32_t token) { return add({token}, false); }
+  Expected& trained(int32_t token) { return add({token}, true); }
+  int64_t size() const { return static_cast<int64_t>(ids.size()); }
+
+ private:
+  Expected& add(const std::vector<int32_t>& tokens, bool in_loss) {
+    for (const int32_t id : tokens) {
+      ids.push_back(id);
+      labels.push_back(in_loss ? id : kNoLoss);
+    }
+    return *this;
+  }
+};
+
+DataOptions with_format(DataFormat format) {
+  DataOptions options;
+  options.format = format;
+  return options;
+}
+
+class DatasetTest : public ::testing::Test {
+ protected:
+  std::string write(const std::string& contents, const std::string& name = "data.jsonl") {
+    const std::string path = dir_.path(name);
+    std::ofstream(path) << contents;
+    return path;
+  }
+  std::vector<Example> load(const std::string& contents, const DataOptions& options = {}) {
+    return load_jsonl(write(contents), &tokenizer_, options);
+  }
+  Example load_one(const std::string& line, const DataOptions& options = {}) {
+    const std::vector<Example> examples = load(line + "\n", options);
+    EXPECT_EQ(examples.size(), 1u);
+    return examples.at(0);
+  }
+  // The message load_jsonl throws, or "no error".
+  std::string load_error(const std::string& contents, const DataOptions& options = {},
+                         const Tokenizer* tokenizer = nullptr) {
+    try {
+      load_jsonl(write(contents), tokenizer ? tokenizer : &tokenizer_, options);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  }
+
+  test::TempDir dir_;
+  ByteTokenizer tokenizer_;
+};
+
+void expect_layout(const Example& example, const Expected& expected, int64_t prompt_length) {
+  EXPECT_EQ(example.input_ids, expected.ids);
+  EXPECT_EQ(example.labels, expected.labels);
+  EXPECT_EQ(example.prompt_length, prompt_length);
+}
+
+TEST(DataFormat, NamesRoundTripAndUnknownNamesListTheValidOnes) {
+  for (const char* name : {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized"})
+    EXPECT_STREQ(data_format_name(parse_data_format(name)), name);
+  try {
+    parse_data_format("sharegpt");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("\"sharegpt\""), HasSubstr("prompt_completion"), HasSubstr("tokenized")));
+  }
+}
+
+TEST_F(DatasetTest, TextTrainsOnEveryTokenAfterBos) {
+  const Example example = load_one(R"({"text": "hi"})", with_format(DataFormat::text));
+  expect_layout(example, Expected().masked(kBos).trained("hi").trained(kEos), 1);
+  EXPECT_EQ(example.reference, "");
+  EXPECT_EQ(example.line, 1);
+}
+
+TEST_F(DatasetTest, PromptCompletionTrainsOnTheCompletionAndEos) {
+  const Example example = load_one(R"({"prompt": "Q?", "completion": "A"})", with_format(DataFormat::prompt_completion));
+  expect_layout(example, Expected().masked(kBos).masked("Q?").trained("A").trained(kEos), 3);
+  EXPECT_EQ(example.reference, "A");
+}
+
+TEST_F(DatasetTest, AlpacaUsesTheStanfordPromptWithAndWithoutInput) {
+  const DataOptions options = with_format(DataFormat::alpaca);
+  const Example with_input = load_one(R"({"instruction": "Add.", "input": "1 2", "output": "3"})", options);
+  const std::string prompt_with_input =
+      "Below is an instruction that describes a task, paired with an input that provides further context. "
+      "Write a response that appropriately completes the request.\n\n"
+      "### Instruction:\nAdd.\n\n### Input:\n1 2\n\n### Response:\n";
+  Expected expected = Expected().masked(kBos).masked(prompt_with_input);
+  const int64_t prompt_length = expected.size();
+  expect_layout(with_input, expected.trained("3").trained(kEos), prompt_length);
+  EXPECT_EQ(with_input.reference, "3");
+
+  const std::string prompt_without_input =
+      "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+      "### Instruction:\nSay hi.\n\n### Response:\n";
+  const Expected without_input = Expected().masked(kBos).masked(prompt_without_input).trained("hi").trained(kEos);
+  for (const char* line : {R"({"instruction": "Say hi.", "output": "hi"})",
+                           R"({"instruction": "Say hi.", "input": "", "output": "hi"})",
+                           R"({"instruction": "Say hi.", "input": null, "output": "hi"})"}) {
+    SCOPED_TRACE(line);
+    expect_layout(load_one(line, options), without_input, without_input.size() - 3);
+  }
+}
+
+TEST_F(DatasetTest, TrainOnPromptLabelsEveryTokenButBos) {
+  DataOptions options = with_format(DataFormat::prompt_completion);
+  options.train_on_prompt = true;
+  const Example example = load_one(R"({"prompt": "Q?", "completion": "A"})", options);
+  expect_layout(example, Expected().masked(kBos).trained("Q?").trained("A").trained(kEos), 3);
+}
+
+TEST_F(DatasetTest, BosAndEosOnlyWhenAskedForAndTheTokenizerHasThem) {
+  DataOptions options = with_format(DataFormat::prompt_completion);
+  const std::string line = R"({"prompt": "Q?", "completion": "A"})";
+  const Expected bare = Expected().masked("Q?").trained("A");
+
+  options.add_bos = false;
+  options.add_eos = false;
+  expect_layout(load_one(line, options), bare, 2);
+
+  options.add_bos = true;
+  options.add_eos = false;
+  expect_layout(load_one(line, options), Expected().masked(kBos).masked("Q?").trained("A"), 3);
+
+  options.add_eos = true;
+  const ByteTokenizer no_control_tokens(false);
+  const std::vector<Example> examples = load_jsonl(write(line), &no_control_tokens, options);
+  expect_layout(examples.at(0), bare, 2);
+}
+
+TEST_F(DatasetTest, TruncatesFromTheRightAndClampsThePromptLength) {
+  DataOptions options = with_format(DataFormat::prompt_completion);
+  const std::string line = R"({"prompt": "Q?", "completion": "AB"})";
+  options.max_seq_len = 4;
+  const Example cut_completion = load_one(line, options);
+  expect_layout(cut_completion, Expected().masked(kBos).masked("Q?").trained("A"), 3);
+  EXPECT_EQ(cut_completion.reference, "AB");
+
+  options.max_seq_len = 2;
+  expect_layout(load_one(line, options), Expected().masked(kBos).masked("Q"), 2);
+
+  options.format = DataFormat::tokenized;
+  expect_layout(load_one(R"({"input_ids": [5, 6, 7], "labels": [-100, 6, 7]})", options),
+                Expected{{5, 6}, {kNoLoss, 6}}, 1);
+}
+
+// ----- chat ---------------------------------------------------------------------------------
+
+const char* kTwoExchanges = R"({"messages": [
+    {"role": "system", "content": "S"},
+    {"role": "user", "content": "U1"}, {"role": "assistant", "content": "A1"},
+    {"role": "user", "content": "U2"}, {"role": "assistant", "content": "A2"}]})";
+
+// A JSONL line holds one record: the multi-line literal above is joined onto one line.
+std::string one_line(std::string record) {
+  std::replace(record.begin(), record.end(), '\n', ' ');
+  return record;
+}
+
+DataOptions chat_options(const std::string& chat_template) {
+  DataOptions options = with_format(DataFormat::chat);
+  options.chat_template = chat_template;
+  return options;
+}
+
+TEST_F(DatasetTest, ChatLlama2MasksPromptsAndTrainsEveryAnswer) {
+  Expected expected = Expected()
+                          .masked(kBos)
+                          .masked("[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST]")
+                          .trained("A1")
+                          .trained(kEos)
+                          .masked(kBos)
+                          .masked("[INST] U2 [/INST]");
+  const int64_t prompt_length = expected.size();
+  expected.trained("A2").trained(kEos);
+  const Example example = load_one(one_line(kTwoExchanges), chat_options("llama2"));
+  expect_layout(example, expected, prompt_length);
+  EXPECT_EQ(example.reference, "A2");
+}
+
+TEST_F(DatasetTest, ChatLlama2WithoutSystemMessage) {
+  const Example example =
+      load_one(R"({"messages": [{"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]})",
+               chat_options("llama2"));
+  const Expected prompt = Expected().masked(kBos).masked("[INST] U [/INST]");
+  expect_layout(example, Expected(prompt).trained("A").trained(kEos), prompt.size());
+}
+
+TEST_F(DatasetTest, ChatChatmlTrainsOnAnswersAndTheirImEnd) {
+  Expected expected =
+      Expected()
+          .masked(kBos)
+          .masked("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n")
+          .trained("A1<|im_end|>")
+          .masked("\n<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n");
+  const int64_t prompt_length = expected.size();
+  expected.trained("A2<|im_end|>").trained(kEos);
+  const Example example = load_one(one_line(kTwoExchanges), chat_options("chatml"));
+  expect_layout(example, expected, prompt_length);
+  EXPECT_EQ(example.reference, "A2");
+}
+
+TEST_F(DatasetTest, ChatPlainTrainsOnAnswers) {
+  Expected expected =
+      Expected().masked(kBos).masked("System: S\nUser: U1\nAssistant:").trained("A1").masked("\nUser: U2\nAssistant:");
+  const int64_t prompt_length = expected.size();
+  expected.trained("A2").trained(kEos);
+  const Example example = load_one(one_line(kTwoExchanges), chat_options("plain"));
+  expect_layout(example, expected, prompt_length);
+  EXPECT_EQ(example.reference, "A2");
+}
+
+TEST_F(DatasetTest, ChatTrainOnPromptLabelsEveryTokenButTheFirstBos) {
+  DataOptions options = chat_options("llama2");
+  options.train_on_prompt = true;
+  const Example example = load_one(one_line(kTwoExchanges), options);
+  ASSERT_FALSE(example.input_ids.empty());
+  std::vector<int32_t> expected_labels = example.input_ids;
+  expected_labels[0] = kNoLoss;
+  EXPECT_EQ(example.labels, expected_labels);
+  EXPECT_EQ(std::count(example.input_ids.begin(), example.input_ids.end(), kBos), 2);
+}
+
+// ----- tokenized and auto -------------------------------------------------------------------
+
+TEST_F(DatasetTest, TokenizedIsUsedAsGiven) {
+  const DataOptions options = with_format(DataFormat::tokenized);
+  expect_layout(load_one(R"({"input_ids": [5, 6, 7]})", options), Expected{{5, 6, 7}, {5, 6, 7}}, 0);
+  expect_layout(load_one(R"({"input_ids": [5, 6, 7], "labels": [-100, -100, 9]})", options),
+                Expected{{5, 6, 7}, {kNoLoss, kNoLoss, 9}}, 2);
+  expect_layout(load_one(R"({"input_ids": [5, 6], "labels": [-100, -100]})", options),
+                Expected{{5, 6}, {kNoLoss, kNoLoss}}, 0);
+  const std::vector<Example> without_tokenizer = load_jsonl(write(R"({"input_ids": [70000]})"), nullptr, options);
+  EXPECT_THAT(without_tokenizer.at(0).input_ids, ElementsAre(70000));
+  EXPECT_EQ(without_tokenizer.at(0).reference, "");
+}
+
+void expect_same(const Example& a, const Example& b) {
+  EXPECT_EQ(a.input_ids, b.input_ids);
+  EXPECT_EQ(a.labels, b.labels);
+  EXPECT_EQ(a.prompt_length, b.prompt_length);
+  EXPECT_EQ(a.reference, b.reference);
+}
+
+TEST_F(DatasetTest, AutoDetectsEachLinesFormatAndSkipsBlankLines) {
+  const std::pair<std::string, DataFormat> lines[] = {
+      {R"({"text": "t"})", DataFormat::text},
+      {R"({"prompt": "p", "completion": "c"})", DataFormat::prompt_completion},
+      {R"({"instruction": "i", "input": "x", "output": "o"})", DataFormat::alpaca},
+      {R"({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]})", DataFormat::chat},
+      {R"({"input_ids": [5, 6, 7], "labels": [-100, 6, 7]})", DataFormat::tokenized},
+  };
+  std::string file;
+  for (const auto& [line, format] : lines) file += line + "\n  \n";
+  const std::vector<Example> examples = load(file);
+  ASSERT_EQ(examples.size(), std::size(lines));
+  for (size_t i = 0; i < examples.size(); ++i) {
+    SCOPED_TRACE(lines[i].first);
+    expect_same(examples[i], load_one(lines[i].first, with_format(lines[i].second)));
+    EXPECT_EQ(examples[i].line, static_cast<int64_t>(2 * i + 1));  // blank lines still count
+  }
+}
+
+// ----- errors -------------------------------------------------------------------------------
+
+struct ErrorCase {
+  std::string contents;
+  DataFormat format;
+  std::string location;  // "data.jsonl:N:"
+  std::string what;
+};
+
+TEST_F(DatasetTest, BadLinesAreErrorsNamingFileAndLine) {
+  const std::string good = R"({"text": "ok"})";
+  const ErrorCase cases[] = {
+      {good + "\n{\"text\": \n", DataFormat::auto_detect, "data.jsonl:2:", "invalid JSON"},
+      {"[1, 2]", DataFormat::auto_detect, "data.jsonl:1:", "expected a JSON object, got array"},
+      {R"({"other": 1})", DataFormat::auto_detect, "data.jsonl:1:", "cannot tell the format from the keys {\"other\"}"},
+      {R"({"instruction": "i"})", DataFormat::alpaca, "data.jsonl:1:", "missing key \"output\""},
+      {R"({"text": "t"})", DataFormat::prompt_completion, "data.jsonl:1:", "missing key \"prompt\""},
+      {good + "\n\n" + R"({"text": 5})", DataFormat::text, "data.jsonl:3:", "\"text\" should be a string, got number"},
+      {R"({"instruction": "i", "input": 3, "output": "o"})", DataFormat::alpaca, "data.jsonl:1:", "\"input\" should be a string"},
+      {R"({"messages": "hi"})", DataFormat::chat, "data.jsonl:1:", "\"messages\" should be a list"},
+      {R"({"messages": [{"role": "bot", "content": "x"}]})", DataFormat::chat, "data.jsonl:1:",
+       "messages[0]: unknown role \"bot\""},
+      {R"({"messages": [{"role": "user"}]})", DataFormat::chat, "data.jsonl:1:", "messages[0]: missing key \"content\""},
+      {R"({"messages": [{"role": "user", "content": "u"}, {"role": "system", "content": "s"}]})", DataFormat::chat,
+       "data.jsonl:1:", "messages[1]: a system message may only come first"},
+      {R"({"messages": [{"role": "user", "content": "u"}, {"role": "user", "content": "v"}]})", DataFormat::chat,
+       "data.jsonl:1:", "messages[1]: two user messages in a row"},
+      {R"({"messages": [{"role": "assistant", "content": "a"}]})", DataFormat::chat, "data.jsonl:1:",
+       "messages[0]: an assistant message must answer a user message"},
+      {R"({"messages": [{"role": "user", "content": "u"}]})", DataFormat::chat, "data.jsonl:1:",
+       "must end with an assistant message"},
+      {R"({"input_ids": [5, 6], "labels": [5]})", DataFormat::tokenized, "data.jsonl:1:",
+       "\"labels\" has 1 entries but \"input_ids\" has 2"},
+      {R"({"input_ids": [5, -6]})", DataFormat::tokenized, "data.jsonl:1:", "input_ids[1]: token id -6 is negative"},
+      {R"({"input_ids": [5, 6], "labels": [-5, 6]})", DataFormat::tokenized, "data.jsonl:1:",
+       "labels[0]: token id -5 is negative"},
+      {R"({"input_ids": [5, 259]})", DataFormat::tokenized, "data.jsonl:1:", "outside the vocabulary [0, 259)"},
+      {R"({"input_ids": [5, 6.5]})", DataFormat::tokenized, "data.jsonl:1:", "input_ids[1] should be an integer"},
+      {R"({"input_ids": []})", DataFormat::tokenized, "data.jsonl:1:", "\"input_ids\" is empty"},
+  };
+  for (const ErrorCase& c : cases) {
+    SCOPED_TRACE(c.contents);
+    EXPECT_THAT(load_error(c.contents, with_format(c.format)), AllOf(HasSubstr(c.location), HasSubstr(c.what)));
+  }
+}
+
+TEST_F(DatasetTest, TextFormatsNeedATokenizerAndSomeTokens) {
+  try {
+    load_jsonl(write(R"({"text": "t"})"), nullptr, {});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("the text format needs a tokenizer")));
+  }
+  DataOptions options;
+  options.add_bos = false;
+  options.add_eos = false;
+  EXPECT_THAT(load_error(R"({"text": ""})", options), AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("no tokens")));
+}
+
+TEST_F(DatasetTest, FileAndOptionErrorsNameTheProblem) {
+  const std::string missing = dir_.path("missing.jsonl");
+  try {
+    load_jsonl(missing, &tokenizer_, {});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr(missing), HasSubstr("cannot open")));
+  }
+  EXPECT_THAT(load_error(""), AllOf(HasSubstr("data.jsonl"), HasSubstr("no examples")));
+  EXPECT_THAT(load_error("\n  \n"), HasSubstr("no examples"));
+  EXPECT_THAT(load_error(R"({"text": "t"})", chat_options("vicuna")),
+              AllOf(HasSubstr("\"vicuna\""), HasSubstr("llama2, chatml, plain")));
+  DataOptions zero_length;
+  zero_length.max_seq_len = 0;
+  EXPECT_THAT(load_error(R"({"text": "t"})", zero_length), HasSubstr("max_seq_len"));
+}
+
+// ----- batches ------------------------------------------------------------------------------
+
+std::vector<int32_t> tensor_values(const Tensor& t) { return {t.as<int32_t>(), t.as<int32_t>() + t.numel()}; }
+
+TEST(MakeBatch, RightPadsToTheLongestMemberInIndexOrder) {
+  const std::vector<Example> examples = {{{1, 5, 6}, {kNoLoss, 5, 6}}, {{1, 7}, {kNoLoss, 7}}, {{1, 8, 9, 10}, {}}};
+  const std::vector<int64_t> indices = {1, 0};
+  const Batch batch = make_batch(examples, indices, 3);
+  EXPECT_EQ(batch.input_ids.shape(), Shape({2, 3}));
+  EXPECT_EQ(batch.input_ids.dtype(), DType::i32);
+  EXPECT_EQ(batch.labels.dtype(), DType::i32);
+  EXPECT_THAT(tensor_values(batch.input_ids), ElementsAre(1, 7, 3, 1, 5, 6));
+  EXPECT_THAT(tensor_values(batch.labels), ElementsAre(kNoLoss, 7, kNoLoss, kNoLoss, 5, 6));
+
+  // A tokenizer without a pad token pads with 0; the labels mask it either way.
+  EXPECT_THAT(tensor_values(make_batch(examples, indices, -1).input_ids), ElementsAre(1, 7, 0, 1, 5, 6));
+}
+
+TEST(MakeBatch, RefusesEmptyAndOutOfRangeIndices) {
+  const std::vector<Example> examples = {{{1}, {kNoLoss}}};
+  EXPECT_THROW(make_batch(examples, {}, 0), Error);
+  const std::vector<int64_t> out_of_range = {1};
+  try {
+    make_batch(examples, out_of_range, 0);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("index 1 outside the dataset of 1 examples"));
+  }
+}
+
+// Example i has `lengths[i]` tokens, the first of which (i + 1) identifies it in a batch.
+std::vector<Example> examples_of_lengths(const std::vector<int64_t>& lengths) {
+  std::vector<Example> examples;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    Example example;
+    example.input_ids.assign(lengths[i], 100);
+    example.input_ids[0] = static_cast<int32_t>(i + 1);
+    example.labels = example.input_ids;
+    examples.push_back(example);
+  }
+  return examples;
+}
+
+std::vector<int64_t> varied_lengths(int64_t count) {
+  Rng rng(7);
+  std::vector<int64_t> lengths;
+  for (int64_t i = 0; i < count; ++i) lengths.push_back(1 + static_cast<int64_t>(rng.uniform() * 200));
+  return lengths;
+}
+
+// The examples of one batch, by index.
+std::vector<int64_t> members(const Batch& batch) {
+  std::vector<int64_t> indices;
+  const int64_t rows = batch.input_ids.shape()[0], columns = batch.input_ids.shape()[1];
+  for (int64_t row = 0; row < rows; ++row) indices.push_back(batch.input_ids.as<int32_t>()[row * columns] - 1);
+  return indices;
+}
+
+// The next epoch's batches, by example index.
+std::vector<std::vector<int64_t>> next_epoch(BatchIterator& iterator) {
+  std::vector<std::vector<int64_t>> batches;
+  for (int64_t i = 0; i < iterator.batches_per_epoch(); ++i) batches.push_back(members(iterator.next()));
+  return batches;
+}
+
+TEST(BatchIterator, VisitsEveryExampleOncePerEpochWithASmallerLastBatch) {
+  const std::vector<Example> examples = examples_of_lengths(varied_lengths(103));
+  for (const bool bucket : {false, true}) {
+    SCOPED_TRACE(bucket ? "bucketed" : "not bucketed");
+    BatchIterator iterator(examples, 8, 42, bucket, kPad);
+    EXPECT_EQ(iterator.batches_per_epoch(), 13);
+    for (int64_t epoch = 0; epoch < 3; ++epoch) {
+      EXPECT_EQ(iterator.epoch(), epoch);
+      EXPECT_EQ(iterator.position(), 0);
+      const std::vector<std::vector<int64_t>> batches = next_epoch(iterator);
+      std::vector<int64_t> seen;
+      for (size_t b = 0; b < batches.size(); ++b) {
+        EXPECT_EQ(batches[b].size(), b + 1 < batches.size() ? 8u : 7u);
+        seen.insert(seen.end(), batches[b].begin(), batches[b].end());
+      }
+      std::sort(seen.begin(), seen.end());
+      std::vector<int64_t> all(examples.size());
+      std::iota(all.begin(), all.end(), 0);
+      EXPECT_EQ(seen, all);
+    }
+  }
+}
+
+TEST(BatchIterator, OrderDependsOnSeedAndEpochOnly) {
+  const std::vector<Example> examples = examples_of_lengths(varied_lengths(64));
+  for (const bool bucket : {false, true}) {
+    SCOPED_TRACE(bucket ? "bucketed" : "not bucketed");
+    BatchIterator first(examples, 4, 1, bucket, kPad), same_seed(examples, 4, 1, bucket, kPad),
+        other_seed(examples, 4, 2, bucket, kPad);
+    const auto epoch0 = next_epoch(first), epoch1 = next_epoch(first);
+    EXPECT_NE(epoch0, epoch1);
+    EXPECT_EQ(next_epoch(same_seed), epoch0);
+    EXPECT_EQ(next_epoch(same_seed), epoch1);
+    EXPECT_NE(next_epoch(other_seed), epoch0);
+  }
+}
+
+TEST(BatchIterator, SeekResumesWhereARunStood) {
+  const std::vector<Example> examples = examples_of_lengths(varied_lengths(50));
+  BatchIterator run(examples, 4, 9, true, kPad);
+  next_epoch(run);
+  for (int i = 0; i < 5; ++i) run.next();
+  BatchIterator resumed(examples, 4, 9, true, kPad);
+  resumed.seek(run.epoch(), run.position());
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(members(resumed.next()), members(run.next()));
+  EXPECT_THROW(resumed.seek(0, resumed.batches_per_epoch()), Error);
+}
+
+int64_t padding_in_one_epoch(BatchIterator& iterator) {
+  int64_t padding = 0;
+  for (int64_t i = 0; i < iterator.batches_per_epoch(); ++i) {
+    const Tensor labels = iterator.next().labels;
+    padding += std::count(labels.as<int32_t>(), labels.as<int32_t>() + labels.numel(), kNoLoss);
+  }
+  return padding;
+}
+
+TEST(BatchIterator, LengthBucketingCutsPadding) {
+  const std::vector<Example> examples = examples_of_lengths(varied_lengths(512));
+  BatchIterator plain(examples, 8, 3, false, kPad), bucketed(examples, 8, 3, true, kPad);
+  const int64_t plain_padding = padding_in_one_epoch(plain), bucketed_padding = padding_in_one_epoch(bucketed);
+  EXPECT_LT(bucketed_padding * 5, plain_padding) << bucketed_padding << " vs " << plain_padding;
+}
+
+TEST(BatchIterator, RefusesAnEmptyDatasetOrBatch) {
+  const std::vector<Example> none;
+  EXPECT_THROW(BatchIterator(none, 4, 0, false, kPad), Error);
+  const std::vector<Example> some = examples_of_lengths({1, 2});
+  EXPECT_THROW(BatchIterator(some, 0, 0, false, kPad), Error);
+}
+
+}  // namespace
+}  // namespace fe
