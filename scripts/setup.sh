@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libopenblas-dev                      # CPU GEMMs
+  libopenblas-openmp-dev               # CPU GEMMs (the OpenMP build: one thread pool with ours)
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libsodium-dev

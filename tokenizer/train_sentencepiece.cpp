@@ -14,7 +14,7 @@ void train_sentencepiece(const std::string& corpus_file, const std::string& mode
   const std::string args = "--input=" + corpus_file + " --model_prefix=" + prefix +
                            " --model_type=bpe --vocab_size=" + std::to_string(vocab_size) +
                            " --byte_fallback=true --character_coverage=1.0 --unk_id=0 --bos_id=1 --eos_id=2"
-                           " --pad_id=-1 --split_digits=true --minloglevel=2";
+                           " --pad_id=-1 --minloglevel=2";
   const auto status = sentencepiece::SentencePieceTrainer::Train(args);
   if (!status.ok()) throw std::runtime_error("tokenizer: training on " + corpus_file + " failed: " + status.ToString());
   fs::rename(prefix + ".model", model_path);

@@ -1,0 +1,21 @@
+// apps/commands.h — each fedengine subcommand registers itself on the CLI11 app; its --help is the
+// documentation a user sees.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "kernels/view.h"
+
+namespace fe::cli {
+
+void add_init_model(CLI::App& app);
+void add_make_data(CLI::App& app);
+void add_train(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_generate(CLI::App& app);
+void add_merge(CLI::App& app);
+
+// --dtype values for files written to disk.
+DType parse_storage_dtype(const std::string& name);
+
+}  // namespace fe::cli

@@ -1,0 +1,98 @@
+// init-model, make-data, merge: commands that write models and data.
+#include <filesystem>
+#include <iostream>
+
+#include "apps/commands.h"
+#include "engine/lora.h"
+#include "engine/synthetic_data.h"
+
+namespace fe::cli {
+
+namespace {
+
+// A merged model should be as usable as its base: bring the base's tokenizer along.
+void copy_tokenizer_if_present(const std::string& from_dir, const std::string& to_dir) {
+  namespace fs = std::filesystem;
+  const fs::path tokenizer = fs::path(from_dir) / "tokenizer.model";
+  if (fs::exists(tokenizer)) fs::copy_file(tokenizer, fs::path(to_dir) / "tokenizer.model", fs::copy_options::overwrite_existing);
+}
+
+}  // namespace
+
+DType parse_storage_dtype(const std::string& name) {
+  if (name == "f32") return DType::f32;
+  if (name == "bf16") return DType::bf16;
+  if (name == "f16") return DType::f16;
+  throw Error("--dtype must be f32, bf16 or f16, got \"" + name + "\"");
+}
+
+void add_init_model(CLI::App& app) {
+  struct Args {
+    std::string config, out, dtype = "f32";
+    uint64_t seed = 0;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "init-model",
+      "Write a randomly initialised Llama checkpoint in HF layout (config.json + model.safetensors).\n"
+      "Weights are drawn as HF initialises LlamaForCausalLM: N(0, initializer_range) for embeddings\n"
+      "and projections, zero biases, unit RMSNorm weights; the same seed gives the same bytes.");
+  cmd->add_option("--config", args->config, "HF-style config.json describing the model shape")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--out", args->out, "output directory (created if needed)")->required();
+  cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "storage dtype of the weights: f32, bf16 or f16")->capture_default_str();
+  cmd->callback([args] {
+    const LlamaConfig config = LlamaConfig::load(args->config);
+    const DType dtype = parse_storage_dtype(args->dtype);
+    LlamaWeights::random(config, args->seed, DType::f32).save(args->out, dtype);
+    std::cout << "wrote " << args->out << ": " << config.num_parameters() << " parameters, "
+              << config.num_hidden_layers << " layers, dtype " << args->dtype << "\n";
+  });
+}
+
+void add_make_data(CLI::App& app) {
+  auto options = std::make_shared<SyntheticOptions>();
+  auto out = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "make-data",
+      "Generate the synthetic digit tasks used by the quickstart and the tests:\n"
+      "  copy \"copy 3 1 4 =\" -> \"3 1 4\";  reverse -> \"4 1 3\";  shift (each digit + 1 mod 10) -> \"4 2 5\".\n"
+      "Writes OUT/<task>/train.jsonl and OUT/<task>/eval.jsonl (prompt/completion JSONL; eval prompts never\n"
+      "appear in train) and OUT/tokenizer.model, a SentencePiece tokenizer trained on them.");
+  cmd->add_option("--out", *out, "output directory")->required();
+  cmd->add_option("--train", options->train_examples, "training examples per task")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--eval", options->eval_examples, "held-out evaluation examples per task")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--min-digits", options->min_digits, "shortest digit sequence")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-digits", options->max_digits, "longest digit sequence")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--vocab-size", options->vocab_size, "tokenizer vocabulary (includes 256 byte pieces)")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "random seed")->capture_default_str();
+  cmd->callback([options, out] {
+    write_synthetic_suite(*out, *options);
+    std::cout << "wrote " << *out << ": tasks copy, reverse, shift (" << options->train_examples << " train / "
+              << options->eval_examples << " eval each) and tokenizer.model\n";
+  });
+}
+
+void add_merge(CLI::App& app) {
+  struct Args {
+    std::string model, adapter, out, dtype = "f32";
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "merge", "Fold a PEFT LoRA adapter into its base model: writes a full HF checkpoint (W + scale·B·A)\n"
+               "that needs no adapter, like PEFT's merge_and_unload.");
+  cmd->add_option("--model", args->model, "base model directory (HF layout)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--adapter", args->adapter, "PEFT adapter directory")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--out", args->out, "output directory")->required();
+  cmd->add_option("--dtype", args->dtype, "storage dtype: f32, bf16 or f16")->capture_default_str();
+  cmd->callback([args] {
+    const DType dtype = parse_storage_dtype(args->dtype);
+    const LlamaWeights base = LlamaWeights::load(args->model, DType::f32);
+    const LoraAdapter adapter = LoraAdapter::load_peft(args->adapter, base.config, DType::f32);
+    merge_lora(base, adapter).save(args->out, dtype);
+    copy_tokenizer_if_present(args->model, args->out);
+    std::cout << "wrote " << args->out << ": " << args->model << " with " << args->adapter << " merged\n";
+  });
+}
+
+}  // namespace fe::cli
