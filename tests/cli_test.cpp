@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <nlohmann/json.hpp>
 
 #include "engine/llama_weights.h"
 #include "tests/test_util.h"
@@ -82,6 +83,92 @@ TEST(Cli, ErrorsNameTheProblem) {
   r = run_cli("--help");
   EXPECT_EQ(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("init-model"));
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+// A tiny but complete setup for the train/eval/generate/merge commands.
+class CliWorkflow : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_cli("make-data --out " + dir_.path("data") + " --train 64 --eval 8").status, 0);
+    write_file(dir_.path("model.json"), R"({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 320, "tie_word_embeddings": true})");
+    ASSERT_EQ(run_cli("init-model --config " + dir_.path("model.json") + " --out " + dir_.path("base")).status, 0);
+  }
+  std::string write_config(const std::string& name, const std::string& extra) {
+    write_file(dir_.path(name), R"(model: base
+tokenizer: data/tokenizer.model
+data:
+  train: data/shift/train.jsonl
+  eval: data/shift/eval.jsonl
+train:
+  steps: 3
+  micro_batch_size: 4
+  lr: 1.0e-2
+eval:
+  max_new_tokens: 4
+output:
+  dir: run
+  log_every: 1
+)" + extra);
+    return dir_.path(name);
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
+  const CliResult r = run_cli("train " + write_config("cfg.yaml", ""));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, AllOf(HasSubstr("step 3/3"), HasSubstr("tok/s"), HasSubstr("ETA"), HasSubstr("exact match")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.path("run/adapter/adapter_model.safetensors")));
+  std::istringstream metrics(slurp(dir_.path("run/metrics.jsonl")));
+  int steps = 0, evals = 0;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    steps += record.contains("loss");
+    evals += record.contains("eval_loss");
+  }
+  EXPECT_EQ(steps, 3);
+  EXPECT_EQ(evals, 2);  // before and after
+
+  // eval and generate use what train wrote; merge folds it into a full checkpoint.
+  const CliResult eval = run_cli("eval " + dir_.path("cfg.yaml") + " --adapter " + dir_.path("run/adapter") + " --json");
+  ASSERT_EQ(eval.status, 0) << eval.output;
+  const auto result = nlohmann::json::parse(eval.output);
+  EXPECT_EQ(result["examples"], 8);
+  EXPECT_GT(result["loss"].get<double>(), 0);
+  const CliResult gen = run_cli("generate --model " + dir_.path("base") + " --tokenizer " + dir_.path("data") +
+                                " --adapter " + dir_.path("run/adapter") + " --prompt 'shift 1 2 3 4 =' --max-new-tokens 3");
+  EXPECT_EQ(gen.status, 0) << gen.output;
+  const CliResult merge = run_cli("merge --model " + dir_.path("base") + " --adapter " + dir_.path("run/adapter") +
+                                  " --out " + dir_.path("merged"));
+  ASSERT_EQ(merge.status, 0) << merge.output;
+  EXPECT_TRUE(std::filesystem::exists(dir_.path("merged/model.safetensors")));
+}
+
+TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
+  CliResult r = run_cli("train " + write_config("typo.yaml", "adapter:\n  rnak: 4\n"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("typo.yaml:16:3"), HasSubstr("adapter.rnak"), HasSubstr("did you mean \"rank\"")));
+  r = run_cli("train " + write_config("type.yaml", "adapter:\n  rank: four\n"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("type.yaml:16:9"), HasSubstr("adapter.rank"), HasSubstr("integer")));
+
+  write_file(dir_.path("nofile.yaml"), "model: base\ndata:\n  train: data/nope.jsonl\noutput:\n  dir: run\n");
+  r = run_cli("train " + dir_.path("nofile.yaml"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("data.train"), HasSubstr("nope.jsonl")));
+
+  write_file(dir_.path("data/bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json\n");
+  write_file(dir_.path("bad.yaml"), "model: base\ntokenizer: data\ndata:\n  train: data/bad.jsonl\noutput:\n  dir: run\n");
+  r = run_cli("train " + dir_.path("bad.yaml"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("bad.jsonl:2"));
 }
 
 }  // namespace
