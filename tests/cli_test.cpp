@@ -151,6 +151,23 @@ TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
   EXPECT_TRUE(std::filesystem::exists(dir_.path("merged/model.safetensors")));
 }
 
+TEST_F(CliWorkflow, SameSeedSameAdapterAndTrainingResumesFromAnAdapter) {
+  const std::string config = write_config("cfg.yaml", "");
+  ASSERT_EQ(run_cli("train " + config).status, 0);
+  const std::string first = slurp(dir_.path("run/adapter/adapter_model.safetensors"));
+  std::filesystem::rename(dir_.path("run"), dir_.path("run1"));
+  ASSERT_EQ(run_cli("train " + config).status, 0);
+  EXPECT_EQ(slurp(dir_.path("run/adapter/adapter_model.safetensors")), first);  // bit for bit
+
+  // Continue from the adapter of the first run: training starts where it ended.
+  const CliResult resumed = run_cli("train " + write_config("more.yaml", "adapter:\n  init: run1/adapter\n"));
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  const CliResult from_scratch = run_cli("eval " + config);
+  const CliResult from_adapter = run_cli("eval " + config + " --adapter " + dir_.path("run1/adapter"));
+  EXPECT_NE(from_scratch.output, from_adapter.output);
+  EXPECT_THAT(resumed.output, HasSubstr("eval  step 0 | " + from_adapter.output.substr(0, from_adapter.output.find(" |"))));
+}
+
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   CliResult r = run_cli("train " + write_config("typo.yaml", "adapter:\n  rnak: 4\n"));
   EXPECT_NE(r.status, 0);

@@ -151,3 +151,19 @@ TEST(Trainer, LoraAndFullParameterTrainingLowerTheLoss) {
 
 }  // namespace
 }  // namespace fe
+
+#include "engine/evaluate.h"
+
+namespace fe {
+namespace {
+
+TEST(Evaluate, NormalizationOptions) {
+  const std::string text = "  The  Answer:\t42!\n";
+  EXPECT_EQ(normalize_text(text, {}), "The Answer: 42!");
+  EXPECT_EQ(normalize_text(text, {.lowercase = true, .remove_punctuation = true}), "the answer 42");
+  EXPECT_EQ(normalize_text(text, {.strip = false, .collapse_whitespace = false}), text);
+  EXPECT_EQ(normalize_text(text, {.strip = false}), " The Answer: 42! ");
+}
+
+}  // namespace
+}  // namespace fe
