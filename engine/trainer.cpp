@@ -42,6 +42,27 @@ void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
   }
 }
 
+void Trainer::set_proximal_term(double mu, std::vector<Tensor> anchor) {
+  if (mu < 0) throw Error("Trainer: the proximal mu must not be negative, got " + std::to_string(mu));
+  if (anchor.size() != params_.size())
+    throw Error("Trainer: the proximal anchor has " + std::to_string(anchor.size()) + " tensors, the trainer trains " +
+                std::to_string(params_.size()));
+  for (size_t i = 0; i < anchor.size(); ++i)
+    if (!(anchor[i].shape() == params_[i].shape()))
+      throw Error("Trainer: proximal anchor tensor " + std::to_string(i) + " is " + anchor[i].view().str() +
+                  ", the parameter " + params_[i].view().str());
+  proximal_mu_ = mu;
+  proximal_anchor_ = std::move(anchor);
+}
+
+void Trainer::add_proximal_gradient() {
+  if (proximal_mu_ == 0) return;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    kernels::axpy(grads_[i], params_[i], proximal_mu_);
+    kernels::axpy(grads_[i], proximal_anchor_[i], -proximal_mu_);
+  }
+}
+
 double Trainer::clip_gradients() {
   double sum_sq = 0;
   for (const Tensor& g : grads_) sum_sq += kernels::sum_squares(g);
@@ -73,6 +94,7 @@ StepStats Trainer::step(std::span<const Batch> micro_batches) {
     loss_sum += model_.forward_backward(b.input_ids, b.labels, adapter_, adapter_ ? &adapter_grads_ : nullptr,
                                         grad_scale, weights_ ? &weight_grads_ : nullptr).sum;
   stats.loss = loss_sum / static_cast<double>(stats.tokens);
+  add_proximal_gradient();
   stats.grad_norm = clip_gradients();
   stats.lr = learning_rate(options_, step_);
   update(stats.lr);

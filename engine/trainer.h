@@ -52,6 +52,10 @@ class Trainer {
 
   // One optimizer step. A global batch without label tokens changes nothing (tokens = 0).
   StepStats step(std::span<const Batch> micro_batches);
+  // FedProx: from now on the objective gains (mu/2)·‖w − anchor‖² over the trained tensors,
+  // whose gradient mu·(w − anchor) joins the loss gradient before clipping. anchor holds one
+  // tensor per trained tensor, in named_tensors() order (the round's global parameters).
+  void set_proximal_term(double mu, std::vector<Tensor> anchor);
   int64_t steps_done() const { return step_; }
 
  private:
@@ -59,6 +63,7 @@ class Trainer {
              const std::vector<std::pair<std::string, Tensor>>& grads);
   double clip_gradients();
   void update(double lr);
+  void add_proximal_gradient();
 
   const LlamaModel& model_;
   LoraAdapter* adapter_ = nullptr;
@@ -68,6 +73,8 @@ class Trainer {
   OptimizerOptions options_;
   std::vector<Tensor> params_, grads_, first_moments_, second_moments_;
   int64_t step_ = 0;
+  double proximal_mu_ = 0;
+  std::vector<Tensor> proximal_anchor_;
 };
 
 }  // namespace fe
