@@ -14,6 +14,11 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_merge(CLI::App& app);
+void add_run(CLI::App& app);
+void add_server(CLI::App& app);
+void add_client(CLI::App& app);
+void add_keygen(CLI::App& app);
+void add_aggregate(CLI::App& app);
 
 // --dtype values for files written to disk.
 DType parse_storage_dtype(const std::string& name);

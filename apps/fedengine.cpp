@@ -13,6 +13,11 @@ int main(int argc, char** argv) {
   fe::cli::add_eval(app);
   fe::cli::add_generate(app);
   fe::cli::add_merge(app);
+  fe::cli::add_run(app);
+  fe::cli::add_server(app);
+  fe::cli::add_client(app);
+  fe::cli::add_keygen(app);
+  fe::cli::add_aggregate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -66,6 +66,8 @@ void add_make_data(CLI::App& app) {
   cmd->add_option("--max-digits", options->max_digits, "longest digit sequence")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--vocab-size", options->vocab_size, "tokenizer vocabulary (includes 256 byte pieces)")->capture_default_str();
   cmd->add_option("--seed", options->seed, "random seed")->capture_default_str();
+  cmd->add_option("--shards", options->shards, "also split each train set into N participant files train.shard-K.jsonl")
+      ->capture_default_str();
   cmd->callback([options, out] {
     write_synthetic_suite(*out, *options);
     std::cout << "wrote " << *out << ": tasks copy, reverse, shift (" << options->train_examples << " train / "

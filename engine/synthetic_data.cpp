@@ -83,6 +83,11 @@ void write_synthetic_suite(const std::string& dir, const SyntheticOptions& o) {
       fs::create_directories(task_dir);
       write_jsonl(task_dir / "train.jsonl", split.train);
       write_jsonl(task_dir / "eval.jsonl", split.eval);
+      for (int64_t shard = 0; shard < o.shards; ++shard) {
+        std::vector<PromptCompletion> part;
+        for (size_t i = shard; i < split.train.size(); i += o.shards) part.push_back(split.train[i]);
+        write_jsonl(task_dir / ("train.shard-" + std::to_string(shard) + ".jsonl"), part);
+      }
       for (const auto& e : split.train) text << e.prompt << " " << e.completion << "\n";
     }
   }

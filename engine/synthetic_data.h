@@ -25,6 +25,7 @@ struct SyntheticOptions {
   int64_t max_digits = 4;
   uint64_t seed = 0;
   int vocab_size = 300;  // of the SentencePiece tokenizer trained on the corpus
+  int64_t shards = 0;    // > 0: also split each train set into this many disjoint participant files
 };
 
 struct PromptCompletion {
@@ -38,7 +39,8 @@ struct SyntheticSplit {
 SyntheticSplit make_synthetic_split(SyntheticTask task, const SyntheticOptions& options);
 
 // Writes dir/<task>/train.jsonl and dir/<task>/eval.jsonl for every task (prompt/completion
-// format) and dir/tokenizer.model trained on all of them.
+// format), dir/<task>/train.shard-K.jsonl (K < shards; example i goes to shard i mod shards) when
+// shards > 0, and dir/tokenizer.model trained on all of them.
 void write_synthetic_suite(const std::string& dir, const SyntheticOptions& options);
 
 }  // namespace fe

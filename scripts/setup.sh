@@ -8,7 +8,8 @@ packages=(
   libopenblas-openmp-dev               # CPU GEMMs (the OpenMP build: one thread pool with ours)
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
-  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libsodium-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libsodium-dev zlib1g-dev
+  clang libclang-rt-14-dev           # the libFuzzer target for the message decoder
   libsentencepiece-dev sentencepiece
   libgloo-dev
   python3-torch python3-numpy          # independent reference implementations in the tests

@@ -1,0 +1,139 @@
+// run, server, client, keygen, aggregate: the federation.
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "engine/safetensors.h"
+#include "fed/client.h"
+#include "fed/launcher.h"
+#include "fed/server.h"
+#include "fed/transport.h"
+
+namespace fe::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kFederationHelp = "federation YAML (see configs/federation.yaml)";
+
+std::string self_executable() { return fs::read_symlink("/proc/self/exe").string(); }
+
+// A PEFT adapter directory as named tensors, without needing the base model.
+fed::NamedTensors read_adapter_tensors(const std::string& dir) {
+  const SafetensorsCheckpoint file((fs::path(dir) / "adapter_model.safetensors").string());
+  fed::NamedTensors tensors;
+  for (const std::string& name : file.names()) {
+    const TensorInfo* info = file.find(name);
+    tensors.emplace_back(name, file.load(name, info->shape, DType::f32));
+  }
+  return tensors;
+}
+
+}  // namespace
+
+void add_run(CLI::App& app) {
+  struct Args {
+    std::string config;
+    bool resume = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "run",
+      "Run a whole federation from one YAML file: the server in this process and one process per\n"
+      "participant. Prints a summary per round; the global adapter lands in OUTPUT/adapter (PEFT),\n"
+      "round metrics in OUTPUT/metrics.jsonl, participant logs in OUTPUT/participants/NAME/.\n"
+      "Ctrl-C stops everything cleanly; --resume continues from the last completed round.");
+  cmd->add_option("config", args->config, kFederationHelp)->required()->check(CLI::ExistingFile);
+  cmd->add_flag("--resume", args->resume, "continue from OUTPUT/checkpoint");
+  cmd->callback([args] {
+    const int status = fed::launch_federation(args->config, self_executable(), args->resume, std::cout);
+    if (status != 0) std::exit(status);
+  });
+}
+
+void add_server(CLI::App& app) {
+  struct Args {
+    std::string config;
+    bool resume = false;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "server", "Run only the federation server (participants on other machines run `fedengine client`).");
+  cmd->add_option("config", args->config, kFederationHelp)->required()->check(CLI::ExistingFile);
+  cmd->add_flag("--resume", args->resume, "continue from OUTPUT/checkpoint");
+  cmd->callback([args] {
+    const fed::FederationConfig config = fed::read_federation_config(args->config);
+    fed::Server server(config, args->resume, std::cout);
+    server.run();
+  });
+}
+
+void add_client(CLI::App& app) {
+  struct Args {
+    std::string config, name, server;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand("client", "Run one participant of a federation: join the server, train when sampled.");
+  cmd->add_option("config", args->config, kFederationHelp)->required()->check(CLI::ExistingFile);
+  cmd->add_option("--name", args->name, "which participant of the config this is")->required();
+  cmd->add_option("--server", args->server, "server endpoint (default: server.address of the config)");
+  cmd->callback([args] {
+    const fed::FederationConfig config = fed::read_federation_config(args->config);
+    const int status = fed::run_client(config, args->name, args->server, std::cout);
+    if (status != 0) std::exit(status);
+  });
+}
+
+void add_keygen(CLI::App& app) {
+  auto prefix = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "keygen", "Create a CurveZMQ keypair: PREFIX.key (secret, mode 0600) and PREFIX.pub (give this one away).");
+  cmd->add_option("prefix", *prefix, "output path without extension, e.g. keys/alice")->required();
+  cmd->callback([prefix] {
+    if (fs::path(*prefix).has_parent_path()) fs::create_directories(fs::path(*prefix).parent_path());
+    fed::save_keypair(fed::generate_keypair(), *prefix);
+    std::cout << "wrote " << *prefix << ".key and " << *prefix << ".pub\n";
+  });
+}
+
+void add_aggregate(CLI::App& app) {
+  struct Args {
+    fed::StrategyOptions strategy;
+    std::string base, out;
+    std::vector<std::string> adapters;
+    std::vector<int64_t> examples;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "aggregate",
+      "Aggregate PEFT adapters offline, as one server round would: OUT = strategy(BASE; A1, A2, ...).\n"
+      "FedAvg with equal weights also merges adapters by hand.");
+  cmd->add_option("--strategy", args->strategy.name, "fedavg, fedprox, fedadagrad, fedadam or fedyogi")->capture_default_str();
+  cmd->add_option("--eta", args->strategy.eta, "server learning rate (fedadagrad/fedadam/fedyogi)")->capture_default_str();
+  cmd->add_option("--beta1", args->strategy.beta1)->capture_default_str();
+  cmd->add_option("--beta2", args->strategy.beta2)->capture_default_str();
+  cmd->add_option("--tau", args->strategy.tau)->capture_default_str();
+  cmd->add_flag("--bias-correction", args->strategy.bias_correction, "bias-corrected moments (fedadam/fedyogi)");
+  cmd->add_option("--base", args->base, "the current global adapter")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--out", args->out, "output adapter directory")->required();
+  cmd->add_option("--examples", args->examples, "examples per adapter (weights; default all equal)");
+  cmd->add_option("adapters", args->adapters, "participants' adapters")->required()->check(CLI::ExistingDirectory);
+  cmd->callback([args] {
+    if (!args->examples.empty() && args->examples.size() != args->adapters.size())
+      throw Error("--examples needs one count per adapter (" + std::to_string(args->adapters.size()) + ")");
+    const fed::NamedTensors base = read_adapter_tensors(args->base);
+    std::vector<fed::ClientResult> results;
+    for (size_t i = 0; i < args->adapters.size(); ++i)
+      results.push_back({args->adapters[i], read_adapter_tensors(args->adapters[i]), args->examples.empty() ? 1 : args->examples[i]});
+    const fed::NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
+    fs::create_directories(args->out);
+    std::vector<std::pair<std::string, View>> views(merged.begin(), merged.end());
+    write_safetensors((fs::path(args->out) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
+    fs::copy_file(fs::path(args->base) / "adapter_config.json", fs::path(args->out) / "adapter_config.json",
+                  fs::copy_options::overwrite_existing);
+    std::cout << "wrote " << args->out << ": " << args->strategy.name << " of " << args->adapters.size() << " adapters\n";
+  });
+}
+
+}  // namespace fe::cli

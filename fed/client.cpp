@@ -1,0 +1,199 @@
+#include "fed/client.h"
+
+#include <chrono>
+#include <mutex>
+#include <ostream>
+#include <thread>
+
+#include "engine/train_run.h"
+#include "fed/adapter_wire.h"
+#include "fed/transport.h"
+
+namespace fe::fed {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Every participant trains the same adapter structure: the server aggregates tensor by tensor.
+void require_shared_adapter(const FederationConfig& config, const ParticipantConfig& me) {
+  const LoraConfig &mine = me.train.lora, &shared = config.shared.lora;
+  if (me.train.full_parameter || mine.rank != shared.rank || mine.alpha != shared.alpha ||
+      mine.use_rslora != shared.use_rslora || mine.targets != shared.targets)
+    throw Error(config.path + ": participant " + me.name +
+                " overrides the adapter section; every participant must train the same LoRA structure");
+}
+
+// The socket is shared by the main thread (fit/results) and the heartbeat thread.
+class Connection {
+ public:
+  Connection(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint) {
+    std::optional<CurveKeyPair> keys;
+    std::string server_public;
+    if (!me.key.empty()) {
+      keys = load_keys(me.key);
+      if (keys->secret_key.empty()) throw Error(me.key + ": participant " + me.name + " needs its secret key (a .key file)");
+      server_public = load_keys(config.server.server_public_key).public_key;
+    }
+    socket_ = std::make_unique<ClientSocket>(endpoint.empty() ? config.server.address : endpoint, keys, server_public);
+  }
+  void send(const Message& m) {
+    std::lock_guard lock(mutex_);
+    socket_->send(encode(m));
+  }
+  std::optional<Message> receive(milliseconds timeout, std::ostream& log) {
+    std::optional<std::string> bytes;
+    {
+      std::lock_guard lock(mutex_);
+      bytes = socket_->receive(timeout);
+    }
+    if (!bytes) return std::nullopt;
+    try {
+      return decode(*bytes);
+    } catch (const ProtocolError& e) {
+      log << "ignored an undecodable message from the server: " << e.what() << std::endl;
+      return std::nullopt;
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unique_ptr<ClientSocket> socket_;
+};
+
+class Participant {
+ public:
+  Participant(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint, std::ostream& log)
+      : me_(me), log_(log), run_(load_run(me.train, true)),
+        model_(run_.weights, {.recompute_activations = me.train.recompute_activations}),
+        adapter_(LoraAdapter::init(run_.weights.config, config.shared.lora, 0, DType::f32)),
+        batches_(run_.train, me.train.micro_batch_size, me.train.seed, me.train.bucket_by_length, run_.tokenizer->pad_id()),
+        connection_(config, me, endpoint), heartbeat_s_(config.server.heartbeat_s) {}
+
+  int run(const std::atomic<bool>* stop) {
+    std::atomic<bool> done = false;
+    std::thread heartbeat([&] { send_heartbeats(done); });
+    const int status = serve(stop);
+    done = true;
+    heartbeat.join();
+    return status;
+  }
+
+ private:
+  Message status_message(MessageType type) const {
+    Message m{.type = type, .client_id = me_.name};
+    m.metrics["num_examples"] = static_cast<double>(run_.train.size());
+    m.metrics["step"] = static_cast<double>(step_);
+    m.metrics["loss"] = last_loss_;
+    return m;
+  }
+
+  void send_heartbeats(const std::atomic<bool>& done) {
+    auto next = Clock::now();
+    while (!done) {
+      if (Clock::now() >= next) {
+        connection_.send(status_message(MessageType::heartbeat));
+        next = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(heartbeat_s_));
+      }
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+
+  int serve(const std::atomic<bool>* stop) {
+    auto last_join = Clock::now() - std::chrono::hours(1);
+    while (!(stop && *stop)) {
+      if (!welcomed_ && Clock::now() - last_join > std::chrono::seconds(2)) {
+        connection_.send(status_message(MessageType::join));
+        last_join = Clock::now();
+      }
+      std::optional<Message> m = connection_.receive(milliseconds(200), log_);
+      if (!m) continue;
+      switch (m->type) {
+        case MessageType::welcome:
+          if (!welcomed_) log_ << "[" << me_.name << "] joined the federation" << std::endl;
+          welcomed_ = true;
+          break;
+        case MessageType::reject: {
+          const auto reason = m->config.find("reason");
+          log_ << "[" << me_.name << "] the server refused a message: "
+               << (reason != m->config.end() ? std::get<std::string>(reason->second) : "no reason given") << std::endl;
+          break;
+        }
+        case MessageType::fit:
+          welcomed_ = true;
+          connection_.send(train_round(*m));
+          break;
+        case MessageType::shutdown:
+          log_ << "[" << me_.name << "] the server ended the run" << std::endl;
+          return 0;
+        default:
+          log_ << "[" << me_.name << "] ignored a " << message_type_name(m->type) << " message" << std::endl;
+      }
+    }
+    connection_.send(status_message(MessageType::shutdown));
+    return 1;
+  }
+
+  // Where round r's data starts: a function of r alone, so a repeated round sees the same data.
+  void place_batches(int64_t round) {
+    const int64_t index = (round - 1) * me_.train.steps * me_.train.grad_accum_steps;
+    batches_.seek(index / batches_.batches_per_epoch(), index % batches_.batches_per_epoch());
+  }
+
+  Message train_round(Message& fit) {
+    const auto start = Clock::now();
+    check_tensors(fit, adapter_specs(adapter_));
+    load_adapter_tensors(adapter_, fit.tensors);
+    Trainer trainer(model_, adapter_, me_.train.optimizer);
+    if (auto mu = fit.config.find("proximal_mu"); mu != fit.config.end() && std::get<double>(mu->second) > 0) {
+      std::vector<Tensor> anchor;
+      for (const auto& [name, t] : adapter_.named_tensors()) anchor.push_back(t.clone());
+      trainer.set_proximal_term(std::get<double>(mu->second), std::move(anchor));
+    }
+    place_batches(fit.round);
+    double loss_sum = 0;
+    int64_t examples = 0;
+    for (step_ = 1; step_ <= me_.train.steps; ++step_) {
+      std::vector<Batch> micro_batches;
+      for (int64_t i = 0; i < me_.train.grad_accum_steps; ++i) {
+        micro_batches.push_back(batches_.next());
+        examples += micro_batches.back().input_ids.shape()[0];
+      }
+      last_loss_ = trainer.step(micro_batches).loss;
+      loss_sum += last_loss_;
+    }
+    Message result = status_message(MessageType::fit_result);
+    result.round = fit.round;
+    result.num_examples = examples;
+    result.metrics["train_loss"] = loss_sum / static_cast<double>(me_.train.steps);
+    result.metrics["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
+    result.tensors = to_wire(adapter_.named_tensors());
+    log_ << "[" << me_.name << "] round " << fit.round << ": " << me_.train.steps << " steps, train loss "
+         << result.metrics["train_loss"] << std::endl;
+    return result;
+  }
+
+  const ParticipantConfig& me_;
+  std::ostream& log_;
+  LoadedRun run_;
+  LlamaModel model_;
+  LoraAdapter adapter_;
+  BatchIterator batches_;
+  Connection connection_;
+  double heartbeat_s_;
+  bool welcomed_ = false;
+  std::atomic<int64_t> step_ = 0;
+  std::atomic<double> last_loss_ = 0;
+};
+
+}  // namespace
+
+int run_client(const FederationConfig& config, const std::string& name, const std::string& endpoint, std::ostream& log,
+               const std::atomic<bool>* stop) {
+  const ParticipantConfig& me = config.participant(name);
+  require_shared_adapter(config, me);
+  Participant participant(config, me, endpoint, log);
+  return participant.run(stop);
+}
+
+}  // namespace fe::fed

@@ -1,0 +1,70 @@
+// fed/federation_config.h — one YAML file describes a whole federation (`fedengine run cfg.yaml`).
+//
+// The top level holds the training settings shared by everyone, in the sections of
+// `fedengine train` (model, tokenizer, data, adapter, train, eval, output; see
+// engine/train_config.h), plus:
+//   server:
+//     address: tcp://127.0.0.1:5555   # where the server listens and participants connect
+//     rounds: 5
+//     strategy: {name: fedavg|fedprox|fedadagrad|fedadam|fedyogi, proximal_mu, eta, beta1,
+//                beta2, tau, initial_accumulator, bias_correction}
+//     fraction: 1.0        # participants sampled per round (at least min_clients of them)
+//     min_clients: 2       # participants that must have joined before round 1 starts
+//     min_results: 2       # results a round needs to count (fewer: the round is repeated)
+//     round_timeout: 600   # seconds a round waits for its results
+//     join_timeout: 120    # seconds to wait for min_clients
+//     heartbeat: 2         # seconds between participant heartbeats; 3 missed = gone
+//     server_key: keys/server.key      # CurveZMQ keypair (omit both for plain loopback TCP)
+//     server_public_key: keys/server.pub
+//   participants:
+//     - name: alice
+//       key: keys/alice.key            # its CurveZMQ keypair (the server reads the public half)
+//       data: {train: alice.jsonl}     # any training setting may be overridden per participant
+//       train: {lr: 1.0e-3}
+// Per round, a participant trains train.steps steps from the global adapter and returns it. The
+// server evaluates the global adapter on data.eval (when set) after every round. Everything a run
+// writes goes under output.dir: the global adapter (adapter/), the resume checkpoint
+// (checkpoint/), metrics.jsonl (one line per round) and participants/<name>/ (their logs).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/train_config.h"
+#include "fed/strategy.h"
+
+namespace fe::fed {
+
+struct ServerConfig {
+  std::string address = "tcp://127.0.0.1:5555";
+  int64_t rounds = 3;
+  StrategyOptions strategy;
+  double fraction = 1.0;
+  int64_t min_clients = 1;
+  int64_t min_results = 1;
+  double round_timeout_s = 600;
+  double join_timeout_s = 120;
+  double heartbeat_s = 2;
+  std::string server_key;         // path to the server's .key; empty: plain TCP
+  std::string server_public_key;  // path to the server's .pub (what participants trust)
+};
+
+struct ParticipantConfig {
+  std::string name;
+  std::string key;                // path to its .key (or .pub on a server that lacks the secret)
+  TrainConfig train;              // the shared settings with this participant's overrides
+};
+
+struct FederationConfig {
+  std::string path;               // the YAML file
+  ServerConfig server;
+  TrainConfig shared;             // the top-level settings: model, adapter, server-side eval
+  std::vector<ParticipantConfig> participants;
+
+  const ParticipantConfig& participant(const std::string& name) const;  // Error naming the choices
+};
+
+// Reads and validates the whole file (unknown keys included); errors name file:line and key.
+FederationConfig read_federation_config(const std::string& path);
+
+}  // namespace fe::fed

@@ -1,0 +1,363 @@
+#include "fed/server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "engine/rng.h"
+#include "engine/safetensors.h"
+#include "engine/train_run.h"
+#include "fed/adapter_wire.h"
+#include "fed/transport.h"
+
+namespace fe::fed {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct Participant {
+  std::string peer;              // ZeroMQ routing id
+  Clock::time_point last_seen;
+  int64_t dataset_size = 0;
+  bool left = false;             // said goodbye
+};
+
+std::string format_megabytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MB", bytes / 1e6);
+  return text;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  const FederationConfig& config;
+  std::ostream& log;
+  std::unique_ptr<ServerSocket> socket;
+  std::unique_ptr<Strategy> strategy;
+  LoraAdapter global;
+  std::vector<TensorSpec> specs;
+  std::optional<LlamaModel> eval_model;
+  LoadedRun eval_run;
+  std::map<std::string, Participant> participants;
+  int64_t first_round = 1;
+  std::vector<RoundRecord> history;
+  std::ofstream metrics;
+
+  // The round being collected, and what it has received.
+  int64_t current_round = 0;
+  std::vector<std::string> sampled;
+  std::map<std::string, ClientResult> results;
+  RoundRecord record;
+
+  Impl(const FederationConfig& c, bool resume, std::ostream& l) : config(c), log(l) {
+    const LlamaConfig model = LlamaConfig::load(c.shared.model_dir);
+    global = LoraAdapter::init(model, c.shared.lora, c.shared.seed, DType::f32);
+    specs = adapter_specs(global);
+    strategy = make_strategy(c.server.strategy);
+    if (resume) restore(model);
+    if (!c.shared.eval_file.empty()) {
+      eval_run = load_run(c.shared, false);
+      eval_model.emplace(eval_run.weights);
+    }
+    fs::create_directories(c.shared.output_dir);
+    metrics.open(fs::path(c.shared.output_dir) / "metrics.jsonl", resume ? std::ios::app : std::ios::trunc);
+    socket = std::make_unique<ServerSocket>(c.server.address, security(), [this](const std::string& m) { say(m); });
+    say("listening on " + socket->endpoint() + " (" + (c.server.server_key.empty() ? "plain TCP, loopback" : "CurveZMQ") +
+        "), strategy " + strategy->name() + ", " + std::to_string(c.server.rounds) + " rounds");
+  }
+
+  void say(const std::string& line) { log << "[server] " << line << std::endl; }
+
+  ServerSecurity security() const {
+    ServerSecurity s;
+    if (config.server.server_key.empty()) return s;
+    s.server_keys = load_keys(config.server.server_key);
+    for (const ParticipantConfig& p : config.participants) s.allowed_client_keys.push_back(load_keys(p.key).public_key);
+    return s;
+  }
+
+  fs::path checkpoint_dir() const { return fs::path(config.shared.output_dir) / "checkpoint"; }
+
+  void restore(const LlamaConfig& model) {
+    fs::path dir = checkpoint_dir();
+    if (!fs::exists(dir / "state.json") && fs::exists(dir.string() + ".old")) dir = dir.string() + ".old";
+    if (!fs::exists(dir / "state.json")) throw Error(dir.string() + ": no checkpoint to resume from");
+    const auto state = nlohmann::json::parse(std::ifstream(dir / "state.json"));
+    if (state.at("strategy") != strategy->name())
+      throw Error(dir.string() + ": the checkpoint was made with strategy " + state.at("strategy").dump() +
+                  ", the config asks for " + strategy->name());
+    global = LoraAdapter::load_peft((dir / "adapter").string(), model, DType::f32);
+    if (fs::exists(dir / "strategy.safetensors")) {
+      const SafetensorsCheckpoint file((dir / "strategy.safetensors").string());
+      NamedTensors tensors;
+      for (const std::string& name : file.names()) {
+        const TensorInfo* info = file.find(name);
+        tensors.emplace_back(name, file.load(name, info->shape, info->dtype));
+      }
+      strategy->load_state(tensors);
+    }
+    first_round = state.at("round").get<int64_t>() + 1;
+    say("resuming after round " + std::to_string(first_round - 1) + " from " + dir.string());
+  }
+
+  void checkpoint(int64_t round) {
+    const fs::path dir = checkpoint_dir(), staging = dir.string() + ".tmp", old = dir.string() + ".old";
+    fs::remove_all(staging);
+    global.save_peft((staging / "adapter").string(), config.shared.model_dir);
+    const NamedTensors state = strategy->state();
+    if (!state.empty()) {
+      std::vector<std::pair<std::string, View>> views(state.begin(), state.end());
+      write_safetensors((staging / "strategy.safetensors").string(), views);
+    }
+    std::ofstream(staging / "state.json") << nlohmann::json{{"round", round}, {"strategy", strategy->name()}}.dump() << "\n";
+    fs::remove_all(old);
+    if (fs::exists(dir)) fs::rename(dir, old);
+    fs::rename(staging, dir);
+    fs::remove_all(old);
+  }
+
+  // --- messages -----------------------------------------------------------------------------
+
+  void send(const std::string& peer, const Message& m) {
+    const std::string bytes = encode(m);
+    record.bytes_sent += static_cast<int64_t>(bytes.size());
+    socket->send(peer, bytes);
+  }
+
+  void refuse(const std::string& peer, const std::string& who, const std::string& reason) {
+    say("refused a message from " + who + ": " + reason);
+    Message reject{.type = MessageType::reject, .client_id = who};
+    reject.config["reason"] = reason;
+    send(peer, reject);
+  }
+
+  bool is_participant(const std::string& name) const {
+    return std::any_of(config.participants.begin(), config.participants.end(),
+                       [&](const ParticipantConfig& p) { return p.name == name; });
+  }
+
+  void admit(const Message& m, const std::string& peer) {
+    auto [it, is_new] = participants.try_emplace(m.client_id);
+    Participant& p = it->second;
+    const bool returning = !is_new && (p.left || !alive(p));
+    p.peer = peer;
+    p.last_seen = Clock::now();
+    p.left = false;
+    if (auto size = m.metrics.find("num_examples"); size != m.metrics.end()) p.dataset_size = static_cast<int64_t>(size->second);
+    if (is_new || returning) say("participant " + m.client_id + (returning ? " rejoined" : " joined") + " (" +
+                                 std::to_string(p.dataset_size) + " examples)");
+    if (m.type == MessageType::join) {
+      Message welcome{.type = MessageType::welcome, .round = current_round, .client_id = m.client_id};
+      welcome.config["heartbeat"] = config.server.heartbeat_s;
+      send(peer, welcome);
+    }
+  }
+
+  void accept_result(Message& m, const std::string& peer) {
+    if (m.round != current_round)
+      return refuse(peer, m.client_id, "result for round " + std::to_string(m.round) + " while round " +
+                                           std::to_string(current_round) + " is open");
+    if (std::find(sampled.begin(), sampled.end(), m.client_id) == sampled.end())
+      return refuse(peer, m.client_id, "not sampled for round " + std::to_string(current_round));
+    if (results.count(m.client_id)) return refuse(peer, m.client_id, "duplicate result for round " + std::to_string(m.round));
+    if (m.num_examples <= 0) return refuse(peer, m.client_id, "num_examples must be positive");
+    try {
+      check_tensors(m, specs);
+    } catch (const ProtocolError& e) {
+      return refuse(peer, m.client_id, e.what());
+    }
+    NamedTensors params;
+    for (NamedTensor& t : m.tensors) params.emplace_back(t.name, t.tensor);
+    results[m.client_id] = {m.client_id, std::move(params), m.num_examples};
+    if (auto loss = m.metrics.find("train_loss"); loss != m.metrics.end()) record.train_loss[m.client_id] = loss->second;
+  }
+
+  void handle(const Envelope& envelope) {
+    record.bytes_received += static_cast<int64_t>(envelope.payload.size());
+    Message m;
+    try {
+      m = decode(envelope.payload);
+    } catch (const ProtocolError& e) {
+      say("refused an undecodable message (" + std::to_string(envelope.payload.size()) + " bytes): " + e.what());
+      return;
+    }
+    if (!is_participant(m.client_id)) return refuse(envelope.peer, m.client_id, "no participant of this name is configured");
+    switch (m.type) {
+      case MessageType::join:
+      case MessageType::heartbeat: return admit(m, envelope.peer);
+      case MessageType::fit_result:
+        admit(m, envelope.peer);
+        return accept_result(m, envelope.peer);
+      case MessageType::shutdown:
+        participants[m.client_id].left = true;
+        return say("participant " + m.client_id + " left");
+      default: return refuse(envelope.peer, m.client_id, std::string("unexpected message type ") + message_type_name(m.type));
+    }
+  }
+
+  // Handles messages until done() or the deadline (or a stop request).
+  template <class Done>
+  void pump(double timeout_s, Done&& done, const std::atomic<bool>* stop) {
+    const auto start = Clock::now();
+    while (!done() && seconds_since(start) < timeout_s && !(stop && *stop))
+      if (auto envelope = socket->receive(std::chrono::milliseconds(100))) handle(*envelope);
+  }
+
+  // --- rounds -------------------------------------------------------------------------------
+
+  bool alive(const Participant& p) const {
+    return !p.left && seconds_since(p.last_seen) < 3 * config.server.heartbeat_s;
+  }
+
+  std::vector<std::string> alive_names() const {
+    std::vector<std::string> names;
+    for (const auto& [name, p] : participants)
+      if (alive(p)) names.push_back(name);
+    return names;  // std::map: sorted
+  }
+
+  // A seeded draw per round: the same participants whatever happened before (resume-safe).
+  std::vector<std::string> sample(int64_t round) const {
+    std::vector<std::string> names = alive_names();
+    const auto wanted = static_cast<size_t>(std::max<double>(
+        static_cast<double>(config.server.min_clients), std::ceil(config.server.fraction * names.size())));
+    Rng rng(config.shared.seed * 1000003ull + static_cast<uint64_t>(round));
+    for (size_t i = names.size(); i > 1; --i) std::swap(names[i - 1], names[rng.next_u64() % i]);
+    names.resize(std::min(wanted, names.size()));
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  bool round_complete() const {
+    for (const std::string& name : sampled)
+      if (!results.count(name) && alive(participants.at(name))) return false;
+    return true;
+  }
+
+  void wait_for_participants(const std::atomic<bool>* stop) {
+    const auto enough = [&] { return static_cast<int64_t>(alive_names().size()) >= config.server.min_clients; };
+    if (enough()) return;
+    say("waiting for " + std::to_string(config.server.min_clients) + " participants (" +
+        std::to_string(alive_names().size()) + " present)");
+    pump(config.server.join_timeout_s, enough, stop);
+    if (!enough() && !(stop && *stop))
+      throw Error("only " + std::to_string(alive_names().size()) + " of the " + std::to_string(config.server.min_clients) +
+                  " participants needed joined within server.join_timeout (" + std::to_string(config.server.join_timeout_s) + " s)");
+  }
+
+  // One attempt at a round; false when too few results came back.
+  bool try_round(int64_t round, const std::atomic<bool>* stop) {
+    const auto start = Clock::now();
+    current_round = round;
+    record = RoundRecord{.round = round};
+    results.clear();
+    sampled = sample(round);
+    Message fit{.type = MessageType::fit, .round = round};
+    fit.config = strategy->fit_config(round);
+    fit.tensors = to_wire(global.named_tensors());
+    for (const std::string& name : sampled) {
+      fit.client_id = name;
+      send(participants.at(name).peer, fit);
+    }
+    pump(config.server.round_timeout_s, [&] { return round_complete(); }, stop);
+    if (stop && *stop) return false;
+    if (static_cast<int64_t>(results.size()) < config.server.min_results) {
+      say("round " + std::to_string(round) + ": " + std::to_string(results.size()) + " results, " +
+          std::to_string(config.server.min_results) + " needed; repeating the round");
+      return false;
+    }
+    std::vector<ClientResult> ordered;
+    for (auto& [name, result] : results) {  // name order
+      record.contributors.push_back(name);
+      ordered.push_back(std::move(result));
+    }
+    const NamedTensors aggregated = strategy->aggregate(round, global.named_tensors(), ordered);
+    std::vector<NamedTensor> wire = to_wire(aggregated);
+    load_adapter_tensors(global, wire);
+    if (eval_model) record.eval = evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval);
+    checkpoint(round);
+    record.seconds = seconds_since(start);
+    report();
+    return true;
+  }
+
+  void report() {
+    double loss_sum = 0;
+    nlohmann::json losses = nlohmann::json::object();
+    for (const auto& [name, loss] : record.train_loss) {
+      loss_sum += loss;
+      losses[name] = loss;
+    }
+    const double mean_loss = record.train_loss.empty() ? 0.0 : loss_sum / record.train_loss.size();
+    std::string line = "round " + std::to_string(record.round) + "/" + std::to_string(config.server.rounds) + " | " +
+                       std::to_string(record.contributors.size()) + " of " + std::to_string(sampled.size()) + " results";
+    char text[64];
+    std::snprintf(text, sizeof text, " | train loss %.4f", mean_loss);
+    line += text;
+    if (eval_model) line += " | eval " + describe(record.eval);
+    std::snprintf(text, sizeof text, " | %.1f s", record.seconds);
+    line += " | " + format_megabytes(record.bytes_sent) + " out, " + format_megabytes(record.bytes_received) + " in" + text;
+    say(line);
+    nlohmann::json entry = {{"round", record.round}, {"sampled", sampled}, {"contributors", record.contributors}, {"train_loss", losses},
+                            {"bytes_sent", record.bytes_sent}, {"bytes_received", record.bytes_received},
+                            {"seconds", record.seconds}};
+    if (eval_model) {
+      entry["eval_loss"] = record.eval.loss;
+      entry["eval_accuracy"] = record.eval.accuracy();
+      entry["eval_exact_match"] = record.eval.exact_matches;
+      entry["eval_examples"] = record.eval.generated_examples;
+    }
+    metrics << entry.dump() << std::endl;
+    history.push_back(record);
+  }
+
+  // Round 0: the starting global adapter, the baseline the rounds are measured against.
+  void evaluate_initial() {
+    if (!eval_model) return;
+    record = RoundRecord{.round = 0};
+    const auto start = Clock::now();
+    record.eval = evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval);
+    record.seconds = seconds_since(start);
+    report();
+  }
+
+  LoraAdapter run(const std::atomic<bool>* stop) {
+    constexpr int kAttempts = 3;
+    if (first_round == 1) evaluate_initial();
+    for (int64_t round = first_round; round <= config.server.rounds && !(stop && *stop); ++round) {
+      bool done = false;
+      for (int attempt = 0; attempt < kAttempts && !done && !(stop && *stop); ++attempt) {
+        wait_for_participants(stop);
+        done = try_round(round, stop);
+      }
+      if (!done && !(stop && *stop))
+        throw Error("round " + std::to_string(round) + " failed " + std::to_string(kAttempts) + " times (see server.min_results)");
+    }
+    Message bye{.type = MessageType::shutdown, .round = current_round};
+    for (const auto& [name, p] : participants) {
+      bye.client_id = name;
+      send(p.peer, bye);
+    }
+    global.save_peft((fs::path(config.shared.output_dir) / "adapter").string(), config.shared.model_dir);
+    say("saved the global adapter to " + (fs::path(config.shared.output_dir) / "adapter").string());
+    return global;
+  }
+};
+
+Server::Server(const FederationConfig& config, bool resume, std::ostream& log)
+    : impl_(std::make_unique<Impl>(config, resume, log)) {}
+Server::~Server() = default;
+std::string Server::endpoint() const { return impl_->socket->endpoint(); }
+LoraAdapter Server::run(const std::atomic<bool>* stop) { return impl_->run(stop); }
+const std::vector<RoundRecord>& Server::history() const { return impl_->history; }
+
+}  // namespace fe::fed

@@ -1,0 +1,80 @@
+// fed/transport.h — ZeroMQ sockets between the server (ROUTER) and participants (DEALER), with
+// CurveZMQ encryption and an allow-list of participant keys.
+//
+// Security: with a server keypair, the server socket is a CURVE server and a ZAP handler (a thread
+// inside ServerSocket) admits only clients whose public key is in the allow-list; a refused
+// client is logged with its key and address. Without keys, traffic is plain TCP, which is allowed
+// only on loopback endpoints (tcp://127.x.x.x, tcp://localhost, tcp://[::1]); anything else is an
+// error. Keys are Z85 strings (40 characters); `fedengine keygen` writes a keypair as two files:
+// NAME.key (secret, mode 0600: "public = ...\nsecret = ...") and NAME.pub ("public = ...").
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fe::fed {
+
+struct CurveKeyPair {
+  std::string public_key;  // Z85, 40 chars
+  std::string secret_key;  // Z85, 40 chars; empty for a public-key-only file
+};
+
+CurveKeyPair generate_keypair();
+// Writes PREFIX.key and PREFIX.pub.
+void save_keypair(const CurveKeyPair& keys, const std::string& prefix);
+// Reads a .key file (both keys) or a .pub file (public only); errors name the file.
+CurveKeyPair load_keys(const std::string& path);
+
+bool is_loopback_endpoint(const std::string& endpoint);
+
+struct ServerSecurity {
+  std::optional<CurveKeyPair> server_keys;      // none: plain TCP (loopback only)
+  std::vector<std::string> allowed_client_keys;  // Z85 public keys
+};
+
+struct Envelope {
+  std::string peer;     // ZeroMQ routing id of the sender
+  std::string payload;  // one message (see protocol.h)
+};
+
+class ServerSocket {
+ public:
+  // Binds `endpoint` (e.g. "tcp://127.0.0.1:5555", port 0 or "*" picks a free port).
+  ServerSocket(const std::string& endpoint, const ServerSecurity& security,
+               std::function<void(const std::string&)> log = {});
+  ~ServerSocket();
+  ServerSocket(const ServerSocket&) = delete;
+  ServerSocket& operator=(const ServerSocket&) = delete;
+
+  std::string endpoint() const;  // the bound endpoint, with the actual port
+  // The next message, or nullopt after `timeout`.
+  std::optional<Envelope> receive(std::chrono::milliseconds timeout);
+  void send(const std::string& peer, const std::string& payload);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class ClientSocket {
+ public:
+  // server_public_key empty: plain TCP (loopback only).
+  ClientSocket(const std::string& endpoint, const std::optional<CurveKeyPair>& client_keys,
+               const std::string& server_public_key);
+  ~ClientSocket();
+  ClientSocket(const ClientSocket&) = delete;
+  ClientSocket& operator=(const ClientSocket&) = delete;
+
+  void send(const std::string& payload);
+  std::optional<std::string> receive(std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fe::fed

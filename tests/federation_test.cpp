@@ -1,0 +1,243 @@
+// Federations of real processes on loopback: `fedengine run`, `fedengine server` and
+// `fedengine client`, each strategy, a participant killed mid-run, a server killed and resumed,
+// CurveZMQ with an unknown participant key.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <fcntl.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "engine/llama_weights.h"
+#include "engine/synthetic_data.h"
+#include "tests/test_util.h"
+
+extern char** environ;
+
+namespace fe {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A child process running the fedengine binary, its output in a file.
+class Process {
+ public:
+  Process(std::vector<std::string> args, const fs::path& log) : log_(log) {
+    args.insert(args.begin(), FE_CLI_PATH);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    EXPECT_EQ(posix_spawn(&pid_, FE_CLI_PATH, &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  ~Process() {
+    if (pid_ > 0) kill_now();
+  }
+  void kill_now() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  int wait() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  std::string output() const { return slurp(log_); }
+
+ private:
+  pid_t pid_ = -1;
+  fs::path log_;
+};
+
+template <class Predicate>
+bool wait_until(Predicate&& ready, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+std::vector<nlohmann::json> read_metrics(const fs::path& file) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+class Federation : public ::testing::Test {
+ protected:
+  // One small model and data set for the whole suite.
+  static void SetUpTestSuite() {
+    shared_ = new test::TempDir();
+    SyntheticOptions data;
+    data.train_examples = 300;
+    data.eval_examples = 16;
+    data.shards = 3;
+    write_synthetic_suite(shared_->path("data"), data);
+    LlamaConfig c;
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 1;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 8;
+    c.vocab_size = 320;
+    c.tie_word_embeddings = true;
+    LlamaWeights::random(c, 1, DType::f32).save(shared_->path("base"), DType::f32);
+  }
+  static void TearDownTestSuite() { delete shared_; }
+
+  // A federation YAML in this test's directory; `server` and `extra` are spliced in.
+  std::string write_config(const std::string& server, const std::string& participants_extra = "",
+                           const std::string& extra = "") {
+    const std::string d = shared_->path();
+    std::string yaml = "model: " + d + "/base\ntokenizer: " + d + "/data/tokenizer.model\n" +
+                       "data:\n  eval: " + d + "/data/shift/eval.jsonl\n  max_seq_len: 32\n" +
+                       "adapter: {rank: 4, alpha: 8, targets: [q_proj, v_proj, down_proj]}\n" +
+                       "train: {steps: 3, micro_batch_size: 8, lr: 1.0e-2}\n" +
+                       "eval: {exact_match: false}\n" + "output: {dir: " + dir_.path("out") + "}\n" + extra +
+                       "server:\n" + server + "participants:\n";
+    for (int i = 0; i < 3; ++i)
+      yaml += "  - name: p" + std::to_string(i) + "\n    data: {train: " + d + "/data/shift/train.shard-" +
+              std::to_string(i) + ".jsonl}\n" + participants_extra;
+    std::ofstream(dir_.path("federation.yaml")) << yaml;
+    return dir_.path("federation.yaml");
+  }
+
+  static test::TempDir* shared_;
+  test::TempDir dir_;
+};
+test::TempDir* Federation::shared_ = nullptr;
+
+class EachStrategy : public Federation, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(EachStrategy, RunLowersTheGlobalEvalLoss) {
+  const std::string config = write_config("  address: tcp://127.0.0.1:0\n  rounds: 3\n  min_clients: 3\n  min_results: 3\n"
+                                          "  heartbeat: 0.5\n  strategy: {name: " + GetParam() + ", eta: 3.0e-2}\n");
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_EQ(run.wait(), 0) << run.output();
+  const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 4u) << run.output();  // round 0 (the starting adapter) and 3 rounds
+  EXPECT_LT(metrics.back()["eval_loss"].get<double>(), metrics.front()["eval_loss"].get<double>()) << run.output();
+  EXPECT_EQ(metrics.back()["contributors"].size(), 3u);
+  EXPECT_GT(metrics.back()["bytes_received"].get<int64_t>(), 0);
+  EXPECT_THAT(run.output(), HasSubstr("round 3/3"));
+  EXPECT_TRUE(fs::exists(dir_.path("out/adapter/adapter_model.safetensors")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Federation, EachStrategy,
+                         ::testing::Values("fedavg", "fedprox", "fedadagrad", "fedadam", "fedyogi"));
+
+std::string server_section(int port, int rounds, const std::string& more = "") {
+  return "  address: tcp://127.0.0.1:" + std::to_string(port) + "\n  rounds: " + std::to_string(rounds) +
+         "\n  min_clients: 3\n  min_results: 2\n  heartbeat: 0.5\n  round_timeout: 60\n  join_timeout: 30\n" + more;
+}
+
+TEST_F(Federation, KilledParticipantDoesNotBlockTheRoundAndCanRejoin) {
+  const std::string config = write_config(server_section(free_port(), 5));
+  Process server({"server", config}, dir_.path("server.log"));
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", "p" + std::to_string(i)},
+                                                dir_.path("p" + std::to_string(i) + ".log")));
+  const fs::path metrics = dir_.path("out/metrics.jsonl");
+  ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 2; }, std::chrono::seconds(60))) << server.output();
+  clients[2]->kill_now();  // p2 was sampled for round 2 and will never answer
+  ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 3; }, std::chrono::seconds(60))) << server.output();
+  EXPECT_EQ(read_metrics(metrics)[2]["contributors"], nlohmann::json({"p0", "p1"})) << server.output();
+  clients[2] = std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", "p2"}, dir_.path("p2b.log"));
+  ASSERT_EQ(server.wait(), 0) << server.output();
+  EXPECT_THAT(server.output(), HasSubstr("participant p2 rejoined"));
+  EXPECT_EQ(read_metrics(metrics).back()["contributors"].size(), 3u) << server.output();
+}
+
+TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
+  const int port = free_port();
+  const std::string stateful = "  strategy: {name: fedadam, eta: 3.0e-2}\n";
+  // Uninterrupted reference run.
+  std::string config = write_config(server_section(port, 4, stateful));
+  Process reference({"run", config}, dir_.path("reference.log"));
+  ASSERT_EQ(reference.wait(), 0) << reference.output();
+  const std::string expected = slurp(dir_.path("out/adapter/adapter_model.safetensors"));
+  fs::rename(dir_.path("out"), dir_.path("reference-out"));
+
+  // The same run with the server killed after round 2 and restarted with --resume.
+  config = write_config(server_section(port, 4, stateful));
+  auto server = std::make_unique<Process>(std::vector<std::string>{"server", config}, dir_.path("server1.log"));
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", "p" + std::to_string(i)},
+                                                dir_.path("c" + std::to_string(i) + ".log")));
+  ASSERT_TRUE(wait_until([&] { return read_metrics(dir_.path("out/metrics.jsonl")).size() >= 3; }, std::chrono::seconds(60)))
+      << server->output();
+  server->kill_now();
+  server = std::make_unique<Process>(std::vector<std::string>{"server", config, "--resume"}, dir_.path("server2.log"));
+  ASSERT_EQ(server->wait(), 0) << server->output();
+  EXPECT_THAT(server->output(), HasSubstr("resuming after round 2"));
+  EXPECT_EQ(slurp(dir_.path("out/adapter/adapter_model.safetensors")), expected);
+}
+
+TEST_F(Federation, ParticipantWithAnUnknownCurveKeyIsRefused) {
+  for (const char* name : {"server", "p0", "p1", "p2", "intruder"})
+    ASSERT_EQ(std::system((std::string(FE_CLI_PATH) + " keygen " + dir_.path(std::string("keys/") + name) + " > /dev/null").c_str()), 0);
+  const std::string keys = dir_.path("keys/");
+  std::string config = write_config(server_section(free_port(), 1, "  server_key: " + keys + "server.key\n  server_public_key: " +
+                                                                       keys + "server.pub\n"));
+  // Each participant entry gets its own key line.
+  std::string yaml = slurp(config);
+  for (int i = 0; i < 3; ++i) {
+    const std::string entry = "  - name: p" + std::to_string(i) + "\n";
+    yaml.replace(yaml.find(entry), entry.size(), entry + "    key: " + keys + "p" + std::to_string(i) + ".key\n");
+  }
+  std::ofstream(config) << yaml;
+  // p2 runs with a key the server does not know (its own config copy names the intruder key).
+  std::string intruder_yaml = yaml;
+  intruder_yaml.replace(intruder_yaml.find(keys + "p2.key"), (keys + "p2.key").size(), keys + "intruder.key");
+  std::ofstream(dir_.path("intruder.yaml")) << intruder_yaml;
+
+  Process server({"server", config}, dir_.path("server.log"));
+  Process p0({"client", config, "--name", "p0"}, dir_.path("p0.log"));
+  Process p1({"client", config, "--name", "p1"}, dir_.path("p1.log"));
+  Process p2({"client", dir_.path("intruder.yaml"), "--name", "p2"}, dir_.path("p2.log"));
+  const std::string intruder_key = slurp(dir_.path("keys/intruder.pub")).substr(9, 40);
+  ASSERT_TRUE(wait_until([&] { return server.output().find(intruder_key) != std::string::npos; }, std::chrono::seconds(30)))
+      << server.output();
+  EXPECT_THAT(server.output(), AllOf(HasSubstr("p0 joined"), HasSubstr("p1 joined"), ::testing::Not(HasSubstr("p2 joined"))));
+}
+
+}  // namespace
+}  // namespace fe

@@ -1,0 +1,142 @@
+// The server against hostile or confused peers: every bad message is refused with a logged
+// reason, and the server keeps running and finishes its round with the good participants.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "engine/synthetic_data.h"
+#include "fed/adapter_wire.h"
+#include "fed/server.h"
+#include "fed/transport.h"
+#include "tests/test_util.h"
+
+namespace fe::fed {
+namespace {
+
+using ::testing::HasSubstr;
+using std::chrono::milliseconds;
+
+// A thread-safe log the server writes to while the test reads it.
+class SharedLog : public std::stringbuf {
+ public:
+  std::string text() {
+    std::lock_guard lock(mutex_);
+    return str();
+  }
+
+ protected:
+  int sync() override { return 0; }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    std::lock_guard lock(mutex_);
+    return std::stringbuf::xsputn(s, n);
+  }
+  int_type overflow(int_type c) override {
+    std::lock_guard lock(mutex_);
+    return std::stringbuf::overflow(c);
+  }
+
+ private:
+  std::mutex mutex_;
+};
+
+class ServerUnderAttack : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LlamaConfig c;
+    c.hidden_size = 16;
+    c.intermediate_size = 32;
+    c.num_hidden_layers = 1;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 8;
+    c.vocab_size = 16;
+    LlamaWeights::random(c, 1, DType::f32).save(dir_.path("base"), DType::f32);
+    std::ofstream(dir_.path("train.jsonl")) << R"({"input_ids": [1, 2, 3]})" << "\n";
+    std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
+                                            "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
+                                            "server: {address: 'tcp://127.0.0.1:0', rounds: 1, min_clients: 2,"
+                                            " min_results: 2, heartbeat: 5, round_timeout: 30}\n"
+                                            "participants: [{name: good}, {name: other}, {name: absent}]\n";
+    config_ = read_federation_config(dir_.path("fed.yaml"));
+  }
+
+  test::TempDir dir_;
+  FederationConfig config_;
+};
+
+Message expect_message(ClientSocket& socket, MessageType type) {
+  for (int i = 0; i < 100; ++i)
+    if (auto bytes = socket.receive(milliseconds(100))) {
+      Message m = decode(*bytes);
+      if (m.type == type) return m;
+    }
+  ADD_FAILURE() << "no " << message_type_name(type) << " message arrived";
+  return {};
+}
+
+TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
+  SharedLog log_buffer;
+  std::ostream log(&log_buffer);
+  Server server(config_, false, log);
+  std::thread runner([&] { server.run(); });
+
+  ClientSocket good(server.endpoint(), std::nullopt, ""), other(server.endpoint(), std::nullopt, "");
+  ClientSocket rogue(server.endpoint(), std::nullopt, "");
+  good.send(encode(Message{.type = MessageType::join, .client_id = "good"}));
+  other.send(encode(Message{.type = MessageType::join, .client_id = "other"}));
+  expect_message(good, MessageType::welcome);
+  const Message fit = expect_message(good, MessageType::fit);
+  ASSERT_EQ(fit.round, 1);
+  expect_message(other, MessageType::fit);
+
+  auto result_from = [&](const std::string& who) {
+    Message r{.type = MessageType::fit_result, .round = 1, .client_id = who, .num_examples = 4};
+    r.tensors = fit.tensors;
+    return r;
+  };
+  auto with = [&](const std::function<void(Message&)>& spoil) {
+    Message m = result_from("good");
+    spoil(m);
+    return encode(m);
+  };
+  rogue.send("this is not msgpack");
+  rogue.send(encode(Message{.type = MessageType::join, .client_id = "mallory"}));
+  rogue.send(encode(result_from("absent")));
+  good.send(with([](Message& m) { m.round = 7; }));
+  good.send(with([](Message& m) { m.tensors[0].tensor = Tensor::zeros(Shape{3, 3}, DType::f32); }));
+  good.send(with([](Message& m) { m.tensors.pop_back(); }));
+  good.send(with([](Message& m) { m.num_examples = 0; }));
+  good.send(with([](Message& m) {
+    m.tensors[0].tensor = m.tensors[0].tensor.clone();
+    m.tensors[0].tensor.as<float>()[0] = std::nanf("");
+  }));
+  good.send(encode(Message{.type = MessageType::fit, .round = 1, .client_id = "good"}));
+  good.send(encode(result_from("good")));  // the real result
+  good.send(encode(result_from("good")));  // and a duplicate of it
+  std::this_thread::sleep_for(milliseconds(300));
+  other.send(encode(result_from("other")));
+  runner.join();
+
+  const std::string text = log_buffer.text();
+  EXPECT_THAT(text, HasSubstr("undecodable message"));
+  EXPECT_THAT(text, HasSubstr("NaN"));
+  EXPECT_THAT(text, HasSubstr("mallory: no participant of this name"));
+  EXPECT_THAT(text, HasSubstr("absent: not sampled for round 1"));
+  EXPECT_THAT(text, HasSubstr("result for round 7 while round 1 is open"));
+  EXPECT_THAT(text, HasSubstr("num_examples must be positive"));
+  EXPECT_THAT(text, HasSubstr("unexpected message type fit"));
+  EXPECT_THAT(text, HasSubstr("duplicate result for round 1"));
+  EXPECT_THAT(text, HasSubstr("round 1/1 | 2 of 2 results"));
+  EXPECT_TRUE(std::filesystem::exists(dir_.path("out/adapter/adapter_model.safetensors")));
+  // the wrong shape and the missing tensor: two refusals naming a tensor
+  EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 14) << text;
+}
+
+}  // namespace
+}  // namespace fe::fed
