@@ -15,6 +15,12 @@
 // mistyped fields, unknown dtype, byte count ≠ shape × dtype size, checksum mismatch, NaN/Inf in
 // a float tensor, duplicate tensor names). check_tensors() then compares the tensors with what
 // the model expects (names, shapes, dtypes).
+//
+// Compatibility: type, version, round and client_id are required; a missing config, metrics,
+// num_examples or tensors takes Message's default. Unknown keys (in the message or in a tensor
+// entry) are ignored, so a newer peer may add fields without a version bump; a repeated key,
+// trailing bytes or a negative num_examples are refused. Floats in config and metrics keep their
+// type (always float64 on the wire); metrics also accept integers.
 #pragma once
 
 #include <cstdint>

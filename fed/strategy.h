@@ -60,7 +60,8 @@ class Strategy {
   // `global` is an Error naming the client and the tensor. num_examples must be positive.
   virtual NamedTensors aggregate(int64_t round, const NamedTensors& global,
                                  const std::vector<ClientResult>& results) = 0;
-  // Optimizer state (moments, step count) for checkpoints; empty for stateless strategies.
+  // Optimizer state (moments, step count) for checkpoints; empty for stateless strategies and
+  // before the first aggregate. load_state(state()) on a fresh strategy continues bit-identically.
   virtual NamedTensors state() const { return {}; }
   virtual void load_state(const NamedTensors& state) { (void)state; }
 

@@ -7,6 +7,17 @@
 // only on loopback endpoints (tcp://127.x.x.x, tcp://localhost, tcp://[::1]); anything else is an
 // error. Keys are Z85 strings (40 characters); `fedengine keygen` writes a keypair as two files:
 // NAME.key (secret, mode 0600: "public = ...\nsecret = ...") and NAME.pub ("public = ...").
+//
+// Threads: a socket is not thread-safe (neither are ZeroMQ's); use each one from one thread at a
+// time. The server's ZAP thread never calls `log` itself: it queues its lines, and receive() and
+// send() pass them on, so `log` only runs on the thread that uses the socket.
+//
+// Delivery: a client reconnects by itself (every 100 ms, backing off to 1 s) when the server goes
+// away, and what it sends meanwhile waits in its queue, so a restarted server receives it; a
+// message that was in flight when the connection broke is lost, which the protocol's heartbeats
+// and round timeouts cover. The server never blocks on a peer: a message for a peer that is gone
+// or whose queue is full is dropped and logged. A client refused by the ZAP handler is not retried
+// by ZeroMQ; restart it once its key is allowed.
 #pragma once
 
 #include <chrono>
@@ -51,8 +62,9 @@ class ServerSocket {
   ServerSocket& operator=(const ServerSocket&) = delete;
 
   std::string endpoint() const;  // the bound endpoint, with the actual port
-  // The next message, or nullopt after `timeout`.
+  // The next message, or nullopt after `timeout` (or sooner, when a signal interrupts the wait).
   std::optional<Envelope> receive(std::chrono::milliseconds timeout);
+  // Never throws for a peer that is gone or not reading: the message is dropped and logged.
   void send(const std::string& peer, const std::string& payload);
 
  private:
@@ -69,6 +81,7 @@ class ClientSocket {
   ClientSocket(const ClientSocket&) = delete;
   ClientSocket& operator=(const ClientSocket&) = delete;
 
+  // Queues the message; throws Error if the queue stays full for 10 s (the server is not reading).
   void send(const std::string& payload);
   std::optional<std::string> receive(std::chrono::milliseconds timeout);
 

@@ -86,6 +86,13 @@ std::vector<nlohmann::json> read_metrics(const fs::path& file) {
   return lines;
 }
 
+// numbered("p", i), spelled so that GCC 12's -Wrestrict false positive stays quiet.
+std::string numbered(const char* prefix, int i) {
+  std::string name = prefix;
+  name += std::to_string(i);
+  return name;
+}
+
 int free_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
@@ -172,8 +179,8 @@ TEST_F(Federation, KilledParticipantDoesNotBlockTheRoundAndCanRejoin) {
   Process server({"server", config}, dir_.path("server.log"));
   std::vector<std::unique_ptr<Process>> clients;
   for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", "p" + std::to_string(i)},
-                                                dir_.path("p" + std::to_string(i) + ".log")));
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", numbered("p", i)},
+                                                dir_.path(numbered("p", i) + ".log")));
   const fs::path metrics = dir_.path("out/metrics.jsonl");
   ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 2; }, std::chrono::seconds(60))) << server.output();
   clients[2]->kill_now();  // p2 was sampled for round 2 and will never answer
@@ -200,8 +207,8 @@ TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
   auto server = std::make_unique<Process>(std::vector<std::string>{"server", config}, dir_.path("server1.log"));
   std::vector<std::unique_ptr<Process>> clients;
   for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", "p" + std::to_string(i)},
-                                                dir_.path("c" + std::to_string(i) + ".log")));
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", numbered("p", i)},
+                                                dir_.path(numbered("c", i) + ".log")));
   ASSERT_TRUE(wait_until([&] { return read_metrics(dir_.path("out/metrics.jsonl")).size() >= 3; }, std::chrono::seconds(60)))
       << server->output();
   server->kill_now();
@@ -221,7 +228,7 @@ TEST_F(Federation, ParticipantWithAnUnknownCurveKeyIsRefused) {
   std::string yaml = slurp(config);
   for (int i = 0; i < 3; ++i) {
     const std::string entry = "  - name: p" + std::to_string(i) + "\n";
-    yaml.replace(yaml.find(entry), entry.size(), entry + "    key: " + keys + "p" + std::to_string(i) + ".key\n");
+    yaml.replace(yaml.find(entry), entry.size(), entry + "    key: " + keys + numbered("p", i) + ".key\n");
   }
   std::ofstream(config) << yaml;
   // p2 runs with a key the server does not know (its own config copy names the intruder key).
