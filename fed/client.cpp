@@ -121,7 +121,11 @@ class Participant {
         }
         case MessageType::fit:
           welcomed_ = true;
-          connection_.send(train_round(*m));
+          try {
+            connection_.send(train_round(*m));
+          } catch (const std::exception& e) {  // the server's round timeout covers the missing result
+            log_ << "[" << me_.name << "] could not train round " << m->round << ": " << e.what() << std::endl;
+          }
           break;
         case MessageType::shutdown:
           log_ << "[" << me_.name << "] the server ended the run" << std::endl;
@@ -135,25 +139,38 @@ class Participant {
   }
 
   // Where round r's data starts: a function of r alone, so a repeated round sees the same data.
-  void place_batches(int64_t round) {
-    const int64_t index = (round - 1) * me_.train.steps * me_.train.grad_accum_steps;
+  void place_batches(int64_t round, int64_t steps) {
+    const int64_t index = (round - 1) * steps * me_.train.grad_accum_steps;
     batches_.seek(index / batches_.batches_per_epoch(), index % batches_.batches_per_epoch());
+  }
+
+  // A setting the server pushed with the round, or the participant's own value.
+  template <class T>
+  static T pushed(const Message& fit, const char* key, T own) {
+    const auto it = fit.config.find(key);
+    if (it == fit.config.end()) return own;
+    if (const T* value = std::get_if<T>(&it->second)) return *value;
+    throw ProtocolError(std::string("round setting \"") + key + "\" has the wrong type");
   }
 
   Message train_round(Message& fit) {
     const auto start = Clock::now();
     check_tensors(fit, adapter_specs(adapter_));
     load_adapter_tensors(adapter_, fit.tensors);
-    Trainer trainer(model_, adapter_, me_.train.optimizer);
-    if (auto mu = fit.config.find("proximal_mu"); mu != fit.config.end() && std::get<double>(mu->second) > 0) {
+    const int64_t steps = pushed<int64_t>(fit, "steps", me_.train.steps);
+    OptimizerOptions optimizer = me_.train.optimizer;
+    optimizer.lr = pushed<double>(fit, "lr", optimizer.lr);
+    optimizer.total_steps = steps;
+    Trainer trainer(model_, adapter_, optimizer);
+    if (const double mu = pushed<double>(fit, "proximal_mu", 0.0); mu > 0) {
       std::vector<Tensor> anchor;
       for (const auto& [name, t] : adapter_.named_tensors()) anchor.push_back(t.clone());
-      trainer.set_proximal_term(std::get<double>(mu->second), std::move(anchor));
+      trainer.set_proximal_term(mu, std::move(anchor));
     }
-    place_batches(fit.round);
+    place_batches(fit.round, steps);
     double loss_sum = 0;
     int64_t examples = 0;
-    for (step_ = 1; step_ <= me_.train.steps; ++step_) {
+    for (step_ = 1; step_ <= steps; ++step_) {
       std::vector<Batch> micro_batches;
       for (int64_t i = 0; i < me_.train.grad_accum_steps; ++i) {
         micro_batches.push_back(batches_.next());
@@ -165,10 +182,10 @@ class Participant {
     Message result = status_message(MessageType::fit_result);
     result.round = fit.round;
     result.num_examples = examples;
-    result.metrics["train_loss"] = loss_sum / static_cast<double>(me_.train.steps);
+    result.metrics["train_loss"] = loss_sum / static_cast<double>(steps);
     result.metrics["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
     result.tensors = to_wire(adapter_.named_tensors());
-    log_ << "[" << me_.name << "] round " << fit.round << ": " << me_.train.steps << " steps, train loss "
+    log_ << "[" << me_.name << "] round " << fit.round << ": " << steps << " steps, train loss "
          << result.metrics["train_loss"] << std::endl;
     return result;
   }

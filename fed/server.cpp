@@ -254,6 +254,15 @@ struct Server::Impl {
                   " participants needed joined within server.join_timeout (" + std::to_string(config.server.join_timeout_s) + " s)");
   }
 
+  // What a participant does this round, decided here so that participants need no config edits:
+  // its local steps and learning rate (its own overrides included) and the strategy's settings.
+  std::map<std::string, ConfigValue> round_settings(int64_t round, const ParticipantConfig& p) const {
+    std::map<std::string, ConfigValue> settings = strategy->fit_config(round);
+    settings["steps"] = p.train.steps;
+    settings["lr"] = p.train.optimizer.lr;
+    return settings;
+  }
+
   // One attempt at a round; false when too few results came back.
   bool try_round(int64_t round, const std::atomic<bool>* stop) {
     const auto start = Clock::now();
@@ -262,10 +271,10 @@ struct Server::Impl {
     results.clear();
     sampled = sample(round);
     Message fit{.type = MessageType::fit, .round = round};
-    fit.config = strategy->fit_config(round);
     fit.tensors = to_wire(global.named_tensors());
     for (const std::string& name : sampled) {
       fit.client_id = name;
+      fit.config = round_settings(round, config.participant(name));
       send(participants.at(name).peer, fit);
     }
     pump(config.server.round_timeout_s, [&] { return round_complete(); }, stop);
@@ -298,11 +307,14 @@ struct Server::Impl {
       losses[name] = loss;
     }
     const double mean_loss = record.train_loss.empty() ? 0.0 : loss_sum / record.train_loss.size();
-    std::string line = "round " + std::to_string(record.round) + "/" + std::to_string(config.server.rounds) + " | " +
-                       std::to_string(record.contributors.size()) + " of " + std::to_string(sampled.size()) + " results";
+    std::string line = "round " + std::to_string(record.round) + "/" + std::to_string(config.server.rounds);
     char text[64];
-    std::snprintf(text, sizeof text, " | train loss %.4f", mean_loss);
-    line += text;
+    if (record.round == 0) {
+      line += " (the starting adapter)";
+    } else {
+      std::snprintf(text, sizeof text, " | train loss %.4f", mean_loss);
+      line += " | " + std::to_string(record.contributors.size()) + " of " + std::to_string(sampled.size()) + " results" + text;
+    }
     if (eval_model) line += " | eval " + describe(record.eval);
     std::snprintf(text, sizeof text, " | %.1f s", record.seconds);
     line += " | " + format_megabytes(record.bytes_sent) + " out, " + format_megabytes(record.bytes_received) + " in" + text;

@@ -190,3 +190,46 @@ TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
 
 }  // namespace
 }  // namespace fe
+
+#include "engine/lora.h"
+#include "engine/safetensors.h"
+
+namespace fe {
+namespace {
+
+TEST(Cli, AggregateAveragesAdaptersByExamples) {
+  test::TempDir dir;
+  LlamaConfig c;
+  c.hidden_size = 8;
+  c.intermediate_size = 16;
+  c.num_hidden_layers = 1;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 4;
+  c.vocab_size = 10;
+  LoraConfig lc;
+  lc.rank = 2;
+  std::vector<LoraAdapter> adapters;
+  for (uint64_t seed : {1, 2, 3}) {
+    adapters.push_back(LoraAdapter::init(c, lc, seed, DType::f32));
+    Rng rng(seed);
+    for (auto& [name, t] : adapters.back().named_tensors()) rng.fill_normal(t, 0, 1);
+    adapters.back().save_peft(dir.path("a" + std::to_string(seed)));
+  }
+  const CliResult r = run_cli("aggregate --strategy fedavg --base " + dir.path("a1") + " --out " + dir.path("out") + " " +
+                              dir.path("a2") + " " + dir.path("a3") + " --examples 1 3");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const LoraAdapter merged = LoraAdapter::load_peft(dir.path("out"), c, DType::f32);
+  for (size_t i = 0; i < merged.named_tensors().size(); ++i) {
+    const Tensor& out = merged.named_tensors()[i].second;
+    const Tensor& a2 = adapters[1].named_tensors()[i].second;
+    const Tensor& a3 = adapters[2].named_tensors()[i].second;
+    for (int64_t j = 0; j < out.numel(); ++j)
+      ASSERT_NEAR(out.as<float>()[j], (a2.as<float>()[j] + 3 * a3.as<float>()[j]) / 4, 1e-6);
+  }
+  EXPECT_NE(run_cli("aggregate --strategy fedmedian --base " + dir.path("a1") + " --out " + dir.path("x") + " " +
+                    dir.path("a2")).status, 0);
+}
+
+}  // namespace
+}  // namespace fe

@@ -50,6 +50,7 @@ class Process {
   ~Process() {
     if (pid_ > 0) kill_now();
   }
+  void interrupt() { kill(pid_, SIGINT); }
   void kill_now() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
@@ -241,9 +242,31 @@ TEST_F(Federation, ParticipantWithAnUnknownCurveKeyIsRefused) {
   Process p1({"client", config, "--name", "p1"}, dir_.path("p1.log"));
   Process p2({"client", dir_.path("intruder.yaml"), "--name", "p2"}, dir_.path("p2.log"));
   const std::string intruder_key = slurp(dir_.path("keys/intruder.pub")).substr(9, 40);
-  ASSERT_TRUE(wait_until([&] { return server.output().find(intruder_key) != std::string::npos; }, std::chrono::seconds(30)))
-      << server.output();
-  EXPECT_THAT(server.output(), AllOf(HasSubstr("p0 joined"), HasSubstr("p1 joined"), ::testing::Not(HasSubstr("p2 joined"))));
+  ASSERT_TRUE(wait_until([&] {
+    const std::string out = server.output();
+    return out.find(intruder_key) != std::string::npos && out.find("p0 joined") != std::string::npos &&
+           out.find("p1 joined") != std::string::npos;
+  }, std::chrono::seconds(30))) << server.output();
+  EXPECT_THAT(server.output(), AllOf(HasSubstr("is not in the allow-list"), ::testing::Not(HasSubstr("p2 joined"))));
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+TEST_F(Federation, CtrlCStopsTheServerAndEveryParticipant) {
+  const std::string config = write_config(server_section(free_port(), 1000));
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_TRUE(wait_until([&] { return read_metrics(dir_.path("out/metrics.jsonl")).size() >= 2; }, std::chrono::seconds(60)))
+      << run.output();
+  run.interrupt();
+  EXPECT_EQ(run.wait(), 130) << run.output();
+  EXPECT_THAT(run.output(), HasSubstr("stopped by a signal"));
+  // Every participant received the shutdown and exited by itself.
+  for (int i = 0; i < 3; ++i)
+    EXPECT_THAT(slurp(dir_.path("out/participants/" + numbered("p", i) + "/client.log")), HasSubstr("the server ended the run"));
 }
 
 }  // namespace

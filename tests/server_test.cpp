@@ -62,7 +62,7 @@ class ServerUnderAttack : public ::testing::Test {
                                             "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
                                             "server: {address: 'tcp://127.0.0.1:0', rounds: 1, min_clients: 2,"
                                             " min_results: 2, heartbeat: 5, round_timeout: 30}\n"
-                                            "participants: [{name: good}, {name: other}, {name: absent}]\n";
+                                            "participants: [{name: good, train: {lr: 0.25, steps: 7}}, {name: other}, {name: absent}]\n";
     config_ = read_federation_config(dir_.path("fed.yaml"));
   }
 
@@ -93,7 +93,11 @@ TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
   expect_message(good, MessageType::welcome);
   const Message fit = expect_message(good, MessageType::fit);
   ASSERT_EQ(fit.round, 1);
-  expect_message(other, MessageType::fit);
+  // Each participant's round settings travel with its fit message (its overrides included).
+  EXPECT_EQ(std::get<int64_t>(fit.config.at("steps")), 7);
+  EXPECT_EQ(std::get<double>(fit.config.at("lr")), 0.25);
+  const Message other_fit = expect_message(other, MessageType::fit);
+  EXPECT_EQ(std::get<int64_t>(other_fit.config.at("steps")), 100);
 
   auto result_from = [&](const std::string& who) {
     Message r{.type = MessageType::fit_result, .round = 1, .client_id = who, .num_examples = 4};
