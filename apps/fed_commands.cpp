@@ -7,6 +7,7 @@
 #include "engine/safetensors.h"
 #include "fed/client.h"
 #include "fed/launcher.h"
+#include "fed/plan.h"
 #include "fed/server.h"
 #include "fed/transport.h"
 
@@ -82,6 +83,25 @@ void add_client(CLI::App& app) {
     const fed::FederationConfig config = fed::read_federation_config(args->config);
     const int status = fed::run_client(config, args->name, args->server, std::cout);
     if (status != 0) std::exit(status);
+  });
+}
+
+void add_plan(CLI::App& app) {
+  struct Args {
+    std::string config, out, fedengine;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "plan", "Write the scripts that start each role by hand, one per machine: OUT/server.sh and\n"
+              "OUT/<participant>.sh (each checks its files, then runs fedengine server/client).");
+  cmd->add_option("config", args->config, kFederationHelp)->required()->check(CLI::ExistingFile);
+  cmd->add_option("--out", args->out, "output directory")->required();
+  cmd->add_option("--fedengine", args->fedengine, "the fedengine command on the target machines (default: this binary)");
+  cmd->callback([args] {
+    const fed::FederationConfig config = fed::read_federation_config(args->config);
+    const auto scripts = fed::plan_federation(config, args->fedengine.empty() ? self_executable() : args->fedengine);
+    fed::write_plan(scripts, args->out);
+    for (const auto& s : scripts) std::cout << "wrote " << (fs::path(args->out) / s.file_name).string() << "\n";
   });
 }
 

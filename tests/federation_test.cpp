@@ -12,6 +12,7 @@
 #include <chrono>
 #include <fcntl.h>
 #include <fstream>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -267,6 +268,33 @@ TEST_F(Federation, CtrlCStopsTheServerAndEveryParticipant) {
   // Every participant received the shutdown and exited by itself.
   for (int i = 0; i < 3; ++i)
     EXPECT_THAT(slurp(dir_.path("out/participants/" + numbered("p", i) + "/client.log")), HasSubstr("the server ended the run"));
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+TEST_F(Federation, PlannedScriptsRunTheFederation) {
+  const std::string config = write_config(server_section(free_port(), 2));
+  Process plan({"plan", config, "--out", dir_.path("plan")}, dir_.path("plan.log"));
+  ASSERT_EQ(plan.wait(), 0) << plan.output();
+  const std::string p1 = slurp(dir_.path("plan/p1.sh"));
+  EXPECT_THAT(p1, AllOf(HasSubstr("client '" + config + "' --name 'p1'"), HasSubstr("train.shard-1.jsonl")));
+  EXPECT_THAT(slurp(dir_.path("plan/server.sh")), HasSubstr("server '" + config + "'"));
+
+  const std::string run_all = "cd " + dir_.path() + " && (bash plan/server.sh > server.log 2>&1 &) && " +
+                              "for p in p0 p1 p2; do (bash plan/$p.sh > $p.log 2>&1 &); done; " +
+                              "for i in $(seq 600); do grep -q 'saved the global adapter' server.log && exit 0; sleep 0.1; done; exit 1";
+  EXPECT_EQ(std::system(run_all.c_str()), 0) << slurp(dir_.path("server.log"));
+  EXPECT_EQ(read_metrics(dir_.path("out/metrics.jsonl")).back()["round"], 2);
+
+  // A script whose files are missing says which.
+  std::ofstream(dir_.path("plan/broken.sh")) << std::regex_replace(p1, std::regex("train\\.shard-1"), "missing");
+  const std::string broken = "bash " + dir_.path("plan/broken.sh") + " > " + dir_.path("broken.log") + " 2>&1";
+  EXPECT_NE(std::system(broken.c_str()), 0);
+  EXPECT_THAT(slurp(dir_.path("broken.log")), HasSubstr("missing its training data"));
 }
 
 }  // namespace
