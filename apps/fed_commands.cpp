@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
-#include "engine/safetensors.h"
+#include "fed/adapter_wire.h"
 #include "fed/client.h"
 #include "fed/launcher.h"
 #include "fed/plan.h"
@@ -22,13 +22,7 @@ std::string self_executable() { return fs::read_symlink("/proc/self/exe").string
 
 // A PEFT adapter directory as named tensors, without needing the base model.
 fed::NamedTensors read_adapter_tensors(const std::string& dir) {
-  const SafetensorsCheckpoint file((fs::path(dir) / "adapter_model.safetensors").string());
-  fed::NamedTensors tensors;
-  for (const std::string& name : file.names()) {
-    const TensorInfo* info = file.find(name);
-    tensors.emplace_back(name, file.load(name, info->shape, DType::f32));
-  }
-  return tensors;
+  return fed::read_named_tensors((fs::path(dir) / "adapter_model.safetensors").string());
 }
 
 }  // namespace
@@ -148,8 +142,7 @@ void add_aggregate(CLI::App& app) {
       results.push_back({args->adapters[i], read_adapter_tensors(args->adapters[i]), args->examples.empty() ? 1 : args->examples[i]});
     const fed::NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
     fs::create_directories(args->out);
-    std::vector<std::pair<std::string, View>> views(merged.begin(), merged.end());
-    write_safetensors((fs::path(args->out) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
+    fed::write_named_tensors((fs::path(args->out) / "adapter_model.safetensors").string(), merged);
     fs::copy_file(fs::path(args->base) / "adapter_config.json", fs::path(args->out) / "adapter_config.json",
                   fs::copy_options::overwrite_existing);
     std::cout << "wrote " << args->out << ": " << args->strategy.name << " of " << args->adapters.size() << " adapters\n";

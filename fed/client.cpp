@@ -1,12 +1,17 @@
 #include "fed/client.h"
 
 #include <chrono>
+#include <cmath>
+#include <fstream>
 #include <mutex>
 #include <ostream>
 #include <thread>
 
 #include "engine/train_run.h"
+#include "kernels/elementwise.h"
 #include "fed/adapter_wire.h"
+#include "fed/partition.h"
+#include "fed/privacy.h"
 #include "fed/transport.h"
 
 namespace fe::fed {
@@ -22,6 +27,18 @@ void require_shared_adapter(const FederationConfig& config, const ParticipantCon
       mine.use_rslora != shared.use_rslora || mine.targets != shared.targets)
     throw Error(config.path + ": participant " + me.name +
                 " overrides the adapter section; every participant must train the same LoRA structure");
+}
+
+// Free memory to report at join time: available RAM on the CPU backend (/proc/meminfo).
+double free_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kilobytes = 0;
+  while (meminfo >> key >> kilobytes) {
+    if (key == "MemAvailable:") return kilobytes * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  return 0;
 }
 
 // The socket is shared by the main thread (fit/results) and the heartbeat thread.
@@ -83,6 +100,7 @@ class Participant {
   Message status_message(MessageType type) const {
     Message m{.type = type, .client_id = me_.name};
     m.metrics["num_examples"] = static_cast<double>(run_.train.size());
+    m.metrics["free_memory_bytes"] = free_memory_;
     m.metrics["step"] = static_cast<double>(step_);
     m.metrics["loss"] = last_loss_;
     return m;
@@ -138,12 +156,6 @@ class Participant {
     return 1;
   }
 
-  // Where round r's data starts: a function of r alone, so a repeated round sees the same data.
-  void place_batches(int64_t round, int64_t steps) {
-    const int64_t index = (round - 1) * steps * me_.train.grad_accum_steps;
-    batches_.seek(index / batches_.batches_per_epoch(), index % batches_.batches_per_epoch());
-  }
-
   // A setting the server pushed with the round, or the participant's own value.
   template <class T>
   static T pushed(const Message& fit, const char* key, T own) {
@@ -157,23 +169,23 @@ class Participant {
     const auto start = Clock::now();
     check_tensors(fit, adapter_specs(adapter_));
     load_adapter_tensors(adapter_, fit.tensors);
-    const int64_t steps = pushed<int64_t>(fit, "steps", me_.train.steps);
+    const NamedTensors global = clone_tensors(adapter_.named_tensors());
     OptimizerOptions optimizer = me_.train.optimizer;
     optimizer.lr = pushed<double>(fit, "lr", optimizer.lr);
-    optimizer.total_steps = steps;
+    RoundData data = round_data(fit);
+    optimizer.total_steps = data.steps;
     Trainer trainer(model_, adapter_, optimizer);
     if (const double mu = pushed<double>(fit, "proximal_mu", 0.0); mu > 0) {
       std::vector<Tensor> anchor;
-      for (const auto& [name, t] : adapter_.named_tensors()) anchor.push_back(t.clone());
+      for (const auto& [name, t] : global) anchor.push_back(t);
       trainer.set_proximal_term(mu, std::move(anchor));
     }
-    place_batches(fit.round, steps);
     double loss_sum = 0;
     int64_t examples = 0;
-    for (step_ = 1; step_ <= steps; ++step_) {
+    for (step_ = 1; step_ <= data.steps; ++step_) {
       std::vector<Batch> micro_batches;
       for (int64_t i = 0; i < me_.train.grad_accum_steps; ++i) {
-        micro_batches.push_back(batches_.next());
+        micro_batches.push_back(data.batches->next());
         examples += micro_batches.back().input_ids.shape()[0];
       }
       last_loss_ = trainer.step(micro_batches).loss;
@@ -182,12 +194,55 @@ class Participant {
     Message result = status_message(MessageType::fit_result);
     result.round = fit.round;
     result.num_examples = examples;
-    result.metrics["train_loss"] = loss_sum / static_cast<double>(steps);
+    result.metrics["train_loss"] = loss_sum / static_cast<double>(data.steps);
+    if (const double clip = pushed<double>(fit, "clip_norm", 0.0); clip > 0)
+      result.metrics["clipped_bit"] = clip_own_update(global, clip);
     result.metrics["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
     result.tensors = to_wire(adapter_.named_tensors());
-    log_ << "[" << me_.name << "] round " << fit.round << ": " << steps << " steps, train loss "
-         << result.metrics["train_loss"] << std::endl;
+    log_ << "[" << me_.name << "] round " << fit.round << ": " << data.steps << " steps on " << examples
+         << " examples, train loss " << result.metrics["train_loss"] << std::endl;
     return result;
+  }
+
+  static NamedTensors clone_tensors(const NamedTensors& tensors) {
+    NamedTensors copies;
+    for (const auto& [name, t] : tensors) copies.emplace_back(name, t.clone());
+    return copies;
+  }
+
+  // Client-side DP: the update leaves clipped to C; returns bᵢ = [‖update‖ ≤ C] for adaptive C.
+  double clip_own_update(const NamedTensors& global, double clip) {
+    NamedTensors update = clone_tensors(adapter_.named_tensors());
+    for (size_t i = 0; i < update.size(); ++i) kernels::axpy(update[i].second, global[i].second, -1.0);
+    const double norm = clip_to_norm(update, clip);
+    for (size_t i = 0; i < update.size(); ++i) {
+      kernels::convert(adapter_.named_tensors()[i].second, global[i].second);
+      kernels::axpy(adapter_.named_tensors()[i].second, update[i].second, 1.0);
+    }
+    return norm <= clip ? 1.0 : 0.0;
+  }
+
+  // What this round trains on: `steps` batches where the run continues (data placed by the
+  // round number, so a repeated round sees the same data), or one pass over the round's slice
+  // when the server assigns a share ("examples", fed/partition.h).
+  struct RoundData {
+    BatchIterator* batches;
+    int64_t steps;
+  };
+  RoundData round_data(const Message& fit) {
+    const int64_t per_step = me_.train.micro_batch_size * me_.train.grad_accum_steps;
+    if (const int64_t count = pushed<int64_t>(fit, "examples", 0); count > 0) {
+      slice_.clear();
+      for (int64_t index : round_slice(static_cast<int64_t>(run_.train.size()), count, fit.round, me_.train.seed))
+        slice_.push_back(run_.train[index]);
+      slice_batches_.emplace(slice_, me_.train.micro_batch_size, me_.train.seed + static_cast<uint64_t>(fit.round),
+                             me_.train.bucket_by_length, run_.tokenizer->pad_id());
+      return {&*slice_batches_, (count + per_step - 1) / per_step};
+    }
+    const int64_t steps = pushed<int64_t>(fit, "steps", me_.train.steps);
+    const int64_t index = (fit.round - 1) * steps * me_.train.grad_accum_steps;
+    batches_.seek(index / batches_.batches_per_epoch(), index % batches_.batches_per_epoch());
+    return {&batches_, steps};
   }
 
   const ParticipantConfig& me_;
@@ -196,9 +251,12 @@ class Participant {
   LlamaModel model_;
   LoraAdapter adapter_;
   BatchIterator batches_;
+  std::vector<Example> slice_;                   // this round's share, with a partition strategy
+  std::optional<BatchIterator> slice_batches_;
   Connection connection_;
   double heartbeat_s_;
   bool welcomed_ = false;
+  double free_memory_ = free_memory_bytes();
   std::atomic<int64_t> step_ = 0;
   std::atomic<double> last_loss_ = 0;
 };

@@ -39,6 +39,48 @@ ServerConfig read_server(const ConfigNode& node) {
   return s;
 }
 
+DpOptions read_privacy(const ConfigNode& node, uint64_t seed) {
+  DpOptions o;
+  o.mode = parse_dp_mode(node.get_choice("mode", {"off", "server_fixed", "server_adaptive", "client_fixed", "client_adaptive"}, "off"));
+  o.noise_multiplier = node.get<double>("noise_multiplier", o.noise_multiplier, Bounds::at_least(0));
+  o.clip_norm = node.get<double>("clip_norm", o.clip_norm, Bounds::greater_than(0));
+  o.target_quantile = node.get<double>("target_quantile", o.target_quantile, Bounds{.min = 0, .max = 1, .min_exclusive = true, .max_exclusive = true});
+  o.clip_learning_rate = node.get<double>("clip_learning_rate", o.clip_learning_rate, Bounds::at_least(0));
+  o.clipped_count_stddev = node.get<double>("clipped_count_stddev", o.clipped_count_stddev);
+  o.delta = node.get<double>("delta", o.delta, Bounds{.min = 0, .max = 1, .min_exclusive = true, .max_exclusive = true});
+  o.target_epsilon = node.get<double>("target_epsilon", o.target_epsilon, Bounds::at_least(0));
+  o.seed = seed;
+  return o;
+}
+
+PartitionOptions read_partition(const ConfigNode& node) {
+  PartitionOptions o;
+  o.strategy = parse_partition_strategy(node.get_choice(
+      "strategy", {"all", "fixed_size", "percentage", "max_data_volume", "volume_and_memory"}, "all"));
+  o.size = node.get<int64_t>("size", o.size, Bounds::at_least(1));
+  o.percent = node.get<double>("percent", o.percent, Bounds{.min = 0, .max = 100, .min_exclusive = true});
+  o.bytes_per_example = node.get<double>("bytes_per_example", o.bytes_per_example, Bounds::greater_than(0));
+  o.memory_fraction = node.get<double>("memory_fraction", o.memory_fraction, Bounds{.min = 0, .max = 1, .min_exclusive = true});
+  if (o.strategy == PartitionStrategy::fixed_size && !node.has("size")) node.fail("size", "fixed_size needs a size");
+  return o;
+}
+
+// Adaptive clipping spends part of the budget on the clipped count; with σ_b ≤ z/2 nothing would be
+// left for the update (fed/privacy.h). Checked here, before any process starts, with the smallest
+// number of participants a round can have.
+void check_count_noise(const FederationConfig& config, const ConfigNode& privacy) {
+  const DpOptions& o = config.server.privacy;
+  const bool adaptive = o.mode == DpMode::server_adaptive || o.mode == DpMode::client_adaptive;
+  if (!adaptive || o.noise_multiplier == 0) return;
+  const double smallest_round = static_cast<double>(config.server.min_results);
+  const double sigma_b = o.clipped_count_stddev >= 0 ? o.clipped_count_stddev : smallest_round / 20;
+  if (sigma_b <= o.noise_multiplier / 2)
+    privacy.fail("clipped_count_stddev",
+                 "adaptive clipping needs clipped_count_stddev > noise_multiplier / 2 = " +
+                     std::to_string(o.noise_multiplier / 2) + "; it is " + std::to_string(sigma_b) +
+                     (o.clipped_count_stddev >= 0 ? "" : " (the default: participants per round / 20)"));
+}
+
 }  // namespace
 
 const ParticipantConfig& FederationConfig::participant(const std::string& name) const {
@@ -67,10 +109,14 @@ FederationConfig read_federation_config(const std::string& path) {
     p.key = entry.has("key") ? entry.existing_file("key") : "";
     if (config.server.server_key.empty() != p.key.empty())
       entry.fail("key", "with CurveZMQ (server.server_key) every participant needs a key, and without it none");
-    p.train = read_train_config(root.with_overrides(entry), true);
+    const ConfigNode merged = root.with_overrides(entry);
+    p.train = read_train_config(merged, true);
+    p.partition = read_partition(merged.child("partition"));
     config.participants.push_back(std::move(p));
   }
   config.shared = read_train_config(root, false);
+  config.server.privacy = read_privacy(root.child("privacy"), config.shared.seed);
+  check_count_noise(config, root.child("privacy"));
   if (config.server.min_clients > static_cast<int64_t>(config.participants.size()))
     root.child("server").fail("min_clients", "exceeds the " + std::to_string(config.participants.size()) + " participants listed");
   root.check_all_keys_used();

@@ -21,7 +21,15 @@
 //       key: keys/alice.key            # its CurveZMQ keypair (the server reads the public half)
 //       data: {train: alice.jsonl}     # any training setting may be overridden per participant
 //       train: {lr: 1.0e-3}
-// Per round, a participant trains train.steps steps from the global adapter and returns it. The
+//   privacy:               # user-level DP on the updates (fed/privacy.h); default mode: off
+//     mode: server_fixed    # server_fixed | server_adaptive | client_fixed | client_adaptive
+//     noise_multiplier: 1.0, clip_norm: 0.1, target_quantile: 0.5, clip_learning_rate: 0.2,
+//     clipped_count_stddev: -1, delta: 1.0e-5, target_epsilon: 0
+//   partition:             # top level or per participant (fed/partition.h); default: all
+//     strategy: fixed_size  # all | fixed_size | percentage | max_data_volume | volume_and_memory
+//     size: 200, percent: 10, bytes_per_example: 1048576, memory_fraction: 0.8
+// Per round, a participant trains train.steps steps from the global adapter and returns it; with
+// a partition strategy other than `all` it instead makes one pass over its round's slice. The
 // server evaluates the global adapter on data.eval (when set) after every round. Everything a run
 // writes goes under output.dir: the global adapter (adapter/), the resume checkpoint
 // (checkpoint/), metrics.jsonl (one line per round) and participants/<name>/ (their logs).
@@ -31,6 +39,8 @@
 #include <vector>
 
 #include "engine/train_config.h"
+#include "fed/partition.h"
+#include "fed/privacy.h"
 #include "fed/strategy.h"
 
 namespace fe::fed {
@@ -47,12 +57,14 @@ struct ServerConfig {
   double heartbeat_s = 2;
   std::string server_key;         // path to the server's .key; empty: plain TCP
   std::string server_public_key;  // path to the server's .pub (what participants trust)
+  DpOptions privacy;
 };
 
 struct ParticipantConfig {
   std::string name;
   std::string key;                // path to its .key (or .pub on a server that lacks the secret)
   TrainConfig train;              // the shared settings with this participant's overrides
+  PartitionOptions partition;     // likewise
 };
 
 struct FederationConfig {

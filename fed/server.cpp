@@ -6,12 +6,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "engine/rng.h"
-#include "engine/safetensors.h"
 #include "engine/train_run.h"
+#include "fed/accountant.h"
 #include "fed/adapter_wire.h"
 #include "fed/transport.h"
 
@@ -26,7 +27,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 struct Participant {
   std::string peer;              // ZeroMQ routing id
   Clock::time_point last_seen;
-  int64_t dataset_size = 0;
+  ParticipantVolume volume;      // dataset size and free memory, from its join
   bool left = false;             // said goodbye
 };
 
@@ -52,10 +53,17 @@ struct Server::Impl {
   std::vector<RoundRecord> history;
   std::ofstream metrics;
 
+  // Differential privacy: the mechanism, its accountant, and each completed round's sampling rate
+  // (the accountant is rebuilt from them on resume).
+  std::optional<DpAggregator> dp;
+  RdpAccountant accountant;
+  std::vector<double> sampling_rates;
+
   // The round being collected, and what it has received.
   int64_t current_round = 0;
   std::vector<std::string> sampled;
   std::map<std::string, ClientResult> results;
+  std::map<std::string, double> clipped_bits;  // client-side adaptive DP
   RoundRecord record;
 
   Impl(const FederationConfig& c, bool resume, std::ostream& l) : config(c), log(l) {
@@ -63,6 +71,7 @@ struct Server::Impl {
     global = LoraAdapter::init(model, c.shared.lora, c.shared.seed, DType::f32);
     specs = adapter_specs(global);
     strategy = make_strategy(c.server.strategy);
+    if (c.server.privacy.mode != DpMode::off) dp.emplace(c.server.privacy);
     if (resume) restore(model);
     if (!c.shared.eval_file.empty()) {
       eval_run = load_run(c.shared, false);
@@ -96,14 +105,10 @@ struct Server::Impl {
       throw Error(dir.string() + ": the checkpoint was made with strategy " + state.at("strategy").dump() +
                   ", the config asks for " + strategy->name());
     global = LoraAdapter::load_peft((dir / "adapter").string(), model, DType::f32);
-    if (fs::exists(dir / "strategy.safetensors")) {
-      const SafetensorsCheckpoint file((dir / "strategy.safetensors").string());
-      NamedTensors tensors;
-      for (const std::string& name : file.names()) {
-        const TensorInfo* info = file.find(name);
-        tensors.emplace_back(name, file.load(name, info->shape, info->dtype));
-      }
-      strategy->load_state(tensors);
+    if (fs::exists(dir / "strategy.safetensors")) strategy->load_state(read_named_tensors((dir / "strategy.safetensors").string()));
+    if (dp) {
+      dp->load_state(read_named_tensors((dir / "privacy.safetensors").string()));
+      for (double q : state.at("dp_sampling_rates")) account(q);
     }
     first_round = state.at("round").get<int64_t>() + 1;
     say("resuming after round " + std::to_string(first_round - 1) + " from " + dir.string());
@@ -113,12 +118,11 @@ struct Server::Impl {
     const fs::path dir = checkpoint_dir(), staging = dir.string() + ".tmp", old = dir.string() + ".old";
     fs::remove_all(staging);
     global.save_peft((staging / "adapter").string(), config.shared.model_dir);
-    const NamedTensors state = strategy->state();
-    if (!state.empty()) {
-      std::vector<std::pair<std::string, View>> views(state.begin(), state.end());
-      write_safetensors((staging / "strategy.safetensors").string(), views);
-    }
-    std::ofstream(staging / "state.json") << nlohmann::json{{"round", round}, {"strategy", strategy->name()}}.dump() << "\n";
+    if (const NamedTensors state = strategy->state(); !state.empty())
+      write_named_tensors((staging / "strategy.safetensors").string(), state);
+    if (dp) write_named_tensors((staging / "privacy.safetensors").string(), dp->state());
+    const nlohmann::json state = {{"round", round}, {"strategy", strategy->name()}, {"dp_sampling_rates", sampling_rates}};
+    std::ofstream(staging / "state.json") << state.dump() << "\n";
     fs::remove_all(old);
     if (fs::exists(dir)) fs::rename(dir, old);
     fs::rename(staging, dir);
@@ -152,9 +156,10 @@ struct Server::Impl {
     p.peer = peer;
     p.last_seen = Clock::now();
     p.left = false;
-    if (auto size = m.metrics.find("num_examples"); size != m.metrics.end()) p.dataset_size = static_cast<int64_t>(size->second);
+    if (auto size = m.metrics.find("num_examples"); size != m.metrics.end()) p.volume.examples = static_cast<int64_t>(size->second);
+    if (auto memory = m.metrics.find("free_memory_bytes"); memory != m.metrics.end()) p.volume.free_memory_bytes = memory->second;
     if (is_new || returning) say("participant " + m.client_id + (returning ? " rejoined" : " joined") + " (" +
-                                 std::to_string(p.dataset_size) + " examples)");
+                                 std::to_string(p.volume.examples) + " examples)");
     if (m.type == MessageType::join) {
       Message welcome{.type = MessageType::welcome, .round = current_round, .client_id = m.client_id};
       welcome.config["heartbeat"] = config.server.heartbeat_s;
@@ -177,8 +182,10 @@ struct Server::Impl {
     }
     NamedTensors params;
     for (NamedTensor& t : m.tensors) params.emplace_back(t.name, t.tensor);
+    record.examples[m.client_id] = m.num_examples;
     results[m.client_id] = {m.client_id, std::move(params), m.num_examples};
     if (auto loss = m.metrics.find("train_loss"); loss != m.metrics.end()) record.train_loss[m.client_id] = loss->second;
+    if (auto bit = m.metrics.find("clipped_bit"); bit != m.metrics.end()) clipped_bits[m.client_id] = bit->second;
   }
 
   void handle(const Envelope& envelope) {
@@ -260,7 +267,46 @@ struct Server::Impl {
     std::map<std::string, ConfigValue> settings = strategy->fit_config(round);
     settings["steps"] = p.train.steps;
     settings["lr"] = p.train.optimizer.lr;
+    if (dp && (dp->options().mode == DpMode::client_fixed || dp->options().mode == DpMode::client_adaptive))
+      settings["clip_norm"] = dp->clip_norm();
+    if (p.partition.strategy != PartitionStrategy::all) settings["examples"] = round_examples(p);
     return settings;
+  }
+
+  // This participant's share of data per round, from every participant's volume (fed/partition.h).
+  int64_t round_examples(const ParticipantConfig& p) const {
+    std::vector<ParticipantVolume> volumes;
+    size_t index = 0;
+    for (const ParticipantConfig& q : config.participants) {
+      if (q.name == p.name) index = volumes.size();
+      const auto it = participants.find(q.name);
+      volumes.push_back(it == participants.end() ? ParticipantVolume{} : it->second.volume);
+    }
+    return examples_per_round(p.partition, volumes, index, config.server.rounds);
+  }
+
+  // Adds a round to the privacy accountant; without noise there is no finite ε to track.
+  void account(double sampling_rate) {
+    if (dp->options().noise_multiplier > 0) accountant.add_steps(sampling_rate, dp->options().noise_multiplier, 1);
+    sampling_rates.push_back(sampling_rate);
+  }
+
+  double epsilon_spent() const {
+    if (dp->options().noise_multiplier == 0) return std::numeric_limits<double>::infinity();
+    return accountant.epsilon(dp->options().delta);
+  }
+
+  // True when one more round (at the expected sampling rate) would spend more than the target ε.
+  bool privacy_budget_exhausted() const {
+    if (!dp || dp->options().target_epsilon <= 0 || dp->options().noise_multiplier == 0) return false;
+    RdpAccountant next = accountant;
+    next.add_steps(expected_sampling_rate(), dp->options().noise_multiplier, 1);
+    return next.epsilon(dp->options().delta) > dp->options().target_epsilon;
+  }
+
+  double expected_sampling_rate() const {
+    const double n = static_cast<double>(config.participants.size());
+    return std::min(1.0, std::max<double>(static_cast<double>(config.server.min_clients), std::ceil(config.server.fraction * n)) / n);
   }
 
   // One attempt at a round; false when too few results came back.
@@ -269,6 +315,7 @@ struct Server::Impl {
     current_round = round;
     record = RoundRecord{.round = round};
     results.clear();
+    clipped_bits.clear();
     sampled = sample(round);
     Message fit{.type = MessageType::fit, .round = round};
     fit.tensors = to_wire(global.named_tensors());
@@ -285,9 +332,16 @@ struct Server::Impl {
       return false;
     }
     std::vector<ClientResult> ordered;
+    std::vector<double> bits;
     for (auto& [name, result] : results) {  // name order
       record.contributors.push_back(name);
       ordered.push_back(std::move(result));
+      bits.push_back(clipped_bits.count(name) ? clipped_bits.at(name) : 0.0);
+    }
+    if (dp) {  // the strategy sees one result: the noisy mean update applied to the global adapter
+      ordered = {ClientResult{"dp-mean", dp->privatize(round, global.named_tensors(), ordered, bits), 1}};
+      account(static_cast<double>(sampled.size()) / static_cast<double>(config.participants.size()));
+      record.epsilon = epsilon_spent();
     }
     const NamedTensors aggregated = strategy->aggregate(round, global.named_tensors(), ordered);
     std::vector<NamedTensor> wire = to_wire(aggregated);
@@ -316,12 +370,21 @@ struct Server::Impl {
       line += " | " + std::to_string(record.contributors.size()) + " of " + std::to_string(sampled.size()) + " results" + text;
     }
     if (eval_model) line += " | eval " + describe(record.eval);
+    if (dp && record.round > 0) {
+      std::snprintf(text, sizeof text, " | ε %.3f (δ %.0e)", record.epsilon, dp->options().delta);
+      line += text;
+    }
     std::snprintf(text, sizeof text, " | %.1f s", record.seconds);
     line += " | " + format_megabytes(record.bytes_sent) + " out, " + format_megabytes(record.bytes_received) + " in" + text;
     say(line);
-    nlohmann::json entry = {{"round", record.round}, {"sampled", sampled}, {"contributors", record.contributors}, {"train_loss", losses},
+    nlohmann::json entry = {{"round", record.round}, {"sampled", sampled}, {"contributors", record.contributors},
+                            {"train_loss", losses}, {"examples", record.examples},
                             {"bytes_sent", record.bytes_sent}, {"bytes_received", record.bytes_received},
                             {"seconds", record.seconds}};
+    if (dp && record.round > 0) {
+      entry["epsilon"] = record.epsilon;
+      entry["clip_norm"] = dp->clip_norm();
+    }
     if (eval_model) {
       entry["eval_loss"] = record.eval.loss;
       entry["eval_accuracy"] = record.eval.accuracy();
@@ -346,6 +409,11 @@ struct Server::Impl {
     constexpr int kAttempts = 3;
     if (first_round == 1) evaluate_initial();
     for (int64_t round = first_round; round <= config.server.rounds && !(stop && *stop); ++round) {
+      if (privacy_budget_exhausted()) {
+        say("stopping before round " + std::to_string(round) + ": it would spend more than the target ε " +
+            std::to_string(dp->options().target_epsilon));
+        break;
+      }
       bool done = false;
       for (int attempt = 0; attempt < kAttempts && !done && !(stop && *stop); ++attempt) {
         wait_for_participants(stop);

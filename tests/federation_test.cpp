@@ -88,13 +88,6 @@ std::vector<nlohmann::json> read_metrics(const fs::path& file) {
   return lines;
 }
 
-// numbered("p", i), spelled so that GCC 12's -Wrestrict false positive stays quiet.
-std::string numbered(const char* prefix, int i) {
-  std::string name = prefix;
-  name += std::to_string(i);
-  return name;
-}
-
 int free_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
@@ -181,8 +174,8 @@ TEST_F(Federation, KilledParticipantDoesNotBlockTheRoundAndCanRejoin) {
   Process server({"server", config}, dir_.path("server.log"));
   std::vector<std::unique_ptr<Process>> clients;
   for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", numbered("p", i)},
-                                                dir_.path(numbered("p", i) + ".log")));
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
+                                                dir_.path(test::numbered("p", i) + ".log")));
   const fs::path metrics = dir_.path("out/metrics.jsonl");
   ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 2; }, std::chrono::seconds(60))) << server.output();
   clients[2]->kill_now();  // p2 was sampled for round 2 and will never answer
@@ -209,8 +202,8 @@ TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
   auto server = std::make_unique<Process>(std::vector<std::string>{"server", config}, dir_.path("server1.log"));
   std::vector<std::unique_ptr<Process>> clients;
   for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", numbered("p", i)},
-                                                dir_.path(numbered("c", i) + ".log")));
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
+                                                dir_.path(test::numbered("c", i) + ".log")));
   ASSERT_TRUE(wait_until([&] { return read_metrics(dir_.path("out/metrics.jsonl")).size() >= 3; }, std::chrono::seconds(60)))
       << server->output();
   server->kill_now();
@@ -230,7 +223,7 @@ TEST_F(Federation, ParticipantWithAnUnknownCurveKeyIsRefused) {
   std::string yaml = slurp(config);
   for (int i = 0; i < 3; ++i) {
     const std::string entry = "  - name: p" + std::to_string(i) + "\n";
-    yaml.replace(yaml.find(entry), entry.size(), entry + "    key: " + keys + numbered("p", i) + ".key\n");
+    yaml.replace(yaml.find(entry), entry.size(), entry + "    key: " + keys + test::numbered("p", i) + ".key\n");
   }
   std::ofstream(config) << yaml;
   // p2 runs with a key the server does not know (its own config copy names the intruder key).
@@ -267,7 +260,7 @@ TEST_F(Federation, CtrlCStopsTheServerAndEveryParticipant) {
   EXPECT_THAT(run.output(), HasSubstr("stopped by a signal"));
   // Every participant received the shutdown and exited by itself.
   for (int i = 0; i < 3; ++i)
-    EXPECT_THAT(slurp(dir_.path("out/participants/" + numbered("p", i) + "/client.log")), HasSubstr("the server ended the run"));
+    EXPECT_THAT(slurp(dir_.path("out/participants/" + test::numbered("p", i) + "/client.log")), HasSubstr("the server ended the run"));
 }
 
 }  // namespace
@@ -296,6 +289,66 @@ TEST_F(Federation, PlannedScriptsRunTheFederation) {
   EXPECT_NE(std::system(broken.c_str()), 0);
   EXPECT_THAT(slurp(dir_.path("broken.log")), HasSubstr("missing its training data"));
 }
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+class EachDpMode : public Federation, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(EachDpMode, RunsReportsEpsilonAndStopsAtTheTarget) {
+  const std::string privacy = "privacy: {mode: " + GetParam() +
+                              ", noise_multiplier: 1.0, clip_norm: 0.05, delta: 1.0e-5, target_epsilon: 20,"
+                              " clipped_count_stddev: 1.0}\n";
+  const std::string config = write_config("  address: tcp://127.0.0.1:0\n  rounds: 50\n  min_clients: 3\n  min_results: 3\n"
+                                          "  heartbeat: 0.5\n", "", privacy);
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_EQ(run.wait(), 0) << run.output();
+  const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+  ASSERT_GE(metrics.size(), 3u) << run.output();
+  double previous = 0;
+  for (size_t i = 1; i < metrics.size(); ++i) {  // ε grows every round and stays under the target
+    const double epsilon = metrics[i]["epsilon"].get<double>();
+    EXPECT_GT(epsilon, previous);
+    EXPECT_LE(epsilon, 20.0);
+    previous = epsilon;
+  }
+  EXPECT_LT(metrics.size(), 51u);  // the target ε ended the run before round 50
+  EXPECT_THAT(run.output(), HasSubstr("would spend more than the target"));
+  if (GetParam().find("adaptive") != std::string::npos)
+    EXPECT_NE(metrics.back()["clip_norm"].get<double>(), 0.05);  // C moved
+  else
+    EXPECT_EQ(metrics.back()["clip_norm"].get<double>(), 0.05);
+}
+
+INSTANTIATE_TEST_SUITE_P(Federation, EachDpMode,
+                         ::testing::Values("server_fixed", "server_adaptive", "client_fixed", "client_adaptive"));
+
+struct PartitionCase {
+  std::string yaml;
+  int64_t examples_per_round;  // for each participant (100 examples each, batches of 8)
+};
+
+class EachPartition : public Federation, public ::testing::WithParamInterface<PartitionCase> {};
+
+TEST_P(EachPartition, ParticipantsTrainOnTheirShareEachRound) {
+  const std::string config = write_config("  address: tcp://127.0.0.1:0\n  rounds: 2\n  min_clients: 3\n  min_results: 3\n"
+                                          "  heartbeat: 0.5\n", "", "partition: " + GetParam().yaml + "\n");
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_EQ(run.wait(), 0) << run.output();
+  const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 3u) << run.output();
+  for (const auto& round : {metrics[1], metrics[2]})
+    for (const auto& [name, examples] : round["examples"].items()) EXPECT_EQ(examples, GetParam().examples_per_round) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Federation, EachPartition,
+                         ::testing::Values(PartitionCase{"{strategy: fixed_size, size: 24}", 24},
+                                           PartitionCase{"{strategy: percentage, percent: 10}", 10},
+                                           PartitionCase{"{strategy: max_data_volume}", 50},
+                                           PartitionCase{"{strategy: volume_and_memory, bytes_per_example: 1.0e12}", 1}));
 
 }  // namespace
 }  // namespace fe

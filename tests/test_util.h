@@ -69,6 +69,14 @@ inline double weighted_sum(const Tensor& y, const Tensor& r) {
   return s;
 }
 
+// prefix + i ("c3"), spelled so that GCC 12's -Wrestrict false positive on "literal" + string&&
+// stays quiet.
+inline std::string numbered(const char* prefix, int64_t i) {
+  std::string name = prefix;
+  name += std::to_string(i);
+  return name;
+}
+
 // A fresh directory under the system temp dir, removed when the object dies.
 class TempDir {
  public:
