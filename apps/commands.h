@@ -19,6 +19,7 @@ void add_server(CLI::App& app);
 void add_client(CLI::App& app);
 void add_keygen(CLI::App& app);
 void add_plan(CLI::App& app);
+void add_split(CLI::App& app);
 void add_aggregate(CLI::App& app);
 
 // --dtype values for files written to disk.

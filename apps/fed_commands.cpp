@@ -1,5 +1,6 @@
 // run, server, client, keygen, aggregate: the federation.
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -7,6 +8,7 @@
 #include "fed/adapter_wire.h"
 #include "fed/client.h"
 #include "fed/launcher.h"
+#include "fed/partition.h"
 #include "fed/plan.h"
 #include "fed/server.h"
 #include "fed/transport.h"
@@ -96,6 +98,73 @@ void add_plan(CLI::App& app) {
     const auto scripts = fed::plan_federation(config, args->fedengine.empty() ? self_executable() : args->fedengine);
     fed::write_plan(scripts, args->out);
     for (const auto& s : scripts) std::cout << "wrote " << (fs::path(args->out) / s.file_name).string() << "\n";
+  });
+}
+
+// JSONL lines of a file, and a label per line (the value of `field`, rendered as text).
+struct LabelledLines {
+  std::vector<std::string> lines, labels;
+};
+
+LabelledLines read_labelled_lines(const std::string& path, const std::string& field) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open");
+  LabelledLines data;
+  int64_t number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::string label;
+    if (!field.empty()) {
+      nlohmann::json record;
+      try {
+        record = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::parse_error& e) {
+        throw Error(path + ":" + std::to_string(number) + ": not valid JSON: " + e.what());
+      }
+      if (!record.is_object() || !record.contains(field))
+        throw Error(path + ":" + std::to_string(number) + ": no \"" + field + "\" field to split by");
+      label = record[field].is_string() ? record[field].get<std::string>() : record[field].dump();
+    }
+    data.lines.push_back(line);
+    data.labels.push_back(label);
+  }
+  if (data.lines.empty()) throw Error(path + ": no examples");
+  return data;
+}
+
+void add_split(CLI::App& app) {
+  struct Args {
+    std::string input, out, method = "iid", field;
+    int64_t parts = 2;
+    double alpha = 0.5;
+    uint64_t seed = 0;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "split", "Split one JSONL data set into participants for a simulation: OUT/part-K.jsonl.\n"
+               "iid: a seeded shuffle cut into near-equal parts; dirichlet: per value of --label-field,\n"
+               "shares drawn from Dirichlet(alpha) (small alpha: very uneven, non-IID participants).");
+  cmd->add_option("input", args->input, "JSONL file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--out", args->out, "output directory")->required();
+  cmd->add_option("--parts", args->parts, "participants")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--method", args->method, "iid or dirichlet")->capture_default_str()->check(CLI::IsMember({"iid", "dirichlet"}));
+  cmd->add_option("--alpha", args->alpha, "Dirichlet concentration")->capture_default_str();
+  cmd->add_option("--label-field", args->field, "the JSON field whose values are the categories (dirichlet)");
+  cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
+  cmd->callback([args] {
+    const bool dirichlet = args->method == "dirichlet";
+    if (dirichlet && args->field.empty()) throw Error("--method dirichlet needs --label-field");
+    const LabelledLines data = read_labelled_lines(args->input, dirichlet ? args->field : "");
+    const auto parts = dirichlet ? fed::dirichlet_split(data.labels, args->parts, args->alpha, args->seed)
+                                 : fed::iid_split(static_cast<int64_t>(data.lines.size()), args->parts, args->seed);
+    fs::create_directories(args->out);
+    for (size_t k = 0; k < parts.size(); ++k) {
+      const fs::path file = fs::path(args->out) / ("part-" + std::to_string(k) + ".jsonl");
+      std::ofstream out(file);
+      for (int64_t index : parts[k]) out << data.lines[index] << "\n";
+      std::cout << "wrote " << file.string() << ": " << parts[k].size() << " examples\n";
+    }
   });
 }
 

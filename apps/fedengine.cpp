@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   fe::cli::add_client(app);
   fe::cli::add_keygen(app);
   fe::cli::add_plan(app);
+  fe::cli::add_split(app);
   fe::cli::add_aggregate(app);
   try {
     app.parse(argc, argv);

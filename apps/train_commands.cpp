@@ -94,6 +94,7 @@ void add_generate(CLI::App& app) {
     for (int32_t id : tokenizer->encode(args->prompt)) prompt.push_back(id);
     SamplingOptions sampling = args->sampling;
     if (tokenizer->eos_id() >= 0) sampling.stop_ids.push_back(tokenizer->eos_id());
+    sampling.vocab_limit = tokenizer->vocab_size();
     const LlamaModel model(weights);
     const auto tokens = generate(model, args->adapter.empty() ? nullptr : &adapter, prompt, sampling);
     std::cout << tokenizer->decode(tokens) << "\n";

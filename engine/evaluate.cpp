@@ -46,6 +46,7 @@ void add_exact_match(const LlamaModel& model, const LoraAdapter* lora, const std
                      const Tokenizer& tokenizer, const EvalOptions& options, EvalResult& result) {
   SamplingOptions sampling = options.sampling;
   if (tokenizer.eos_id() >= 0) sampling.stop_ids.push_back(tokenizer.eos_id());
+  sampling.vocab_limit = tokenizer.vocab_size();
   for (const Example& example : examples) {
     if (example.reference.empty() || example.prompt_length == 0) continue;
     if (options.max_generate_examples > 0 && result.generated_examples >= options.max_generate_examples) break;

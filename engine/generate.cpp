@@ -18,7 +18,8 @@ std::vector<double> logits_as_double(const View& logits) {
 }  // namespace
 
 int32_t pick_token(const View& logits, const SamplingOptions& options, Rng& rng) {
-  const std::vector<double> z = logits_as_double(logits);
+  std::vector<double> z = logits_as_double(logits);
+  if (options.vocab_limit > 0 && options.vocab_limit < static_cast<int64_t>(z.size())) z.resize(options.vocab_limit);
   if (options.temperature <= 0) return static_cast<int32_t>(std::max_element(z.begin(), z.end()) - z.begin());
 
   // softmax(z / T), most likely first, cut where the cumulative mass reaches top_p.

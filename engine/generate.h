@@ -15,6 +15,9 @@ struct SamplingOptions {
   double top_p = 1.0;             // nucleus: sample among the most likely tokens holding top_p mass
   uint64_t seed = 0;
   std::vector<int32_t> stop_ids;  // generation ends at any of these (not included in the output)
+  // Ids at or above this are never picked: models often pad their vocabulary beyond the
+  // tokenizer's, and those rows mean nothing. 0: no limit.
+  int64_t vocab_limit = 0;
 };
 
 // Continues a non-empty prompt; returns the new tokens only. Each prompt is decoded as one

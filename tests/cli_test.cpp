@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -229,6 +230,47 @@ TEST(Cli, AggregateAveragesAdaptersByExamples) {
   }
   EXPECT_NE(run_cli("aggregate --strategy fedmedian --base " + dir.path("a1") + " --out " + dir.path("x") + " " +
                     dir.path("a2")).status, 0);
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+TEST(Cli, SplitKeepsEveryLineOnceAndSkewsByLabel) {
+  test::TempDir dir;
+  {
+    std::ofstream data(dir.path("data.jsonl"));
+    for (int i = 0; i < 200; ++i) data << "{\"text\": \"t" << i << "\", \"category\": \"" << "abcd"[i % 4] << "\"}\n";
+  }
+  for (const std::string method : {"--method iid", "--method dirichlet --alpha 0.05 --label-field category"}) {
+    const CliResult r = run_cli("split " + dir.path("data.jsonl") + " --out " + dir.path("parts") + " --parts 4 " + method);
+    ASSERT_EQ(r.status, 0) << r.output;
+    std::multiset<std::string> seen;
+    double top_share = 0;
+    for (int k = 0; k < 4; ++k) {
+      std::ifstream part(dir.path("parts/part-" + std::to_string(k) + ".jsonl"));
+      std::map<std::string, int> per_label;
+      int lines = 0;
+      for (std::string line; std::getline(part, line); ++lines) {
+        seen.insert(line);
+        ++per_label[nlohmann::json::parse(line)["category"]];
+      }
+      int top = 0;
+      for (const auto& [label, n] : per_label) top = std::max(top, n);
+      if (lines) top_share += double(top) / lines / 4;
+    }
+    EXPECT_EQ(seen.size(), 200u);
+    EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 200u);  // each line exactly once
+    if (method.find("dirichlet") != std::string::npos)
+      EXPECT_GT(top_share, 0.6);  // non-IID: parts are dominated by one category
+    else
+      EXPECT_LT(top_share, 0.45);  // IID: about a quarter of each category everywhere
+    std::filesystem::remove_all(dir.path("parts"));
+  }
+  EXPECT_THAT(run_cli("split " + dir.path("data.jsonl") + " --out " + dir.path("p") + " --method dirichlet").output,
+              HasSubstr("--label-field"));
 }
 
 }  // namespace

@@ -96,6 +96,14 @@ TEST(Generate, SamplingFollowsSoftmaxAndTopP) {
   EXPECT_NEAR(counts[0] / double(draws), p0, 4 * std::sqrt(p0 * (1 - p0) / draws));
   options.temperature = 0;
   EXPECT_EQ(pick_token(logits, options, rng), 0);
+  // Ids beyond the tokenizer's vocabulary are never picked, greedy or sampled.
+  std::vector<double> padded = {0.1, 0.2, 5.0, 9.0};
+  const View padded_logits{padded.data(), DType::f64, Shape{4}, Device::cpu};
+  options.vocab_limit = 2;
+  EXPECT_EQ(pick_token(padded_logits, options, rng), 1);
+  options.temperature = 1.0;
+  options.top_p = 1.0;
+  for (int i = 0; i < 1000; ++i) ASSERT_LT(pick_token(padded_logits, options, rng), 2);
 }
 
 }  // namespace
