@@ -200,14 +200,7 @@ namespace {
 
 TEST(Cli, AggregateAveragesAdaptersByExamples) {
   test::TempDir dir;
-  LlamaConfig c;
-  c.hidden_size = 8;
-  c.intermediate_size = 16;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 4;
-  c.vocab_size = 10;
+  const LlamaConfig c = test::tiny_llama({.hidden = 8, .intermediate = 16, .heads = 2, .kv_heads = 1, .head_dim = 4, .vocab = 10});
   LoraConfig lc;
   lc.rank = 2;
   std::vector<LoraAdapter> adapters;

@@ -110,15 +110,7 @@ class Federation : public ::testing::Test {
     data.eval_examples = 16;
     data.shards = 3;
     write_synthetic_suite(shared_->path("data"), data);
-    LlamaConfig c;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 1;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.vocab_size = 320;
-    c.tie_word_embeddings = true;
+    const LlamaConfig c = test::tiny_llama({.vocab = 320, .tied = true});
     LlamaWeights::random(c, 1, DType::f32).save(shared_->path("base"), DType::f32);
   }
   static void TearDownTestSuite() { delete shared_; }

@@ -12,16 +12,8 @@ namespace {
 using test::relative_error;
 
 LlamaConfig small_config() {
-  LlamaConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 37;
-  c.initializer_range = 0.5;  // peaked logits, so greedy choices are not near-ties
-  return c;
+  // peaked logits (large init), so greedy choices are not near-ties
+  return test::tiny_llama({.layers = 2, .vocab = 37, .init = 0.5});
 }
 
 TEST(Generate, CachedDecodingMatchesFullForward) {

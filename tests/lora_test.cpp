@@ -17,16 +17,7 @@ using ::testing::HasSubstr;
 using test::relative_error;
 
 LlamaConfig small_config() {
-  LlamaConfig c;
-  c.hidden_size = 24;
-  c.intermediate_size = 40;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 6;
-  c.vocab_size = 30;
-  c.initializer_range = 0.3;
-  return c;
+  return test::tiny_llama({.hidden = 24, .intermediate = 40, .layers = 2, .head_dim = 6, .vocab = 30, .init = 0.3});
 }
 
 LoraAdapter trained_looking_adapter(const LlamaConfig& c, DType dtype) {

@@ -48,14 +48,7 @@ class SharedLog : public std::stringbuf {
 class ServerUnderAttack : public ::testing::Test {
  protected:
   void SetUp() override {
-    LlamaConfig c;
-    c.hidden_size = 16;
-    c.intermediate_size = 32;
-    c.num_hidden_layers = 1;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
-    c.head_dim = 8;
-    c.vocab_size = 16;
+    const LlamaConfig c = test::tiny_llama({.hidden = 16, .intermediate = 32, .heads = 2, .kv_heads = 1, .vocab = 16});
     LlamaWeights::random(c, 1, DType::f32).save(dir_.path("base"), DType::f32);
     std::ofstream(dir_.path("train.jsonl")) << R"({"input_ids": [1, 2, 3]})" << "\n";
     std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"

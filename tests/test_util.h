@@ -9,6 +9,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "engine/llama_config.h"
 #include "engine/rng.h"
 #include "engine/tensor.h"
 
@@ -67,6 +68,30 @@ inline double weighted_sum(const Tensor& y, const Tensor& r) {
   double s = 0;
   for (int64_t i = 0; i < y.numel(); ++i) s += element(y, i) * element(r, i);
   return s;
+}
+
+// A small Llama shape; tests name only what they vary.
+struct TinyLlama {
+  int64_t hidden = 32, intermediate = 64, layers = 1, heads = 4, kv_heads = 2, head_dim = 8, vocab = 32;
+  double init = 0.02;
+  bool tied = false;
+  double rope_theta = 10000.0;
+};
+
+inline LlamaConfig tiny_llama(const TinyLlama& t) {
+  LlamaConfig c;
+  c.hidden_size = t.hidden;
+  c.intermediate_size = t.intermediate;
+  c.num_hidden_layers = t.layers;
+  c.num_attention_heads = t.heads;
+  c.num_key_value_heads = t.kv_heads;
+  c.head_dim = t.head_dim;
+  c.vocab_size = t.vocab;
+  c.initializer_range = t.init;
+  c.tie_word_embeddings = t.tied;
+  c.rope_theta = t.rope_theta;
+  c.rms_norm_eps = 1e-5;
+  return c;
 }
 
 // prefix + i ("c3"), spelled so that GCC 12's -Wrestrict false positive on "literal" + string&&

@@ -12,18 +12,7 @@ namespace {
 
 using test::relative_error;
 
-LlamaConfig small_config() {
-  LlamaConfig c;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.vocab_size = 41;
-  c.initializer_range = 0.2;
-  return c;
-}
+LlamaConfig small_config() { return test::tiny_llama({.layers = 2, .vocab = 41, .init = 0.2}); }
 
 LoraAdapter all_projection_lora(const LlamaConfig& c, DType dtype) {
   LoraConfig lc;
