@@ -46,6 +46,8 @@ struct LlamaModel::Grads {
   LoraAdapter* lora = nullptr;
   LlamaWeights* weights = nullptr;
   Tensor dresid;                   // ∂L/∂(residual stream) at the current depth [N, D]
+  std::vector<double> example_weights;  // when set: example b's token losses weigh this much
+  Tensor example_sq_norms;              // when set (f64 [B]): per-example ‖∇ LoRA‖², accumulated
 };
 
 namespace {
@@ -72,6 +74,13 @@ void require_labels_like(const View& labels, const View& input_ids) {
   require_token_matrix(labels, "labels");
   if (!(labels.shape == input_ids.shape))
     throw Error("LlamaModel: labels " + labels.str() + " and input_ids " + input_ids.str() + " differ in shape");
+}
+
+void require_example_weights(const View& input_ids, const std::vector<double>& weights) {
+  require_token_matrix(input_ids, "input_ids");
+  if (static_cast<int64_t>(weights.size()) != input_ids.shape[0])
+    throw Error("LlamaModel: " + std::to_string(weights.size()) + " example weights for " +
+                std::to_string(input_ids.shape[0]) + " sequences");
 }
 
 // Targets after HF's shift: position t predicts labels[t+1]; the last position of each row
@@ -203,7 +212,10 @@ void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations&
       g.dw = gw.weight;
       if (gw.bias.defined()) g.dbias = gw.bias;
     }
-    kernels::linear_backward(g, dy, x, cache.xa[static_cast<int>(p)], w[p].weight, lora_branch(lora, l, p));
+    const kernels::LoraBranch branch = lora_branch(lora, l, p);
+    kernels::linear_backward(g, dy, x, cache.xa[static_cast<int>(p)], w[p].weight, branch);
+    if (grads.example_sq_norms.defined() && !branch.a.empty())
+      kernels::lora_per_example_sq_norms(grads.example_sq_norms, dy, x, cache.xa[static_cast<int>(p)], branch);
   };
   auto norm_grad = [&](const Tensor& norm) { return grads.weights ? norm.view() : View{}; };
   const LlamaLayerWeights* gw = grads.weights ? &grads.weights->layers[l] : nullptr;
@@ -252,10 +264,15 @@ LossSum LlamaModel::head(const View& labels, Activations& acts, Grads* grads, do
     const Tensor hidden = acts.final_hidden.rows(r0, r1);
     Tensor logits = Tensor::empty(Shape{r1 - r0, c.vocab_size}, dtype());
     kernels::gemm(logits, hidden, false, weights_.lm_head, true, 1.0, 0.0);
-    const auto ce = kernels::cross_entropy(grads ? logits.view() : View{}, logits, targets.rows(r0, r1), grad_scale);
+    const bool per_example = grads && !grads->example_weights.empty();
+    const auto ce = kernels::cross_entropy(grads ? logits.view() : View{}, logits, targets.rows(r0, r1),
+                                           per_example ? 1.0 : grad_scale);
     total.sum += ce.loss_sum;
     total.tokens += ce.count;
     if (!grads) continue;
+    if (per_example)
+      for (int64_t row = r0; row < r1; ++row)
+        kernels::scale(logits.rows(row - r0, row - r0 + 1), grads->example_weights[row / acts.seq]);
     kernels::gemm(dhidden.rows(r0, r1), logits, false, weights_.lm_head, false, 1.0, 0.0);
     if (grads->weights) kernels::gemm(grads->weights->lm_head, logits, true, hidden, false, 1.0, 1.0);
   }
@@ -325,10 +342,33 @@ LossSum LlamaModel::loss(const View& input_ids, const View& labels, const LoraAd
 
 LossSum LlamaModel::forward_backward(const View& input_ids, const View& labels, const LoraAdapter* lora,
                                      LoraAdapter* lora_grads, double grad_scale, LlamaWeights* weight_grads) const {
+  Grads grads{lora_grads, weight_grads, {}, {}, {}};
+  return backward(input_ids, labels, lora, grads, grad_scale);
+}
+
+LossSum LlamaModel::forward_backward_per_example(const View& input_ids, const View& labels, const LoraAdapter* lora,
+                                                 LoraAdapter* lora_grads, const std::vector<double>& example_weights) const {
+  require_example_weights(input_ids, example_weights);
+  Grads grads{lora_grads, nullptr, {}, example_weights, {}};
+  return backward(input_ids, labels, lora, grads, 0.0);
+}
+
+std::vector<double> LlamaModel::per_example_lora_sq_norms(const View& input_ids, const View& labels,
+                                                          const LoraAdapter* lora,
+                                                          const std::vector<double>& example_weights) const {
+  require_example_weights(input_ids, example_weights);
+  Grads grads{nullptr, nullptr, {}, example_weights,
+              Tensor::zeros(Shape{static_cast<int64_t>(example_weights.size())}, DType::f64)};
+  backward(input_ids, labels, lora, grads, 0.0);
+  const double* norms = grads.example_sq_norms.as<double>();
+  return std::vector<double>(norms, norms + example_weights.size());
+}
+
+LossSum LlamaModel::backward(const View& input_ids, const View& labels, const LoraAdapter* lora, Grads& grads,
+                             double grad_scale) const {
   require_labels_like(labels, input_ids);
   Activations acts;
   forward_layers(input_ids, lora, acts, options_.recompute_activations ? LayerKeep::inputs : LayerKeep::all);
-  Grads grads{lora_grads, weight_grads, {}};
   const LossSum result = head(labels, acts, &grads, grad_scale);
   for (int64_t l = config().num_hidden_layers - 1; l >= 0; --l) {
     if (options_.recompute_activations) {
@@ -338,8 +378,8 @@ LossSum LlamaModel::forward_backward(const View& input_ids, const View& labels, 
     layer_backward(l, lora, acts, grads);
     acts.layers[l] = {};  // free this layer's activations as soon as they are used
   }
-  if (weight_grads)
-    kernels::embedding_backward(weight_grads->embed_tokens, input_ids.reshaped(Shape{acts.tokens}), grads.dresid);
+  if (grads.weights)
+    kernels::embedding_backward(grads.weights->embed_tokens, input_ids.reshaped(Shape{acts.tokens}), grads.dresid);
   return result;
 }
 

@@ -63,6 +63,15 @@ class LlamaModel {
                            LoraAdapter* lora_grads, double grad_scale,
                            LlamaWeights* weight_grads = nullptr) const;
 
+  // DP-SGD, with the loss of sequence b weighted by example_weights[b] (one weight per row of
+  // input_ids): the squared L2 norm of each sequence's LoRA gradient, computed from the backward
+  // without materialising per-example gradients (ghost norms; no gradient is accumulated) ...
+  std::vector<double> per_example_lora_sq_norms(const View& input_ids, const View& labels, const LoraAdapter* lora,
+                                                const std::vector<double>& example_weights) const;
+  // ... and the LoRA gradient of Σ_b example_weights[b]·(token losses of b), added to lora_grads.
+  LossSum forward_backward_per_example(const View& input_ids, const View& labels, const LoraAdapter* lora,
+                                       LoraAdapter* lora_grads, const std::vector<double>& example_weights) const;
+
  private:
   struct Activations;
   struct Grads;
@@ -75,6 +84,9 @@ class LlamaModel {
   void layer_forward(int64_t l, const LoraAdapter* lora, Activations& acts) const;
   void layer_backward(int64_t l, const LoraAdapter* lora, Activations& acts, Grads& grads) const;
   LossSum head(const View& labels, Activations& acts, Grads* grads, double grad_scale) const;
+  // Forward and backward into grads; token losses weigh grad_scale unless grads has example weights.
+  LossSum backward(const View& input_ids, const View& labels, const LoraAdapter* lora, Grads& grads,
+                   double grad_scale) const;
 
   LlamaWeights weights_;
   ModelOptions options_;

@@ -52,6 +52,12 @@ void read_train(const ConfigNode& train, TrainConfig& c) {
   o.total_steps = c.steps;
   c.seed = static_cast<uint64_t>(train.get<int64_t>("seed", 0, Bounds::at_least(0)));
   c.recompute_activations = train.get<bool>("recompute_activations", c.recompute_activations);
+  const ConfigNode dp = train.child("dp_sgd");
+  o.dp_sgd.clip_norm = dp.get<double>("clip_norm", 0.0, Bounds::at_least(0));
+  o.dp_sgd.noise_multiplier = dp.get<double>("noise_multiplier", 0.0, Bounds::at_least(0));
+  o.dp_sgd.seed = c.seed;
+  c.dp_sgd_delta = dp.get<double>("delta", c.dp_sgd_delta, Bounds{.min = 0, .max = 1, .min_exclusive = true, .max_exclusive = true});
+  if (dp.has("noise_multiplier") && !dp.has("clip_norm")) dp.fail("clip_norm", "DP-SGD needs a clip_norm");
 }
 
 void read_eval(const ConfigNode& eval, TrainConfig& c) {

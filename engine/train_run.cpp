@@ -1,5 +1,7 @@
 #include "engine/train_run.h"
 
+#include "engine/accountant.h"
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -102,6 +104,13 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
     return r;
   };
 
+  // DP-SGD's privacy spent: each step is a sample of micro_batch·grad_accum sequences.
+  const DpSgdOptions& dp = c.optimizer.dp_sgd;
+  RdpAccountant accountant;
+  const double sampling_rate = std::min(1.0, static_cast<double>(c.micro_batch_size * c.grad_accum_steps) /
+                                                 static_cast<double>(run.train.size()));
+  auto epsilon = [&] { return dp.noise_multiplier > 0 ? accountant.epsilon(c.dp_sgd_delta) : INFINITY; };
+
   TrainSummary summary;
   summary.before = evaluate_now(0);
   BatchIterator batches(run.train, c.micro_batch_size, c.seed, c.bucket_by_length, run.tokenizer->pad_id());
@@ -114,19 +123,24 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
       tokens_seen += micro_batches.back().input_ids.numel();
     }
     const StepStats stats = trainer->step(micro_batches);
+    if (dp.enabled() && dp.noise_multiplier > 0) accountant.add_steps(sampling_rate, dp.noise_multiplier, 1);
     summary.final_train_loss = stats.loss;
     summary.steps = step;
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const double tokens_per_s = tokens_seen / std::max(elapsed, 1e-9);
-    metrics.write({{"step", step}, {"loss", stats.loss}, {"lr", stats.lr}, {"grad_norm", stats.grad_norm},
-                   {"label_tokens", stats.tokens}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
-                   {"epoch", batches.epoch()}});
+    nlohmann::json record = {{"step", step}, {"loss", stats.loss}, {"lr", stats.lr}, {"grad_norm", stats.grad_norm},
+                             {"label_tokens", stats.tokens}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
+                             {"epoch", batches.epoch()}};
+    if (dp.enabled()) record["epsilon"] = epsilon();
+    metrics.write(record);
     if (step % c.log_every == 0 || step == c.steps) {
       char line[200];
       std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s",
                     static_cast<long long>(step), static_cast<long long>(c.steps), stats.loss, stats.lr,
                     stats.grad_norm, tokens_per_s, format_duration(elapsed / step * (c.steps - step)).c_str());
-      progress << line << std::endl;
+      progress << line;
+      if (dp.enabled()) progress << " | DP-SGD ε " << epsilon() << " (δ " << c.dp_sgd_delta << ")";
+      progress << std::endl;
     }
     if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps)
       save_result(c, run.weights, lora, fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step)));

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "engine/rng.h"
 #include "kernels/adamw.h"
 #include "kernels/elementwise.h"
 
@@ -32,6 +33,8 @@ void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
   if (params.empty()) throw Error("Trainer: nothing to train (the adapter targets no projection)");
   if (options_.lr < 0 || options_.max_grad_norm < 0 || options_.warmup_steps < 0)
     throw Error("Trainer: lr, max_grad_norm and warmup_steps must not be negative");
+  if (options_.dp_sgd.enabled() && !adapter_) throw Error("Trainer: DP-SGD trains LoRA adapters only");
+  if (options_.dp_sgd.noise_multiplier < 0) throw Error("Trainer: the DP-SGD noise multiplier must not be negative");
   for (size_t i = 0; i < params.size(); ++i) {
     params_.push_back(params[i].second);
     grads_.push_back(grads[i].second);
@@ -83,16 +86,50 @@ void Trainer::update(double lr) {
   }
 }
 
+double Trainer::accumulate(std::span<const Batch> micro_batches, int64_t tokens) {
+  double loss_sum = 0;
+  const double grad_scale = 1.0 / static_cast<double>(tokens);
+  for (const Batch& b : micro_batches)
+    loss_sum += model_.forward_backward(b.input_ids, b.labels, adapter_, adapter_ ? &adapter_grads_ : nullptr,
+                                        grad_scale, weights_ ? &weight_grads_ : nullptr).sum;
+  return loss_sum;
+}
+
+double Trainer::accumulate_dp_sgd(std::span<const Batch> micro_batches) {
+  const DpSgdOptions& dp = options_.dp_sgd;
+  double loss_sum = 0;
+  int64_t sequences = 0;
+  for (const Batch& b : micro_batches) {
+    const int64_t rows = b.input_ids.shape()[0];
+    std::vector<double> weights(rows);  // 1 / (label tokens of the sequence): its mean token loss
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t tokens = count_label_tokens(b.labels.rows(r, r + 1));
+      weights[r] = tokens ? 1.0 / static_cast<double>(tokens) : 0.0;
+    }
+    const std::vector<double> sq_norms = model_.per_example_lora_sq_norms(b.input_ids, b.labels, adapter_, weights);
+    for (int64_t r = 0; r < rows; ++r) {
+      const double norm = std::sqrt(sq_norms[r]);
+      if (norm > dp.clip_norm) weights[r] *= dp.clip_norm / norm;
+    }
+    loss_sum += model_.forward_backward_per_example(b.input_ids, b.labels, adapter_, &adapter_grads_, weights).sum;
+    sequences += rows;
+  }
+  Rng rng(dp.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(step_) + 1);
+  for (const Tensor& g : grads_) {
+    Tensor noise = Tensor::empty(g.shape(), g.dtype());
+    rng.fill_normal(noise, 0.0, dp.noise_multiplier * dp.clip_norm);
+    kernels::axpy(g, noise, 1.0);
+    kernels::scale(g, 1.0 / static_cast<double>(sequences));
+  }
+  return loss_sum;
+}
+
 StepStats Trainer::step(std::span<const Batch> micro_batches) {
   StepStats stats;
   for (const Batch& b : micro_batches) stats.tokens += count_label_tokens(b.labels);
   if (stats.tokens == 0) return stats;
   for (const Tensor& g : grads_) kernels::fill(g, 0.0);
-  double loss_sum = 0;
-  const double grad_scale = 1.0 / static_cast<double>(stats.tokens);
-  for (const Batch& b : micro_batches)
-    loss_sum += model_.forward_backward(b.input_ids, b.labels, adapter_, adapter_ ? &adapter_grads_ : nullptr,
-                                        grad_scale, weights_ ? &weight_grads_ : nullptr).sum;
+  const double loss_sum = options_.dp_sgd.enabled() ? accumulate_dp_sgd(micro_batches) : accumulate(micro_batches, stats.tokens);
   stats.loss = loss_sum / static_cast<double>(stats.tokens);
   add_proximal_gradient();
   stats.grad_norm = clip_gradients();

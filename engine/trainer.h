@@ -23,6 +23,17 @@ namespace fe {
 enum class OptimizerKind { adamw, sgd };
 enum class LrSchedule { constant, linear, cosine };
 
+// DP-SGD (sample-level DP): each sequence's gradient — of its mean token loss — is clipped to
+// clip_norm (norms from ghost norms, never materialising per-example gradients), the clipped
+// gradients are summed, N(0, (noise_multiplier·clip_norm)²) is added per element, and the sum is
+// divided by the number of sequences in the global batch. LoRA training only.
+struct DpSgdOptions {
+  double clip_norm = 0;          // > 0 turns DP-SGD on
+  double noise_multiplier = 0;   // σ
+  uint64_t seed = 0;             // the noise stream (per step)
+  bool enabled() const { return clip_norm > 0; }
+};
+
 struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::adamw;
   double lr = 1e-4;
@@ -32,6 +43,7 @@ struct OptimizerOptions {
   int64_t warmup_steps = 0;
   int64_t total_steps = 0;         // where linear and cosine decay reach 0
   double max_grad_norm = 0.0;      // clip the global gradient norm to this; 0: no clipping
+  DpSgdOptions dp_sgd;
 };
 
 // HF's schedules (get_{constant,linear,cosine}_schedule_with_warmup) at 0-based optimizer step s:
@@ -64,6 +76,9 @@ class Trainer {
   double clip_gradients();
   void update(double lr);
   void add_proximal_gradient();
+  // The gradient of one global batch into grads_; returns the Σ of token losses.
+  double accumulate(std::span<const Batch> micro_batches, int64_t tokens);
+  double accumulate_dp_sgd(std::span<const Batch> micro_batches);
 
   const LlamaModel& model_;
   LoraAdapter* adapter_ = nullptr;

@@ -12,7 +12,7 @@
 
 #include "engine/rng.h"
 #include "engine/train_run.h"
-#include "fed/accountant.h"
+#include "engine/accountant.h"
 #include "fed/adapter_wire.h"
 #include "fed/transport.h"
 

@@ -31,4 +31,12 @@ struct LinearGrads {
 void linear_backward(const LinearGrads& grads, const View& dy, const View& x, const View& xa,
                      const View& w, const LoraBranch& lora);
 
+// DP-SGD: the squared L2 norm of each example's LoRA gradient (dA and dB together) without
+// materialising per-example gradients ("ghost norms", Goodfellow 2015; Li et al. 2022). Rows
+// [b·T, (b+1)·T) of dy, x and xa belong to example b, for B = sq_norms.numel() examples. With
+// dxa = scale·dy·B:  ‖dB_b‖² = scale²·Σ_{t,t'} (dy_t·dy_t')(xa_t·xa_t')  and
+// ‖dA_b‖² = Σ_{t,t'} (dxa_t·dxa_t')(x_t·x_t'); both are added to sq_norms[b] (f64).
+void lora_per_example_sq_norms(const View& sq_norms, const View& dy, const View& x, const View& xa,
+                               const LoraBranch& lora);
+
 }  // namespace fe::kernels

@@ -6,7 +6,7 @@
 // plus the properties callers rely on: q = 1 is the plain Gaussian mechanism, ε grows with steps and
 // sampling rate and shrinks with noise, steps compose additively, and bad inputs are refused with a
 // message naming the value.
-#include "fed/accountant.h"
+#include "engine/accountant.h"
 
 #include <gtest/gtest.h>
 
@@ -19,7 +19,7 @@
 
 #include "kernels/view.h"
 
-namespace fe::fed {
+namespace fe {
 namespace {
 
 // Orders used by TF Privacy's compute_dp_sgd_privacy_lib.compute_dp_sgd_privacy.
@@ -278,4 +278,4 @@ TEST(RdpAccountant, RefusesInvalidInputsNamingTheValue) {
 }
 
 }  // namespace
-}  // namespace fe::fed
+}  // namespace fe

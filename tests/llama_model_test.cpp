@@ -265,3 +265,37 @@ TEST(Checkpoint, MismatchedConfigOrMissingTensorIsNamed) {
 
 }  // namespace
 }  // namespace fe
+
+#include "kernels/elementwise.h"
+
+namespace fe {
+namespace {
+
+// DP-SGD's per-example gradient norms (ghost norms, never materialising per-example gradients)
+// against the explicit gradient of each sequence alone.
+TEST(Model, PerExampleLoraNormsMatchExplicitPerExampleGradients) {
+  for (const Variant& v : {Variant{.name = "gqa"}, Variant{.name = "bias_tied", .tied = true, .bias = true}}) {
+    const LlamaConfig c = tiny_config(v);
+    const LlamaModel model(tiny_weights(c, 91));
+    const LoraAdapter lora = tiny_lora(c, false, 92);
+    const Batch batch = random_batch(3, 6, c.vocab_size, 93);
+    const std::vector<double> weights = {0.5, 1.0, 0.25};
+    const std::vector<double> norms = model.per_example_lora_sq_norms(batch.ids, batch.labels, &lora, weights);
+    LoraAdapter summed = lora.zeros_like(), together = lora.zeros_like();
+    for (int64_t b = 0; b < 3; ++b) {
+      LoraAdapter alone = lora.zeros_like();
+      model.forward_backward(batch.ids.rows(b, b + 1), batch.labels.rows(b, b + 1), &lora, &alone, weights[b]);
+      double explicit_sq = 0;
+      for (const auto& [name, g] : alone.named_tensors()) explicit_sq += kernels::sum_squares(g);
+      EXPECT_NEAR(norms[b], explicit_sq, 1e-10 * explicit_sq) << v.name << " example " << b;
+      for (size_t i = 0; i < alone.named_tensors().size(); ++i)
+        kernels::axpy(summed.named_tensors()[i].second, alone.named_tensors()[i].second, 1.0);
+    }
+    model.forward_backward_per_example(batch.ids, batch.labels, &lora, &together, weights);
+    for (size_t i = 0; i < summed.named_tensors().size(); ++i)
+      EXPECT_LT(relative_error(together.named_tensors()[i].second, summed.named_tensors()[i].second), 1e-12);
+  }
+}
+
+}  // namespace
+}  // namespace fe

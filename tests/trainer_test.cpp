@@ -191,3 +191,56 @@ TEST(Trainer, ProximalTermAddsMuTimesDistanceToTheAnchor) {
 
 }  // namespace
 }  // namespace fe
+
+namespace fe {
+namespace {
+
+// One DP-SGD step at SGD lr 1 moves the adapter by −(1/B)·(Σ_b clip(g_b) + noise), where g_b is the
+// gradient of sequence b's mean token loss: checked against gradients of each sequence alone.
+TEST(Trainer, DpSgdClipsEachSequenceAndAddsCalibratedNoise) {
+  const LlamaConfig c = small_config();
+  const LlamaModel model(LlamaWeights::random(c, 12, DType::f64));
+  const Batch batch = random_batch(4, 8, c.vocab_size, 13);
+  const double clip = 0.05;
+  OptimizerOptions options{.kind = OptimizerKind::sgd, .lr = 1.0};
+  options.dp_sgd = {.clip_norm = clip, .noise_multiplier = 0.0, .seed = 1};
+
+  const LoraAdapter start = all_projection_lora(c, DType::f64);
+  LoraAdapter expected = start.converted(DType::f64);
+  int clipped = 0;
+  for (int64_t b = 0; b < 4; ++b) {
+    LoraAdapter g = start.zeros_like();
+    const Batch row{batch.input_ids.rows(b, b + 1), batch.labels.rows(b, b + 1)};
+    model.forward_backward(row.input_ids, row.labels, &start, &g, 1.0 / count_label_tokens(row.labels));
+    double sq = 0;
+    for (const auto& [name, t] : g.named_tensors()) sq += kernels::sum_squares(t);
+    const double factor = std::min(1.0, clip / std::sqrt(sq));
+    clipped += factor < 1;
+    for (size_t i = 0; i < g.named_tensors().size(); ++i)
+      kernels::axpy(expected.named_tensors()[i].second, g.named_tensors()[i].second, -factor / 4);
+  }
+  ASSERT_GT(clipped, 0);  // the clip bites, so the check is about clipping
+
+  LoraAdapter noiseless = all_projection_lora(c, DType::f64).converted(DType::f64);
+  Trainer(model, noiseless, options).step(std::vector<Batch>{batch});
+  for (size_t i = 0; i < noiseless.named_tensors().size(); ++i)
+    EXPECT_LT(relative_error(noiseless.named_tensors()[i].second, expected.named_tensors()[i].second), 1e-10);
+
+  // With σ = 2 the update differs from the noiseless one by N(0, (σ·C/B)²) per element.
+  options.dp_sgd.noise_multiplier = 2.0;
+  LoraAdapter noisy = all_projection_lora(c, DType::f64).converted(DType::f64);
+  Trainer(model, noisy, options).step(std::vector<Batch>{batch});
+  double sum_sq = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < noisy.named_tensors().size(); ++i) {
+    Tensor diff = noisy.named_tensors()[i].second.clone();
+    kernels::axpy(diff, noiseless.named_tensors()[i].second, -1.0);
+    sum_sq += kernels::sum_squares(diff);
+    count += diff.numel();
+  }
+  const double expected_std = 2.0 * clip / 4;
+  EXPECT_NEAR(std::sqrt(sum_sq / count), expected_std, 4 * expected_std / std::sqrt(2.0 * count));
+}
+
+}  // namespace
+}  // namespace fe

@@ -113,3 +113,52 @@ void linear_backward(const LinearGrads& grads, const View& dy_in, const View& x_
 }
 
 }  // namespace fe::kernels
+
+namespace fe::kernels {
+namespace {
+
+// Σ_{t,t'} (u_t·u_t')(v_t·v_t') over the T rows of one example: the squared Frobenius norm of
+// Σ_t u_tᵀ v_t, from the two T×T Gram matrices.
+template <class T>
+double ghost_sq_norm(const T* u, int64_t u_cols, const T* v, int64_t v_cols, int64_t rows) {
+  auto dot = [](const T* a, const T* b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
+    return s;
+  };
+  double total = 0;
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t t2 = 0; t2 < rows; ++t2)
+      total += dot(u + t * u_cols, u + t2 * u_cols, u_cols) * dot(v + t * v_cols, v + t2 * v_cols, v_cols);
+  return total;
+}
+
+}  // namespace
+
+void lora_per_example_sq_norms(const View& sq_norms, const View& dy_in, const View& x_in, const View& xa_in,
+                               const LoraBranch& lora) {
+  const char* op = "lora_per_example_sq_norms";
+  const int64_t rank = lora.a.shape[0], out = lora.b.shape[0], in = lora.a.shape[1];
+  const View dy = as_rows(op, dy_in, out), x = as_rows(op, x_in, in), xa = as_rows(op, xa_in, rank);
+  detail::OpCheck check(op, {{"dy", &dy}, {"x", &x}, {"xa", &xa}, {"lora.a", &lora.a}, {"lora.b", &lora.b}});
+  const int64_t examples = sq_norms.numel();
+  check.require(sq_norms.dtype == DType::f64 && examples > 0 && dy.shape[0] % examples == 0 &&
+                    x.shape[0] == dy.shape[0] && xa.shape[0] == dy.shape[0],
+                "expects sq_norms f64 [B] and B·T rows of dy, x and xa");
+  const int64_t rows = dy.shape[0] / examples;
+  cpu::dispatch_float(check, dy, [&]<class T>(T) {
+    std::vector<T> dxa_storage(dy.shape[0] * rank);
+    const View dxa{dxa_storage.data(), dy.dtype, Shape{dy.shape[0], rank}, Device::cpu};
+    gemm(dxa, dy, false, lora.b, false, lora.scale, 0.0);
+#pragma omp parallel for schedule(static) if (examples * rows * rows * (out + in) > cpu::kParallelWork)
+    for (int64_t b = 0; b < examples; ++b) {
+      const int64_t first = b * rows;
+      const double db = lora.scale * lora.scale *
+                        ghost_sq_norm(dy.as<T>() + first * out, out, xa.as<T>() + first * rank, rank, rows);
+      const double da = ghost_sq_norm(dxa_storage.data() + first * rank, rank, x.as<T>() + first * in, in, rows);
+      sq_norms.as<double>()[b] += db + da;
+    }
+  });
+}
+
+}  // namespace fe::kernels

@@ -7,7 +7,7 @@
 // μ0 = N(0, σ²), μ1 = N(1, σ²), μ = (1−q)·μ0 + q·μ1. One step is (α, ε_α)-RDP with
 //   ε_α = log(A_α) / (α − 1),   A_α = E_{z∼μ0}[(μ(z)/μ0(z))^α].
 // Composition over steps adds ε_α (Mironov 2017, Prop. 1), so we keep one running sum per order.
-#include "fed/accountant.h"
+#include "engine/accountant.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,7 +19,7 @@
 
 #include "kernels/view.h"
 
-namespace fe::fed {
+namespace fe {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -194,4 +194,4 @@ double RdpAccountant::epsilon(double delta) const {
   return std::max(best, 0.0);
 }
 
-}  // namespace fe::fed
+}  // namespace fe

@@ -1,4 +1,4 @@
-// fed/accountant.h — privacy accounting: Rényi DP of the (Poisson-)subsampled Gaussian mechanism
+// engine/accountant.h — privacy accounting: Rényi DP of the (Poisson-)subsampled Gaussian mechanism
 // (Mironov, Talwar, Zhang 2019, "Rényi Differential Privacy of the Sampled Gaussian Mechanism"),
 // composed over steps and converted to (ε, δ)-DP, as Opacus' and TF Privacy's RDP accountants do.
 #pragma once
@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace fe::fed {
+namespace fe {
 
 class RdpAccountant {
  public:
@@ -27,4 +27,4 @@ class RdpAccountant {
   int64_t steps_ = 0;
 };
 
-}  // namespace fe::fed
+}  // namespace fe
