@@ -28,6 +28,21 @@ void fill_with(const View& v, Draw&& draw) {
 
 }  // namespace
 
+uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index) {
+  uint64_t state = seed;
+  uint64_t mixed = splitmix64(state);
+  state = mixed ^ stream;
+  mixed = splitmix64(state);
+  state = mixed ^ index;
+  return splitmix64(state);
+}
+
+uint64_t hash_name(std::string_view name) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) hash = (hash ^ c) * 0x100000001b3ull;
+  return hash;
+}
+
 Rng::Rng(uint64_t seed) {
   for (uint64_t& s : s_) s = splitmix64(seed);
 }

@@ -6,10 +6,17 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "kernels/view.h"
 
 namespace fe {
+
+// A seed for one stream of a run, e.g. (run seed, participant, round): well mixed, so nearby
+// inputs give unrelated streams (seed·k + i would make neighbouring streams overlap).
+uint64_t derive_seed(uint64_t seed, uint64_t stream, uint64_t index = 0);
+// A stable 64-bit hash of a name (FNV-1a), for deriving per-participant streams.
+uint64_t hash_name(std::string_view name);
 
 class Rng {
  public:

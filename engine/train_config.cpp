@@ -5,7 +5,7 @@ namespace {
 
 void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
   c.train_file = for_training ? data.existing_file("train") : data.get_path("train");
-  c.eval_file = data.has("eval") ? data.existing_file("eval") : "";
+  c.eval_file = !data.has("eval") ? "" : for_training ? data.existing_file("eval") : data.get_path("eval");
   c.data.format = parse_data_format(
       data.get_choice("format", {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized"}, "auto"));
   c.data.max_seq_len = data.get<int64_t>("max_seq_len", c.data.max_seq_len, Bounds::at_least(2));

@@ -53,8 +53,9 @@ struct TrainConfig {
 };
 
 // Reads every section; the caller checks root.check_all_keys_used() after reading what else it
-// needs. `for_training` is false for commands that only evaluate: then data.train and
-// output.dir are optional.
+// needs. `for_training` is false for commands that only evaluate and for the federation's
+// shared settings: then data.train and output.dir are optional and data files are not checked
+// for existence here (whoever opens them reports a missing one).
 TrainConfig read_train_config(const ConfigNode& root, bool for_training = true);
 
 }  // namespace fe

@@ -114,7 +114,7 @@ double Trainer::accumulate_dp_sgd(std::span<const Batch> micro_batches) {
     loss_sum += model_.forward_backward_per_example(b.input_ids, b.labels, adapter_, &adapter_grads_, weights).sum;
     sequences += rows;
   }
-  Rng rng(dp.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(step_) + 1);
+  Rng rng(derive_seed(dp.seed, 0x6470736764ull /* "dpsgd" */, static_cast<uint64_t>(step_)));
   for (const Tensor& g : grads_) {
     Tensor noise = Tensor::empty(g.shape(), g.dtype());
     rng.fill_normal(noise, 0.0, dp.noise_multiplier * dp.clip_norm);

@@ -30,7 +30,8 @@ enum class LrSchedule { constant, linear, cosine };
 struct DpSgdOptions {
   double clip_norm = 0;          // > 0 turns DP-SGD on
   double noise_multiplier = 0;   // σ
-  uint64_t seed = 0;             // the noise stream (per step)
+  uint64_t seed = 0;             // the noise stream; each step draws from derive_seed(seed, ·, step). A
+                                 // caller that restarts trainers (a participant per round) must vary it.
   bool enabled() const { return clip_norm > 0; }
 };
 

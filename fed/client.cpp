@@ -90,10 +90,15 @@ class Participant {
   int run(const std::atomic<bool>* stop) {
     std::atomic<bool> done = false;
     std::thread heartbeat([&] { send_heartbeats(done); });
-    const int status = serve(stop);
-    done = true;
-    heartbeat.join();
-    return status;
+    struct StopHeartbeats {  // also when serve() throws: a joinable thread must not be destroyed
+      std::atomic<bool>& done;
+      std::thread& thread;
+      ~StopHeartbeats() {
+        done = true;
+        thread.join();
+      }
+    } stop_heartbeats{done, heartbeat};
+    return serve(stop);
   }
 
  private:
@@ -110,7 +115,11 @@ class Participant {
     auto next = Clock::now();
     while (!done) {
       if (Clock::now() >= next) {
-        connection_.send(status_message(MessageType::heartbeat));
+        try {
+          connection_.send(status_message(MessageType::heartbeat));
+        } catch (const std::exception& e) {  // the server is unreachable for now; keep trying
+          log_ << "[" << me_.name << "] heartbeat not sent: " << e.what() << std::endl;
+        }
         next = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(heartbeat_s_));
       }
       std::this_thread::sleep_for(milliseconds(50));
@@ -133,8 +142,8 @@ class Participant {
           break;
         case MessageType::reject: {
           const auto reason = m->config.find("reason");
-          log_ << "[" << me_.name << "] the server refused a message: "
-               << (reason != m->config.end() ? std::get<std::string>(reason->second) : "no reason given") << std::endl;
+          const std::string* text = reason != m->config.end() ? std::get_if<std::string>(&reason->second) : nullptr;
+          log_ << "[" << me_.name << "] the server refused a message: " << (text ? *text : "no reason given") << std::endl;
           break;
         }
         case MessageType::fit:
@@ -172,6 +181,8 @@ class Participant {
     const NamedTensors global = clone_tensors(adapter_.named_tensors());
     OptimizerOptions optimizer = me_.train.optimizer;
     optimizer.lr = pushed<double>(fit, "lr", optimizer.lr);
+    // DP-SGD noise independent across participants and rounds (a fresh trainer each round).
+    optimizer.dp_sgd.seed = derive_seed(me_.train.seed, hash_name(me_.name), static_cast<uint64_t>(fit.round));
     RoundData data = round_data(fit);
     optimizer.total_steps = data.steps;
     Trainer trainer(model_, adapter_, optimizer);

@@ -29,8 +29,10 @@ ServerConfig read_server(const ConfigNode& node) {
   s.round_timeout_s = node.get<double>("round_timeout", s.round_timeout_s, Bounds::greater_than(0));
   s.join_timeout_s = node.get<double>("join_timeout", s.join_timeout_s, Bounds::greater_than(0));
   s.heartbeat_s = node.get<double>("heartbeat", s.heartbeat_s, Bounds::greater_than(0));
-  s.server_key = node.has("server_key") ? node.existing_file("server_key") : "";
-  s.server_public_key = node.has("server_public_key") ? node.existing_file("server_public_key") : "";
+  // Paths, not yet files: each machine holds only what its role needs (the server its secret key,
+  // participants the server's public key), so existence is checked where a file is opened.
+  s.server_key = node.get_path("server_key");
+  s.server_public_key = node.get_path("server_public_key");
   if (s.server_key.empty() != s.server_public_key.empty())
     node.fail(s.server_key.empty() ? "server_public_key" : "server_key",
               "set both server_key and server_public_key (CurveZMQ) or neither (plain loopback TCP)");
@@ -106,15 +108,19 @@ FederationConfig read_federation_config(const std::string& path) {
     if (p.name.empty() || p.name.find_first_of("/ \t") != std::string::npos)
       entry.fail("name", "must be non-empty, without spaces or slashes (it names a directory)");
     if (!names.insert(p.name).second) entry.fail("name", "\"" + p.name + "\" is used twice");
-    p.key = entry.has("key") ? entry.existing_file("key") : "";
+    p.key = entry.get_path("key");
+    p.public_key = entry.get_path("public_key", p.key);
     if (config.server.server_key.empty() != p.key.empty())
       entry.fail("key", "with CurveZMQ (server.server_key) every participant needs a key, and without it none");
     const ConfigNode merged = root.with_overrides(entry);
-    p.train = read_train_config(merged, true);
+    // Not checked for existence here: a participant's data lives on its own machine only.
+    p.train = read_train_config(merged, false);
+    if (p.train.train_file.empty()) entry.fail("data", "participant " + p.name + " needs data.train");
     p.partition = read_partition(merged.child("partition"));
     config.participants.push_back(std::move(p));
   }
   config.shared = read_train_config(root, false);
+  if (config.shared.output_dir.empty()) root.child("output").fail("dir", "the federation needs output.dir (the server's run directory)");
   config.server.privacy = read_privacy(root.child("privacy"), config.shared.seed);
   check_count_noise(config, root.child("privacy"));
   if (config.server.min_clients > static_cast<int64_t>(config.participants.size()))

@@ -18,7 +18,8 @@
 //     server_public_key: keys/server.pub
 //   participants:
 //     - name: alice
-//       key: keys/alice.key            # its CurveZMQ keypair (the server reads the public half)
+//       key: keys/alice.key            # its CurveZMQ keypair (used where alice runs)
+//       public_key: keys/alice.pub     # what the server trusts (default: the public half of key)
 //       data: {train: alice.jsonl}     # any training setting may be overridden per participant
 //       train: {lr: 1.0e-3}
 //   privacy:               # user-level DP on the updates (fed/privacy.h); default mode: off
@@ -62,7 +63,8 @@ struct ServerConfig {
 
 struct ParticipantConfig {
   std::string name;
-  std::string key;                // path to its .key (or .pub on a server that lacks the secret)
+  std::string key;                // path to its .key (what it runs with)
+  std::string public_key;         // path to its .pub, for the server's allow-list (default: key)
   TrainConfig train;              // the shared settings with this participant's overrides
   PartitionOptions partition;     // likewise
 };
@@ -77,6 +79,8 @@ struct FederationConfig {
 };
 
 // Reads and validates the whole file (unknown keys included); errors name file:line and key.
+// Data and key files are not required to exist here: each machine of a multi-machine run holds
+// only its own, and the role that opens a file reports it missing.
 FederationConfig read_federation_config(const std::string& path);
 
 }  // namespace fe::fed

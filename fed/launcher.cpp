@@ -39,8 +39,15 @@ pid_t spawn_participant(const std::string& exe, const std::string& config, const
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // A process group of its own: Ctrl-C in the terminal reaches only the launcher, which then shuts
+  // the participants down through the server instead of killing them mid-write.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attributes, 0);
   pid_t pid = 0;
-  const int error = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ);
+  const int error = posix_spawn(&pid, exe.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) throw Error("cannot start participant " + name + " (" + exe + "): " + std::strerror(error));
   return pid;
@@ -58,24 +65,32 @@ std::string tail_of(const fs::path& file, size_t lines) {
 // Watches the children: reports one that fails, reaps them all.
 class Children {
  public:
+  ~Children() { stop_all(std::chrono::seconds(0)); }
   void add(pid_t pid, std::string name, fs::path log) { running_[pid] = {std::move(name), std::move(log)}; }
+  // Reaps the children that have exited (only ours) and reports the ones that failed.
   void reap(std::ostream& log) {
-    int status = 0;
-    for (pid_t pid; !running_.empty() && (pid = waitpid(-1, &status, WNOHANG)) > 0;) {
-      auto it = running_.find(pid);
-      if (it == running_.end()) continue;
-      const bool failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-      if (failed)
+    for (auto it = running_.begin(); it != running_.end();) {
+      int status = 0;
+      if (waitpid(it->first, &status, WNOHANG) != it->first) {
+        ++it;
+        continue;
+      }
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         log << "[run] participant " << it->second.name << " stopped ("
             << (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : "killed by a signal")
             << "); the end of " << it->second.log.string() << ":\n" << tail_of(it->second.log, 8) << std::flush;
-      running_.erase(it);
+      it = running_.erase(it);
     }
   }
-  void stop_all(std::ostream& log, std::chrono::seconds grace) {
+  void reap_quietly() {
+    for (auto it = running_.begin(); it != running_.end();)
+      it = waitpid(it->first, nullptr, WNOHANG) == it->first ? running_.erase(it) : std::next(it);
+  }
+  // Waits up to `grace` for the children to exit by themselves, then terminates the rest.
+  void stop_all(std::chrono::seconds grace) {
     const auto deadline = std::chrono::steady_clock::now() + grace;
     while (!running_.empty() && std::chrono::steady_clock::now() < deadline) {
-      reap(log);
+      reap_quietly();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     for (const auto& [pid, child] : running_) kill(pid, SIGTERM);
@@ -123,12 +138,12 @@ int launch_federation(const std::string& config_path, const std::string& self_ex
   } catch (...) {
     watching = false;
     watcher.join();
-    children.stop_all(log, std::chrono::seconds(0));
+    children.stop_all(std::chrono::seconds(0));
     throw;
   }
   watching = false;
   watcher.join();
-  children.stop_all(log, std::chrono::seconds(10));
+  children.stop_all(std::chrono::seconds(10));
   return status;
 }
 

@@ -61,6 +61,7 @@ struct Server::Impl {
 
   // The round being collected, and what it has received.
   int64_t current_round = 0;
+  bool round_open = false;
   std::vector<std::string> sampled;
   std::map<std::string, ClientResult> results;
   std::map<std::string, double> clipped_bits;  // client-side adaptive DP
@@ -90,7 +91,7 @@ struct Server::Impl {
     ServerSecurity s;
     if (config.server.server_key.empty()) return s;
     s.server_keys = load_keys(config.server.server_key);
-    for (const ParticipantConfig& p : config.participants) s.allowed_client_keys.push_back(load_keys(p.key).public_key);
+    for (const ParticipantConfig& p : config.participants) s.allowed_client_keys.push_back(load_keys(p.public_key).public_key);
     return s;
   }
 
@@ -149,7 +150,19 @@ struct Server::Impl {
                        [&](const ParticipantConfig& p) { return p.name == name; });
   }
 
+  // A participant's reported volume must be usable by the partition rules.
+  static std::optional<std::string> bad_volume(const Message& m) {
+    const auto size = m.metrics.find("num_examples");
+    if (size == m.metrics.end() || !std::isfinite(size->second) || size->second < 1 || size->second > 1e15)
+      return "num_examples must be a positive count";
+    const auto memory = m.metrics.find("free_memory_bytes");
+    if (memory != m.metrics.end() && !(std::isfinite(memory->second) && memory->second >= 0))
+      return "free_memory_bytes must be a non-negative number";
+    return std::nullopt;
+  }
+
   void admit(const Message& m, const std::string& peer) {
+    if (auto reason = bad_volume(m)) return refuse(peer, m.client_id, *reason);
     auto [it, is_new] = participants.try_emplace(m.client_id);
     Participant& p = it->second;
     const bool returning = !is_new && (p.left || !alive(p));
@@ -164,17 +177,31 @@ struct Server::Impl {
       Message welcome{.type = MessageType::welcome, .round = current_round, .client_id = m.client_id};
       welcome.config["heartbeat"] = config.server.heartbeat_s;
       send(peer, welcome);
+      // A sampled participant that restarted mid-round lost its fit: send it again.
+      if (round_open && is_sampled(m.client_id) && !results.count(m.client_id)) send_fit(m.client_id);
     }
+  }
+
+  bool is_sampled(const std::string& name) const { return std::find(sampled.begin(), sampled.end(), name) != sampled.end(); }
+
+  void send_fit(const std::string& name) {
+    Message fit{.type = MessageType::fit, .round = current_round, .client_id = name};
+    fit.config = round_settings(current_round, config.participant(name));
+    fit.tensors = to_wire(global.named_tensors());
+    send(participants.at(name).peer, fit);
   }
 
   void accept_result(Message& m, const std::string& peer) {
     if (m.round != current_round)
       return refuse(peer, m.client_id, "result for round " + std::to_string(m.round) + " while round " +
                                            std::to_string(current_round) + " is open");
-    if (std::find(sampled.begin(), sampled.end(), m.client_id) == sampled.end())
-      return refuse(peer, m.client_id, "not sampled for round " + std::to_string(current_round));
+    if (!is_sampled(m.client_id)) return refuse(peer, m.client_id, "not sampled for round " + std::to_string(current_round));
     if (results.count(m.client_id)) return refuse(peer, m.client_id, "duplicate result for round " + std::to_string(m.round));
     if (m.num_examples <= 0) return refuse(peer, m.client_id, "num_examples must be positive");
+    const auto bit = m.metrics.find("clipped_bit");
+    if (dp && dp->options().mode == DpMode::client_adaptive &&
+        (bit == m.metrics.end() || (bit->second != 0.0 && bit->second != 1.0)))
+      return refuse(peer, m.client_id, "client-side adaptive clipping needs a clipped_bit of 0 or 1");
     try {
       check_tensors(m, specs);
     } catch (const ProtocolError& e) {
@@ -185,7 +212,7 @@ struct Server::Impl {
     record.examples[m.client_id] = m.num_examples;
     results[m.client_id] = {m.client_id, std::move(params), m.num_examples};
     if (auto loss = m.metrics.find("train_loss"); loss != m.metrics.end()) record.train_loss[m.client_id] = loss->second;
-    if (auto bit = m.metrics.find("clipped_bit"); bit != m.metrics.end()) clipped_bits[m.client_id] = bit->second;
+    if (bit != m.metrics.end()) clipped_bits[m.client_id] = bit->second;
   }
 
   void handle(const Envelope& envelope) {
@@ -202,11 +229,17 @@ struct Server::Impl {
       case MessageType::join:
       case MessageType::heartbeat: return admit(m, envelope.peer);
       case MessageType::fit_result:
-        admit(m, envelope.peer);
+        if (auto it = participants.find(m.client_id); it != participants.end()) {
+          it->second.peer = envelope.peer;
+          it->second.last_seen = Clock::now();
+        }
         return accept_result(m, envelope.peer);
       case MessageType::shutdown:
-        participants[m.client_id].left = true;
-        return say("participant " + m.client_id + " left");
+        if (auto it = participants.find(m.client_id); it != participants.end()) {
+          it->second.left = true;
+          say("participant " + m.client_id + " left");
+        }
+        return;
       default: return refuse(envelope.peer, m.client_id, std::string("unexpected message type ") + message_type_name(m.type));
     }
   }
@@ -237,7 +270,7 @@ struct Server::Impl {
     std::vector<std::string> names = alive_names();
     const auto wanted = static_cast<size_t>(std::max<double>(
         static_cast<double>(config.server.min_clients), std::ceil(config.server.fraction * names.size())));
-    Rng rng(config.shared.seed * 1000003ull + static_cast<uint64_t>(round));
+    Rng rng(derive_seed(config.shared.seed, 0x73616d706c65ull /* "sample" */, static_cast<uint64_t>(round)));
     for (size_t i = names.size(); i > 1; --i) std::swap(names[i - 1], names[rng.next_u64() % i]);
     names.resize(std::min(wanted, names.size()));
     std::sort(names.begin(), names.end());
@@ -316,15 +349,13 @@ struct Server::Impl {
     record = RoundRecord{.round = round};
     results.clear();
     clipped_bits.clear();
+    // Heartbeats queued during the last evaluation and checkpoint tell who is alive now.
+    while (auto envelope = socket->receive(std::chrono::milliseconds(0))) handle(*envelope);
     sampled = sample(round);
-    Message fit{.type = MessageType::fit, .round = round};
-    fit.tensors = to_wire(global.named_tensors());
-    for (const std::string& name : sampled) {
-      fit.client_id = name;
-      fit.config = round_settings(round, config.participant(name));
-      send(participants.at(name).peer, fit);
-    }
+    round_open = true;
+    for (const std::string& name : sampled) send_fit(name);
     pump(config.server.round_timeout_s, [&] { return round_complete(); }, stop);
+    round_open = false;
     if (stop && *stop) return false;
     if (static_cast<int64_t>(results.size()) < config.server.min_results) {
       say("round " + std::to_string(round) + ": " + std::to_string(results.size()) + " results, " +
@@ -405,7 +436,29 @@ struct Server::Impl {
     report();
   }
 
+  void tell_participants_to_stop() {
+    Message bye{.type = MessageType::shutdown, .round = current_round};
+    for (const auto& [name, p] : participants) {
+      bye.client_id = name;
+      send(p.peer, bye);
+    }
+  }
+
+  // Whatever ends the run — the last round, a stop request or an error — participants are told.
   LoraAdapter run(const std::atomic<bool>* stop) {
+    try {
+      run_rounds(stop);
+    } catch (...) {
+      tell_participants_to_stop();
+      throw;
+    }
+    tell_participants_to_stop();
+    global.save_peft((fs::path(config.shared.output_dir) / "adapter").string(), config.shared.model_dir);
+    say("saved the global adapter to " + (fs::path(config.shared.output_dir) / "adapter").string());
+    return global;
+  }
+
+  void run_rounds(const std::atomic<bool>* stop) {
     constexpr int kAttempts = 3;
     if (first_round == 1) evaluate_initial();
     for (int64_t round = first_round; round <= config.server.rounds && !(stop && *stop); ++round) {
@@ -422,14 +475,6 @@ struct Server::Impl {
       if (!done && !(stop && *stop))
         throw Error("round " + std::to_string(round) + " failed " + std::to_string(kAttempts) + " times (see server.min_results)");
     }
-    Message bye{.type = MessageType::shutdown, .round = current_round};
-    for (const auto& [name, p] : participants) {
-      bye.client_id = name;
-      send(p.peer, bye);
-    }
-    global.save_peft((fs::path(config.shared.output_dir) / "adapter").string(), config.shared.model_dir);
-    say("saved the global adapter to " + (fs::path(config.shared.output_dir) / "adapter").string());
-    return global;
   }
 };
 

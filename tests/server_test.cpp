@@ -81,8 +81,14 @@ TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
 
   ClientSocket good(server.endpoint(), std::nullopt, ""), other(server.endpoint(), std::nullopt, "");
   ClientSocket rogue(server.endpoint(), std::nullopt, "");
-  good.send(encode(Message{.type = MessageType::join, .client_id = "good"}));
-  other.send(encode(Message{.type = MessageType::join, .client_id = "other"}));
+  const auto join = [](const std::string& name, double examples) {
+    Message m{.type = MessageType::join, .client_id = name};
+    m.metrics["num_examples"] = examples;
+    return encode(m);
+  };
+  good.send(join("good", 0));  // no data: refused
+  good.send(join("good", 10));
+  other.send(join("other", 10));
   expect_message(good, MessageType::welcome);
   const Message fit = expect_message(good, MessageType::fit);
   ASSERT_EQ(fit.round, 1);
@@ -121,6 +127,7 @@ TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
   runner.join();
 
   const std::string text = log_buffer.text();
+  EXPECT_THAT(text, HasSubstr("num_examples must be a positive count"));
   EXPECT_THAT(text, HasSubstr("undecodable message"));
   EXPECT_THAT(text, HasSubstr("is nan"));
   EXPECT_THAT(text, HasSubstr("mallory: no participant of this name"));
