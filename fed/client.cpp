@@ -193,9 +193,10 @@ class Participant {
     }
     double loss_sum = 0;
     int64_t examples = 0;
+    int64_t drawn = 0;
     for (step_ = 1; step_ <= data.steps; ++step_) {
       std::vector<Batch> micro_batches;
-      for (int64_t i = 0; i < me_.train.grad_accum_steps; ++i) {
+      for (int64_t i = 0; i < me_.train.grad_accum_steps && drawn < data.micro_batches; ++i, ++drawn) {
         micro_batches.push_back(data.batches->next());
         examples += micro_batches.back().input_ids.shape()[0];
       }
@@ -223,12 +224,13 @@ class Participant {
 
   // Client-side DP: the update leaves clipped to C; returns bᵢ = [‖update‖ ≤ C] for adaptive C.
   double clip_own_update(const NamedTensors& global, double clip) {
-    NamedTensors update = clone_tensors(adapter_.named_tensors());
+    const NamedTensors trained = adapter_.named_tensors();
+    NamedTensors update = clone_tensors(trained);
     for (size_t i = 0; i < update.size(); ++i) kernels::axpy(update[i].second, global[i].second, -1.0);
     const double norm = clip_to_norm(update, clip);
     for (size_t i = 0; i < update.size(); ++i) {
-      kernels::convert(adapter_.named_tensors()[i].second, global[i].second);
-      kernels::axpy(adapter_.named_tensors()[i].second, update[i].second, 1.0);
+      kernels::convert(trained[i].second, global[i].second);
+      kernels::axpy(trained[i].second, update[i].second, 1.0);
     }
     return norm <= clip ? 1.0 : 0.0;
   }
@@ -239,21 +241,23 @@ class Participant {
   struct RoundData {
     BatchIterator* batches;
     int64_t steps;
+    int64_t micro_batches;  // in all: the last step may take fewer than grad_accum_steps
   };
   RoundData round_data(const Message& fit) {
-    const int64_t per_step = me_.train.micro_batch_size * me_.train.grad_accum_steps;
     if (const int64_t count = pushed<int64_t>(fit, "examples", 0); count > 0) {
       slice_.clear();
       for (int64_t index : round_slice(static_cast<int64_t>(run_.train.size()), count, fit.round, me_.train.seed))
         slice_.push_back(run_.train[index]);
       slice_batches_.emplace(slice_, me_.train.micro_batch_size, me_.train.seed + static_cast<uint64_t>(fit.round),
                              me_.train.bucket_by_length, run_.tokenizer->pad_id());
-      return {&*slice_batches_, (count + per_step - 1) / per_step};
+      const int64_t micro_batches = slice_batches_->batches_per_epoch();  // one pass, nothing twice
+      return {&*slice_batches_, (micro_batches + me_.train.grad_accum_steps - 1) / me_.train.grad_accum_steps,
+              micro_batches};
     }
     const int64_t steps = pushed<int64_t>(fit, "steps", me_.train.steps);
     const int64_t index = (fit.round - 1) * steps * me_.train.grad_accum_steps;
     batches_.seek(index / batches_.batches_per_epoch(), index % batches_.batches_per_epoch());
-    return {&batches_, steps};
+    return {&batches_, steps, steps * me_.train.grad_accum_steps};
   }
 
   const ParticipantConfig& me_;

@@ -80,6 +80,7 @@ struct Server::Impl {
     }
     fs::create_directories(c.shared.output_dir);
     metrics.open(fs::path(c.shared.output_dir) / "metrics.jsonl", resume ? std::ios::app : std::ios::trunc);
+    if (!metrics) throw Error((fs::path(c.shared.output_dir) / "metrics.jsonl").string() + ": cannot open for writing");
     socket = std::make_unique<ServerSocket>(c.server.address, security(), [this](const std::string& m) { say(m); });
     say("listening on " + socket->endpoint() + " (" + (c.server.server_key.empty() ? "plain TCP, loopback" : "CurveZMQ") +
         "), strategy " + strategy->name() + ", " + std::to_string(c.server.rounds) + " rounds");
