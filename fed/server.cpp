@@ -49,6 +49,7 @@ struct Server::Impl {
   std::optional<LlamaModel> eval_model;
   LoadedRun eval_run;
   std::map<std::string, Participant> participants;
+  std::map<std::string, std::string> public_keys;  // with CurveZMQ: each participant's own key
   int64_t first_round = 1;
   std::vector<RoundRecord> history;
   std::ofstream metrics;
@@ -88,11 +89,14 @@ struct Server::Impl {
 
   void say(const std::string& line) { log << "[server] " << line << std::endl; }
 
-  ServerSecurity security() const {
+  ServerSecurity security() {
     ServerSecurity s;
     if (config.server.server_key.empty()) return s;
     s.server_keys = load_keys(config.server.server_key);
-    for (const ParticipantConfig& p : config.participants) s.allowed_client_keys.push_back(load_keys(p.public_key).public_key);
+    for (const ParticipantConfig& p : config.participants) {
+      public_keys[p.name] = load_keys(p.public_key).public_key;
+      s.allowed_client_keys.push_back(public_keys[p.name]);
+    }
     return s;
   }
 
@@ -226,6 +230,9 @@ struct Server::Impl {
       return;
     }
     if (!is_participant(m.client_id)) return refuse(envelope.peer, m.client_id, "no participant of this name is configured");
+    // With CurveZMQ a participant may only speak for itself: its name must match its key.
+    if (!public_keys.empty() && public_keys.at(m.client_id) != envelope.public_key)
+      return refuse(envelope.peer, m.client_id, "sent with the key " + envelope.public_key + ", which belongs to another participant");
     switch (m.type) {
       case MessageType::join:
       case MessageType::heartbeat: return admit(m, envelope.peer);

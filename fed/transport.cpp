@@ -410,7 +410,12 @@ struct ServerSocket::Impl {
 
   // A DEALER sends one frame per message, which the router delivers as [routing id, payload].
   std::optional<Envelope> to_envelope(const std::vector<zmq::message_t>& frames) {
-    if (frames.size() == 2) return Envelope{.peer = frames[0].to_string(), .payload = frames[1].to_string()};
+    if (frames.size() == 2) {
+      // The ZAP handler set User-Id to the key it admitted; plain TCP has no such property.
+      const char* user_id = zmq_msg_gets(const_cast<zmq::message_t&>(frames[1]).handle(), "User-Id");
+      return Envelope{.peer = frames[0].to_string(), .payload = frames[1].to_string(),
+                      .public_key = user_id ? user_id : ""};
+    }
     say("ignored a message of " + std::to_string(frames.size() - 1) + " frames from peer " +
         printable_peer(frames[0].to_string()) + " (expected one)");
     return std::nullopt;

@@ -48,8 +48,9 @@ struct ServerSecurity {
 };
 
 struct Envelope {
-  std::string peer;     // ZeroMQ routing id of the sender
-  std::string payload;  // one message (see protocol.h)
+  std::string peer;        // ZeroMQ routing id of the sender
+  std::string payload;     // one message (see protocol.h)
+  std::string public_key;  // with CurveZMQ: the sender's Z85 public key (its ZAP User-Id); else empty
 };
 
 class ServerSocket {

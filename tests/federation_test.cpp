@@ -205,7 +205,7 @@ TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
   EXPECT_EQ(slurp(dir_.path("out/adapter/adapter_model.safetensors")), expected);
 }
 
-TEST_F(Federation, ParticipantWithAnUnknownCurveKeyIsRefused) {
+TEST_F(Federation, UnknownOrBorrowedCurveKeysAreRefused) {
   for (const char* name : {"server", "p0", "p1", "p2", "intruder"})
     ASSERT_EQ(std::system((std::string(FE_CLI_PATH) + " keygen " + dir_.path(std::string("keys/") + name) + " > /dev/null").c_str()), 0);
   const std::string keys = dir_.path("keys/");
@@ -223,15 +223,21 @@ TEST_F(Federation, ParticipantWithAnUnknownCurveKeyIsRefused) {
   intruder_yaml.replace(intruder_yaml.find(keys + "p2.key"), (keys + "p2.key").size(), keys + "intruder.key");
   std::ofstream(dir_.path("intruder.yaml")) << intruder_yaml;
 
+  // An impostor: allowed by the transport (it holds p1's key) but speaking as p2.
+  std::string impostor_yaml = yaml;
+  impostor_yaml.replace(impostor_yaml.find(keys + "p2.key"), (keys + "p2.key").size(), keys + "p1.key");
+  std::ofstream(dir_.path("impostor.yaml")) << impostor_yaml;
+
   Process server({"server", config}, dir_.path("server.log"));
   Process p0({"client", config, "--name", "p0"}, dir_.path("p0.log"));
   Process p1({"client", config, "--name", "p1"}, dir_.path("p1.log"));
   Process p2({"client", dir_.path("intruder.yaml"), "--name", "p2"}, dir_.path("p2.log"));
+  Process impostor({"client", dir_.path("impostor.yaml"), "--name", "p2"}, dir_.path("impostor.log"));
   const std::string intruder_key = slurp(dir_.path("keys/intruder.pub")).substr(9, 40);
   ASSERT_TRUE(wait_until([&] {
     const std::string out = server.output();
     return out.find(intruder_key) != std::string::npos && out.find("p0 joined") != std::string::npos &&
-           out.find("p1 joined") != std::string::npos;
+           out.find("p1 joined") != std::string::npos && out.find("belongs to another participant") != std::string::npos;
   }, std::chrono::seconds(30))) << server.output();
   EXPECT_THAT(server.output(), AllOf(HasSubstr("is not in the allow-list"), ::testing::Not(HasSubstr("p2 joined"))));
 }
