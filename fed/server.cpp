@@ -128,9 +128,15 @@ struct Server::Impl {
       write_named_tensors((staging / "strategy.safetensors").string(), state);
     if (dp) write_named_tensors((staging / "privacy.safetensors").string(), dp->state());
     const nlohmann::json state = {{"round", round}, {"strategy", strategy->name()}, {"dp_sampling_rates", sampling_rates}};
-    std::ofstream(staging / "state.json") << state.dump() << "\n";
-    fs::remove_all(old);
-    if (fs::exists(dir)) fs::rename(dir, old);
+    std::ofstream state_file(staging / "state.json");
+    state_file << state.dump() << "\n";
+    if (!state_file.flush()) throw Error((staging / "state.json").string() + ": write failed");
+    // At every moment one complete checkpoint exists: dir, or old while dir is being replaced
+    // (restore falls back to it). old is only cleared when dir is there to become the new old.
+    if (fs::exists(dir)) {
+      fs::remove_all(old);
+      fs::rename(dir, old);
+    }
     fs::rename(staging, dir);
     fs::remove_all(old);
   }
@@ -174,8 +180,11 @@ struct Server::Impl {
     p.peer = peer;
     p.last_seen = Clock::now();
     p.left = false;
-    if (auto size = m.metrics.find("num_examples"); size != m.metrics.end()) p.volume.examples = static_cast<int64_t>(size->second);
-    if (auto memory = m.metrics.find("free_memory_bytes"); memory != m.metrics.end()) p.volume.free_memory_bytes = memory->second;
+    // The volume is taken at join time only, so partition shares do not drift with free memory.
+    if (m.type == MessageType::join || is_new) {
+      p.volume.examples = static_cast<int64_t>(m.metrics.at("num_examples"));
+      if (auto memory = m.metrics.find("free_memory_bytes"); memory != m.metrics.end()) p.volume.free_memory_bytes = memory->second;
+    }
     if (is_new || returning) say("participant " + m.client_id + (returning ? " rejoined" : " joined") + " (" +
                                  std::to_string(p.volume.examples) + " examples)");
     if (m.type == MessageType::join) {
