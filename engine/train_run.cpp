@@ -1,12 +1,12 @@
 #include "engine/train_run.h"
 
 #include "engine/accountant.h"
+#include "engine/metrics_log.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -23,18 +23,6 @@ std::string format_duration(double seconds) {
                 static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
   return text;
 }
-
-// Appends one JSON object per line and flushes it, so a crash loses nothing already measured.
-class MetricsLog {
- public:
-  explicit MetricsLog(const fs::path& path) : out_(path, std::ios::trunc) {
-    if (!out_) throw Error(path.string() + ": cannot open the metrics file for writing");
-  }
-  void write(const nlohmann::json& record) { out_ << record.dump() << std::endl; }
-
- private:
-  std::ofstream out_;
-};
 
 void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter, const fs::path& dir) {
   if (adapter) {
@@ -89,7 +77,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
   const LoraAdapter* lora = c.full_parameter ? nullptr : &adapter;
 
   fs::create_directories(c.output_dir);
-  MetricsLog metrics(fs::path(c.output_dir) / "metrics.jsonl");
+  MetricsLog metrics((fs::path(c.output_dir) / "metrics.jsonl").string());
   progress << "training " << (c.full_parameter ? "all parameters" : "a LoRA adapter") << " of " << c.model_dir << " ("
            << model_config.num_parameters() << " parameters) on " << run.train.size() << " examples, " << c.steps
            << " steps of " << c.micro_batch_size * c.grad_accum_steps << " sequences\n";

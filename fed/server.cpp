@@ -11,6 +11,7 @@
 #include <ostream>
 
 #include "engine/rng.h"
+#include "engine/metrics_log.h"
 #include "engine/train_run.h"
 #include "engine/accountant.h"
 #include "fed/adapter_wire.h"
@@ -52,7 +53,7 @@ struct Server::Impl {
   std::map<std::string, std::string> public_keys;  // with CurveZMQ: each participant's own key
   int64_t first_round = 1;
   std::vector<RoundRecord> history;
-  std::ofstream metrics;
+  std::optional<MetricsLog> metrics;
 
   // Differential privacy: the mechanism, its accountant, and each completed round's sampling rate
   // (the accountant is rebuilt from them on resume).
@@ -80,8 +81,7 @@ struct Server::Impl {
       eval_model.emplace(eval_run.weights);
     }
     fs::create_directories(c.shared.output_dir);
-    metrics.open(fs::path(c.shared.output_dir) / "metrics.jsonl", resume ? std::ios::app : std::ios::trunc);
-    if (!metrics) throw Error((fs::path(c.shared.output_dir) / "metrics.jsonl").string() + ": cannot open for writing");
+    metrics.emplace((fs::path(c.shared.output_dir) / "metrics.jsonl").string(), resume);
     socket = std::make_unique<ServerSocket>(c.server.address, security(), [this](const std::string& m) { say(m); });
     say("listening on " + socket->endpoint() + " (" + (c.server.server_key.empty() ? "plain TCP, loopback" : "CurveZMQ") +
         "), strategy " + strategy->name() + ", " + std::to_string(c.server.rounds) + " rounds");
@@ -439,7 +439,7 @@ struct Server::Impl {
       entry["eval_exact_match"] = record.eval.exact_matches;
       entry["eval_examples"] = record.eval.generated_examples;
     }
-    metrics << entry.dump() << std::endl;
+    metrics->write(entry);
     history.push_back(record);
   }
 
