@@ -11,7 +11,8 @@ packages=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libsodium-dev zlib1g-dev
   clang libclang-rt-14-dev           # the libFuzzer target for the message decoder
   libsentencepiece-dev sentencepiece
-  libgloo-dev
+  libgloo-dev                          # CPU ranks of a participant (engine/communicator.h)
+  libcpp-httplib-dev                   # the monitoring endpoint (fed/monitor.h)
   python3-torch python3-numpy          # independent reference implementations in the tests
 )
 

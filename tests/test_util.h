@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine/llama_config.h"
@@ -100,6 +102,21 @@ inline std::string numbered(const char* prefix, int64_t i) {
   std::string name = prefix;
   name += std::to_string(i);
   return name;
+}
+
+// A TCP port that was free a moment ago (the kernel's pick for port 0 on loopback). Another
+// process may take it before the caller binds; tests that bind it retry or accept that rare race.
+inline int free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("free_tcp_port: no port");
+  return ntohs(address.sin_port);
 }
 
 // A fresh directory under the system temp dir, removed when the object dies.
