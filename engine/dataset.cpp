@@ -506,6 +506,14 @@ Batch make_batch(const std::vector<Example>& examples, std::span<const int64_t> 
   return batch;
 }
 
+Batch rank_share(const Batch& global, int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw Error("rank_share: rank " + std::to_string(rank) + " of a world of " + std::to_string(world));
+  const int64_t rows = global.input_ids.shape()[0];
+  const int64_t begin = rows * rank / world, end = rows * (rank + 1) / world;
+  return {global.input_ids.rows(begin, end), global.labels.rows(begin, end)};
+}
+
 BatchIterator::BatchIterator(const std::vector<Example>& examples, int64_t batch_size, uint64_t seed,
                              bool bucket_by_length, int32_t pad_id)
     : examples_(&examples), batch_size_(batch_size), seed_(seed), bucket_by_length_(bucket_by_length),

@@ -57,6 +57,11 @@ struct Batch {
 // Stacks examples[i] for each i in `indices` into one batch, padded to its longest member.
 Batch make_batch(const std::vector<Example>& examples, std::span<const int64_t> indices, int32_t pad_id);
 
+// Rank `rank` of `world`'s rows of a global micro-batch: a contiguous share, as even as the rows
+// allow (rows [rank·B/world, (rank+1)·B/world)), so the ranks together hold every row once. A
+// share may be empty (shape [0, T]) when the batch has fewer rows than ranks.
+Batch rank_share(const Batch& global, int rank, int world);
+
 // Endless micro-batches over a dataset. Each epoch is a fresh permutation drawn from (seed,
 // epoch), so a run is reproducible and resumable from (epoch, position). With length bucketing,
 // the permutation is cut into windows of a few dozen batches and each window is sorted by length

@@ -1,6 +1,7 @@
 #include "engine/trainer.h"
 
 #include <cmath>
+#include <cstring>
 #include <numbers>
 
 #include "engine/rng.h"
@@ -18,13 +19,13 @@ double learning_rate(const OptimizerOptions& o, int64_t step) {
   return o.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
 }
 
-Trainer::Trainer(const LlamaModel& model, LoraAdapter& adapter, const OptimizerOptions& options)
-    : model_(model), adapter_(&adapter), adapter_grads_(adapter.zeros_like()), options_(options) {
+Trainer::Trainer(const LlamaModel& model, LoraAdapter& adapter, const OptimizerOptions& options, Communicator* ranks)
+    : model_(model), adapter_(&adapter), adapter_grads_(adapter.zeros_like()), options_(options), ranks_(ranks) {
   track(adapter.named_tensors(), adapter_grads_.named_tensors());
 }
 
-Trainer::Trainer(const LlamaModel& model, LlamaWeights& weights, const OptimizerOptions& options)
-    : model_(model), weights_(&weights), weight_grads_(weights.zeros_like()), options_(options) {
+Trainer::Trainer(const LlamaModel& model, LlamaWeights& weights, const OptimizerOptions& options, Communicator* ranks)
+    : model_(model), weights_(&weights), weight_grads_(weights.zeros_like()), options_(options), ranks_(ranks) {
   track(weights.named_tensors(), weight_grads_.named_tensors());
 }
 
@@ -86,10 +87,40 @@ void Trainer::update(double lr) {
   }
 }
 
-double Trainer::accumulate(std::span<const Batch> micro_batches, int64_t tokens) {
+void Trainer::all_reduce_gradients() {
+  if (!ranks_ || ranks_->size() == 1) return;
+  // Large enough that LoRA gradients travel in one message, small enough that full-parameter
+  // training does not double its gradient memory.
+  constexpr int64_t kBucketElements = int64_t{1} << 24;
+  if (!bucket_.defined()) {
+    int64_t total = 0;
+    for (const Tensor& g : grads_) total += g.numel();
+    bucket_ = Tensor::empty({std::min(total, std::max(kBucketElements, grads_.front().numel()))}, grads_.front().dtype());
+  }
+  const size_t element_size = dtype_size(bucket_.dtype());
+  for (size_t first = 0; first < grads_.size();) {
+    size_t last = first;
+    int64_t used = 0;
+    for (; last < grads_.size() && used + grads_[last].numel() <= bucket_.numel(); ++last) {
+      std::memcpy(static_cast<std::byte*>(bucket_.data()) + used * element_size, grads_[last].data(), grads_[last].nbytes());
+      used += grads_[last].numel();
+    }
+    if (last == first) throw Error("Trainer: gradient " + grads_[first].view().str() + " exceeds the all-reduce bucket");
+    ranks_->all_reduce_sum(bucket_.rows(0, used).view());
+    used = 0;
+    for (size_t i = first; i < last; ++i) {
+      std::memcpy(grads_[i].data(), static_cast<const std::byte*>(bucket_.data()) + used * element_size, grads_[i].nbytes());
+      used += grads_[i].numel();
+    }
+    first = last;
+  }
+}
+
+double Trainer::accumulate(std::span<const Batch> micro_batches, int64_t global_tokens) {
   double loss_sum = 0;
-  const double grad_scale = 1.0 / static_cast<double>(tokens);
+  const double grad_scale = 1.0 / static_cast<double>(global_tokens);
   for (const Batch& b : micro_batches)
+    if (b.input_ids.shape()[0] > 0)
     loss_sum += model_.forward_backward(b.input_ids, b.labels, adapter_, adapter_ ? &adapter_grads_ : nullptr,
                                         grad_scale, weights_ ? &weight_grads_ : nullptr).sum;
   return loss_sum;
@@ -101,6 +132,7 @@ double Trainer::accumulate_dp_sgd(std::span<const Batch> micro_batches) {
   int64_t sequences = 0;
   for (const Batch& b : micro_batches) {
     const int64_t rows = b.input_ids.shape()[0];
+    if (rows == 0) continue;
     std::vector<double> weights(rows);  // 1 / (label tokens of the sequence): its mean token loss
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t tokens = count_label_tokens(b.labels.rows(r, r + 1));
@@ -114,23 +146,35 @@ double Trainer::accumulate_dp_sgd(std::span<const Batch> micro_batches) {
     loss_sum += model_.forward_backward_per_example(b.input_ids, b.labels, adapter_, &adapter_grads_, weights).sum;
     sequences += rows;
   }
-  Rng rng(derive_seed(dp.seed, 0x6470736764ull /* "dpsgd" */, static_cast<uint64_t>(step_)));
-  for (const Tensor& g : grads_) {
-    Tensor noise = Tensor::empty(g.shape(), g.dtype());
-    rng.fill_normal(noise, 0.0, dp.noise_multiplier * dp.clip_norm);
-    kernels::axpy(g, noise, 1.0);
-    kernels::scale(g, 1.0 / static_cast<double>(sequences));
+  if (is_root()) {  // the noise joins the sum once, whatever the number of ranks
+    Rng rng(derive_seed(dp.seed, 0x6470736764ull /* "dpsgd" */, static_cast<uint64_t>(step_)));
+    for (const Tensor& g : grads_) {
+      Tensor noise = Tensor::empty(g.shape(), g.dtype());
+      rng.fill_normal(noise, 0.0, dp.noise_multiplier * dp.clip_norm);
+      kernels::axpy(g, noise, 1.0);
+    }
   }
+  all_reduce_gradients();
+  const double global_sequences = all_reduce(static_cast<double>(sequences));
+  for (const Tensor& g : grads_) kernels::scale(g, 1.0 / global_sequences);
   return loss_sum;
 }
 
 StepStats Trainer::step(std::span<const Batch> micro_batches) {
   StepStats stats;
-  for (const Batch& b : micro_batches) stats.tokens += count_label_tokens(b.labels);
+  int64_t tokens = 0;
+  for (const Batch& b : micro_batches) tokens += count_label_tokens(b.labels);
+  stats.tokens = static_cast<int64_t>(all_reduce(static_cast<double>(tokens)));
   if (stats.tokens == 0) return stats;
   for (const Tensor& g : grads_) kernels::fill(g, 0.0);
-  const double loss_sum = options_.dp_sgd.enabled() ? accumulate_dp_sgd(micro_batches) : accumulate(micro_batches, stats.tokens);
-  stats.loss = loss_sum / static_cast<double>(stats.tokens);
+  double loss_sum = 0;
+  if (options_.dp_sgd.enabled()) {
+    loss_sum = accumulate_dp_sgd(micro_batches);
+  } else {
+    loss_sum = accumulate(micro_batches, stats.tokens);
+    all_reduce_gradients();
+  }
+  stats.loss = all_reduce(loss_sum) / static_cast<double>(stats.tokens);
   add_proximal_gradient();
   stats.grad_norm = clip_gradients();
   stats.lr = learning_rate(options_, step_);

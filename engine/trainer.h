@@ -9,12 +9,19 @@
 // step(micro_batches) is one optimizer step over one global batch: the loss is the mean over all
 // label tokens of all micro-batches (DESIGN.md), so splitting a batch into micro-batches changes
 // nothing but memory use. Runs are deterministic: same inputs, same bits.
+//
+// Data parallelism: with a Communicator of R ranks, every rank builds a Trainer over identical
+// tensors and passes step() its share of the global batch (rank_share in engine/dataset.h). The
+// ranks sum their label-token counts, loss sums and gradients (one all-reduce per bucket of
+// gradient tensors), so every rank applies the same update and the result equals one rank
+// training on the whole batch, up to float rounding. DP-SGD noise is drawn once, on rank 0.
 #pragma once
 
 #include <span>
 #include <string>
 #include <vector>
 
+#include "engine/communicator.h"
 #include "engine/dataset.h"
 #include "engine/llama_model.h"
 
@@ -60,10 +67,13 @@ struct StepStats {
 
 class Trainer {
  public:
-  Trainer(const LlamaModel& model, LoraAdapter& adapter, const OptimizerOptions& options);
-  Trainer(const LlamaModel& model, LlamaWeights& weights, const OptimizerOptions& options);
+  // `ranks`: the participant's data-parallel ranks (null: this process alone); it must outlive
+  // the trainer.
+  Trainer(const LlamaModel& model, LoraAdapter& adapter, const OptimizerOptions& options, Communicator* ranks = nullptr);
+  Trainer(const LlamaModel& model, LlamaWeights& weights, const OptimizerOptions& options, Communicator* ranks = nullptr);
 
-  // One optimizer step. A global batch without label tokens changes nothing (tokens = 0).
+  // One optimizer step over this rank's micro-batches (all of the global batch with one rank);
+  // stats are the global batch's. A global batch without label tokens changes nothing (tokens = 0).
   StepStats step(std::span<const Batch> micro_batches);
   // FedProx: from now on the objective gains (mu/2)·‖w − anchor‖² over the trained tensors,
   // whose gradient mu·(w − anchor) joins the loss gradient before clipping. anchor holds one
@@ -75,11 +85,16 @@ class Trainer {
   void track(const std::vector<std::pair<std::string, Tensor>>& params,
              const std::vector<std::pair<std::string, Tensor>>& grads);
   double clip_gradients();
+  // Sums the gradients over the ranks, bucket by bucket.
+  void all_reduce_gradients();
   void update(double lr);
   void add_proximal_gradient();
-  // The gradient of one global batch into grads_; returns the Σ of token losses.
-  double accumulate(std::span<const Batch> micro_batches, int64_t tokens);
+  // This rank's share of the gradient of one global batch into grads_; returns its Σ of token
+  // losses.
+  double accumulate(std::span<const Batch> micro_batches, int64_t global_tokens);
   double accumulate_dp_sgd(std::span<const Batch> micro_batches);
+  double all_reduce(double value) { return ranks_ ? ranks_->all_reduce_sum(value) : value; }
+  bool is_root() const { return !ranks_ || ranks_->rank() == 0; }
 
   const LlamaModel& model_;
   LoraAdapter* adapter_ = nullptr;
@@ -87,6 +102,8 @@ class Trainer {
   LlamaWeights* weights_ = nullptr;
   LlamaWeights weight_grads_;
   OptimizerOptions options_;
+  Communicator* ranks_ = nullptr;
+  Tensor bucket_;  // all-reduce staging: gradients of consecutive tensors, packed
   std::vector<Tensor> params_, grads_, first_moments_, second_moments_;
   int64_t step_ = 0;
   double proximal_mu_ = 0;
