@@ -1,4 +1,7 @@
 // run, server, client, keygen, aggregate: the federation.
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,6 +13,7 @@
 #include "fed/launcher.h"
 #include "fed/partition.h"
 #include "fed/plan.h"
+#include "fed/processes.h"
 #include "fed/server.h"
 #include "fed/transport.h"
 
@@ -21,6 +25,15 @@ namespace fs = std::filesystem;
 const char* kFederationHelp = "federation YAML (see configs/federation.yaml)";
 
 std::string self_executable() { return fs::read_symlink("/proc/self/exe").string(); }
+
+std::atomic<bool> g_stop_requested = false;
+
+// SIGINT and SIGTERM set a flag the long-running roles poll, so they leave cleanly.
+const std::atomic<bool>* stop_on_signals() {
+  std::signal(SIGINT, [](int) { g_stop_requested = true; });
+  std::signal(SIGTERM, [](int) { g_stop_requested = true; });
+  return &g_stop_requested;
+}
 
 // A PEFT adapter directory as named tensors, without needing the base model.
 fed::NamedTensors read_adapter_tensors(const std::string& dir) {
@@ -69,15 +82,27 @@ void add_server(CLI::App& app) {
 void add_client(CLI::App& app) {
   struct Args {
     std::string config, name, server;
+    size_t node = 0;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("client", "Run one participant of a federation: join the server, train when sampled.");
+  CLI::App* cmd = app.add_subcommand(
+      "client",
+      "Run one participant of a federation: join the server, train when sampled. Starts the ranks of\n"
+      "the participant's node NODE (its `nodes` list; one process per rank). With RANK set in the\n"
+      "environment (torchrun style: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) it runs\n"
+      "that one rank instead. Ctrl-C or SIGTERM leaves the federation cleanly.");
   cmd->add_option("config", args->config, kFederationHelp)->required()->check(CLI::ExistingFile);
   cmd->add_option("--name", args->name, "which participant of the config this is")->required();
   cmd->add_option("--server", args->server, "server endpoint (default: server.address of the config)");
+  cmd->add_option("--node", args->node, "which of the participant's nodes this machine is (default 0)");
   cmd->callback([args] {
+    fed::end_with_parent();
     const fed::FederationConfig config = fed::read_federation_config(args->config);
-    const int status = fed::run_client(config, args->name, args->server, std::cout);
+    const std::atomic<bool>* stop = stop_on_signals();
+    const int status = std::getenv("RANK")
+                           ? fed::run_client(config, args->name, args->server, std::cout, stop, RankInfo::from_environment())
+                           : fed::run_participant_node(config, args->name, args->node, args->server, self_executable(),
+                                                       std::cout, stop);
     if (status != 0) std::exit(status);
   });
 }

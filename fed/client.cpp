@@ -7,11 +7,14 @@
 #include <ostream>
 #include <thread>
 
+#include "engine/communicator.h"
 #include "engine/train_run.h"
 #include "kernels/elementwise.h"
 #include "fed/adapter_wire.h"
 #include "fed/partition.h"
 #include "fed/privacy.h"
+#include "fed/processes.h"
+#include "fed/resources.h"
 #include "fed/transport.h"
 
 namespace fe::fed {
@@ -78,16 +81,30 @@ class Connection {
   std::unique_ptr<ClientSocket> socket_;
 };
 
+// What rank 0 tells the other ranks of its participant, as the first byte of a broadcast.
+enum class RankCommand : char { idle = 'i', fit = 'f', stop = 's' };
+
+// Ranks other than 0 wait in a broadcast for rank 0's next command; rank 0 sends `idle` this often
+// while it waits for the server, well within the communicator's timeout.
+constexpr auto kIdleCommandInterval = std::chrono::seconds(1);
+// How long a rank waits for the others (to connect, or inside a collective): long enough for a
+// slow rank to load its data, short enough that a dead rank 0 does not leave the others hanging.
+constexpr auto kRankTimeout = std::chrono::seconds(300);
+
 class Participant {
  public:
-  Participant(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint, std::ostream& log)
-      : me_(me), log_(log), run_(load_run(me.train, true)),
+  Participant(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint,
+              std::unique_ptr<Communicator> ranks, std::ostream& log)
+      : me_(me), log_(log), ranks_(std::move(ranks)), run_(load_run(me.train, true)),
         model_(run_.weights, {.recompute_activations = me.train.recompute_activations}),
         adapter_(LoraAdapter::init(run_.weights.config, config.shared.lora, 0, DType::f32)),
-        batches_(run_.train, me.train.micro_batch_size, me.train.seed, me.train.bucket_by_length, run_.tokenizer->pad_id()),
-        connection_(config, me, endpoint), heartbeat_s_(config.server.heartbeat_s) {}
+        batches_(run_.train, global_micro_batch(), me.train.seed, me.train.bucket_by_length, run_.tokenizer->pad_id()),
+        heartbeat_s_(config.server.heartbeat_s) {
+    if (ranks_->rank() == 0) connection_.emplace(config, me, endpoint);
+  }
 
   int run(const std::atomic<bool>* stop) {
+    if (ranks_->rank() != 0) return follow();
     std::atomic<bool> done = false;
     std::thread heartbeat([&] { send_heartbeats(done); });
     struct StopHeartbeats {  // also when serve() throws: a joinable thread must not be destroyed
@@ -102,13 +119,51 @@ class Participant {
   }
 
  private:
+  // Rows of one micro-batch over all ranks: train.micro_batch_size per rank.
+  int64_t global_micro_batch() const { return me_.train.micro_batch_size * ranks_->size(); }
+  std::string tag() const {
+    return "[" + me_.name + (ranks_->rank() ? " rank " + std::to_string(ranks_->rank()) : std::string()) + "] ";
+  }
+
   Message status_message(MessageType type) const {
     Message m{.type = type, .client_id = me_.name};
     m.metrics["num_examples"] = static_cast<double>(run_.train.size());
     m.metrics["free_memory_bytes"] = free_memory_;
-    m.metrics["step"] = static_cast<double>(step_);
+    m.metrics["ranks"] = ranks_->size();
+    m.metrics["step"] = static_cast<double>(steps_done_);  // in the current or last round
     m.metrics["loss"] = last_loss_;
+    m.metrics["training"] = training_ ? 1 : 0;
+    m.metrics["tokens_per_second"] = tokens_per_s_;
     return m;
+  }
+
+  void command(RankCommand what, std::string payload = "") {
+    std::string message = static_cast<char>(what) + payload;
+    ranks_->broadcast(message, 0);
+    last_command_ = Clock::now();
+  }
+
+  // Ranks other than 0: train the rounds rank 0 passes on, until it says stop.
+  int follow() {
+    for (;;) {
+      std::string message;
+      ranks_->broadcast(message, 0);
+      if (message.empty()) throw Error("rank " + std::to_string(ranks_->rank()) + ": an empty command from rank 0");
+      switch (static_cast<RankCommand>(message[0])) {
+        case RankCommand::idle: break;
+        case RankCommand::fit: {
+          Message fit = decode(message.substr(1));
+          try {  // as on rank 0: a round that fails before its first collective fails on every rank
+            train_round(fit);
+          } catch (const std::exception& e) {
+            log_ << tag() << "could not train round " << fit.round << ": " << e.what() << std::endl;
+          }
+          break;
+        }
+        case RankCommand::stop: return 0;
+        default: throw Error("rank " + std::to_string(ranks_->rank()) + ": an unknown command from rank 0");
+      }
+    }
   }
 
   void send_heartbeats(const std::atomic<bool>& done) {
@@ -116,9 +171,11 @@ class Participant {
     while (!done) {
       if (Clock::now() >= next) {
         try {
-          connection_.send(status_message(MessageType::heartbeat));
+          Message heartbeat = status_message(MessageType::heartbeat);
+          add_resource_figures(resources_.sample(), heartbeat.metrics);
+          connection_->send(heartbeat);
         } catch (const std::exception& e) {  // the server is unreachable for now; keep trying
-          log_ << "[" << me_.name << "] heartbeat not sent: " << e.what() << std::endl;
+          log_ << tag() << "heartbeat not sent: " << e.what() << std::endl;
         }
         next = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(heartbeat_s_));
       }
@@ -126,42 +183,52 @@ class Participant {
     }
   }
 
+  void note_welcome() {
+    if (!welcomed_)
+      log_ << tag() << "joined the federation"
+           << (ranks_->size() > 1 ? " with " + std::to_string(ranks_->size()) + " ranks" : std::string()) << std::endl;
+    welcomed_ = true;
+  }
+
   int serve(const std::atomic<bool>* stop) {
     auto last_join = Clock::now() - std::chrono::hours(1);
     while (!(stop && *stop)) {
       if (!welcomed_ && Clock::now() - last_join > std::chrono::seconds(2)) {
-        connection_.send(status_message(MessageType::join));
+        connection_->send(status_message(MessageType::join));
         last_join = Clock::now();
       }
-      std::optional<Message> m = connection_.receive(milliseconds(200), log_);
+      if (ranks_->size() > 1 && Clock::now() - last_command_ > kIdleCommandInterval) command(RankCommand::idle);
+      std::optional<Message> m = connection_->receive(milliseconds(200), log_);
       if (!m) continue;
       switch (m->type) {
         case MessageType::welcome:
-          if (!welcomed_) log_ << "[" << me_.name << "] joined the federation" << std::endl;
-          welcomed_ = true;
+          note_welcome();
           break;
         case MessageType::reject: {
           const auto reason = m->config.find("reason");
           const std::string* text = reason != m->config.end() ? std::get_if<std::string>(&reason->second) : nullptr;
-          log_ << "[" << me_.name << "] the server refused a message: " << (text ? *text : "no reason given") << std::endl;
+          log_ << tag() << "the server refused a message: " << (text ? *text : "no reason given") << std::endl;
           break;
         }
-        case MessageType::fit:
-          welcomed_ = true;
+        case MessageType::fit:  // a fit may overtake the welcome
+          note_welcome();
+          if (ranks_->size() > 1) command(RankCommand::fit, encode(*m));
           try {
-            connection_.send(train_round(*m));
+            connection_->send(train_round(*m));
           } catch (const std::exception& e) {  // the server's round timeout covers the missing result
-            log_ << "[" << me_.name << "] could not train round " << m->round << ": " << e.what() << std::endl;
+            log_ << tag() << "could not train round " << m->round << ": " << e.what() << std::endl;
           }
           break;
         case MessageType::shutdown:
-          log_ << "[" << me_.name << "] the server ended the run" << std::endl;
+          log_ << tag() << "the server ended the run" << std::endl;
+          if (ranks_->size() > 1) command(RankCommand::stop);
           return 0;
         default:
-          log_ << "[" << me_.name << "] ignored a " << message_type_name(m->type) << " message" << std::endl;
+          log_ << tag() << "ignored a " << message_type_name(m->type) << " message" << std::endl;
       }
     }
-    connection_.send(status_message(MessageType::shutdown));
+    if (ranks_->size() > 1) command(RankCommand::stop);
+    connection_->send(status_message(MessageType::shutdown));
     return 1;
   }
 
@@ -185,24 +252,34 @@ class Participant {
     optimizer.dp_sgd.seed = derive_seed(me_.train.seed, hash_name(me_.name), static_cast<uint64_t>(fit.round));
     RoundData data = round_data(fit);
     optimizer.total_steps = data.steps;
-    Trainer trainer(model_, adapter_, optimizer);
+    Trainer trainer(model_, adapter_, optimizer, ranks_.get());
     if (const double mu = pushed<double>(fit, "proximal_mu", 0.0); mu > 0) {
       std::vector<Tensor> anchor;
       for (const auto& [name, t] : global) anchor.push_back(t);
       trainer.set_proximal_term(mu, std::move(anchor));
     }
     double loss_sum = 0;
-    int64_t examples = 0;
-    int64_t drawn = 0;
-    for (step_ = 1; step_ <= data.steps; ++step_) {
-      std::vector<Batch> micro_batches;
+    int64_t examples = 0, drawn = 0, tokens = 0;
+    training_ = true;
+    struct TrainingDone {  // also when a step throws
+      std::atomic<bool>& flag;
+      ~TrainingDone() { flag = false; }
+    } training_done{training_};
+    steps_done_ = 0;
+    for (int64_t step = 1; step <= data.steps; ++step) {
+      std::vector<Batch> shares;  // this rank's rows of each global micro-batch
       for (int64_t i = 0; i < me_.train.grad_accum_steps && drawn < data.micro_batches; ++i, ++drawn) {
-        micro_batches.push_back(data.batches->next());
-        examples += micro_batches.back().input_ids.shape()[0];
+        const Batch global = data.batches->next();
+        examples += global.input_ids.shape()[0];
+        tokens += global.input_ids.numel();
+        shares.push_back(rank_share(global, ranks_->rank(), ranks_->size()));
       }
-      last_loss_ = trainer.step(micro_batches).loss;
+      last_loss_ = trainer.step(shares).loss;
       loss_sum += last_loss_;
+      steps_done_ = step;
+      tokens_per_s_ = static_cast<double>(tokens) / std::max(1e-9, std::chrono::duration<double>(Clock::now() - start).count());
     }
+    training_ = false;
     Message result = status_message(MessageType::fit_result);
     result.round = fit.round;
     result.num_examples = examples;
@@ -211,7 +288,7 @@ class Participant {
       result.metrics["clipped_bit"] = clip_own_update(global, clip);
     result.metrics["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
     result.tensors = to_wire(adapter_.named_tensors());
-    log_ << "[" << me_.name << "] round " << fit.round << ": " << data.steps << " steps on " << examples
+    log_ << tag() << "round " << fit.round << ": " << data.steps << " steps on " << examples
          << " examples, train loss " << result.metrics["train_loss"] << std::endl;
     return result;
   }
@@ -248,7 +325,7 @@ class Participant {
       slice_.clear();
       for (int64_t index : round_slice(static_cast<int64_t>(run_.train.size()), count, fit.round, me_.train.seed))
         slice_.push_back(run_.train[index]);
-      slice_batches_.emplace(slice_, me_.train.micro_batch_size, me_.train.seed + static_cast<uint64_t>(fit.round),
+      slice_batches_.emplace(slice_, global_micro_batch(), me_.train.seed + static_cast<uint64_t>(fit.round),
                              me_.train.bucket_by_length, run_.tokenizer->pad_id());
       const int64_t micro_batches = slice_batches_->batches_per_epoch();  // one pass, nothing twice
       return {&*slice_batches_, (micro_batches + me_.train.grad_accum_steps - 1) / me_.train.grad_accum_steps,
@@ -262,28 +339,72 @@ class Participant {
 
   const ParticipantConfig& me_;
   std::ostream& log_;
+  std::unique_ptr<Communicator> ranks_;
   LoadedRun run_;
   LlamaModel model_;
   LoraAdapter adapter_;
   BatchIterator batches_;
   std::vector<Example> slice_;                   // this round's share, with a partition strategy
   std::optional<BatchIterator> slice_batches_;
-  Connection connection_;
+  std::optional<Connection> connection_;  // rank 0 only
+  ResourceSampler resources_;             // the heartbeat thread's
+  Clock::time_point last_command_ = Clock::now();
   double heartbeat_s_;
   bool welcomed_ = false;
   double free_memory_ = free_memory_bytes();
-  std::atomic<int64_t> step_ = 0;
   std::atomic<double> last_loss_ = 0;
+  std::atomic<bool> training_ = false;
+  std::atomic<int64_t> steps_done_ = 0;
+  std::atomic<double> tokens_per_s_ = 0;
 };
 
 }  // namespace
 
 int run_client(const FederationConfig& config, const std::string& name, const std::string& endpoint, std::ostream& log,
-               const std::atomic<bool>* stop) {
+               const std::atomic<bool>* stop, const RankInfo& rank) {
   const ParticipantConfig& me = config.participant(name);
   require_shared_adapter(config, me);
-  Participant participant(config, me, endpoint, log);
+  if (rank.world_size != me.world_size())
+    throw Error(config.path + ": participant " + name + " has " + std::to_string(me.world_size()) +
+                " ranks over its nodes, but this process was started as rank " + std::to_string(rank.rank) + " of " +
+                std::to_string(rank.world_size) + " (WORLD_SIZE)");
+  // The engine computes on the CPU, so the ranks sum their gradients with Gloo.
+  std::unique_ptr<Communicator> ranks = connect_ranks(CommBackend::gloo, rank, kRankTimeout);
+  Participant participant(config, me, endpoint, std::move(ranks), log);
   return participant.run(stop);
+}
+
+int run_participant_node(const FederationConfig& config, const std::string& name, size_t node, const std::string& endpoint,
+                         const std::string& self_executable, std::ostream& log, const std::atomic<bool>* stop) {
+  const ParticipantConfig& me = config.participant(name);
+  if (node >= me.nodes.size())
+    throw Error(config.path + ": participant " + name + " has " + std::to_string(me.nodes.size()) + " node(s); there is no node " +
+                std::to_string(node));
+  if (me.world_size() == 1) return run_client(config, name, endpoint, log, stop);
+  const std::vector<std::pair<std::string, std::string>> node_env = node_environment(me, node);
+  Children ranks;
+  for (int local = 0; local < me.nodes[node].ranks; ++local) {
+    ProcessSpec spec{.args = {self_executable, "client", config.path, "--name", name}, .env = node_env, .end_with_parent = true};
+    if (!endpoint.empty()) spec.args.insert(spec.args.end(), {"--server", endpoint});
+    spec.env.emplace_back("RANK", std::to_string(me.first_rank(node) + local));
+    spec.env.emplace_back("LOCAL_RANK", std::to_string(local));
+    ranks.add(spawn_process(spec), "rank " + std::to_string(me.first_rank(node) + local));
+  }
+  log << "[" << name << "] node " << node << " (" << me.nodes[node].host << ") started ranks " << me.first_rank(node) << ".."
+      << me.first_rank(node) + me.nodes[node].ranks - 1 << " of " << me.world_size() << std::endl;
+  // Every rank must live: a rank that fails leaves the others waiting in a collective.
+  int status = 0;
+  while (!ranks.empty() && !(stop && *stop)) {
+    for (const Children::Exit& exit : ranks.reap())
+      if (exit.failed) {
+        log << "[" << name << "] " << exit.name << " stopped (" << exit.how << "); stopping the node's other ranks" << std::endl;
+        status = 1;
+        ranks.terminate_all();
+      }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  ranks.stop_all(std::chrono::seconds(stop && *stop ? 0 : 10));
+  return status != 0 || (stop && *stop) ? 1 : 0;
 }
 
 }  // namespace fe::fed

@@ -1,5 +1,9 @@
 #include "fed/federation_config.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <numeric>
 #include <set>
 
 namespace fe::fed {
@@ -29,6 +33,10 @@ ServerConfig read_server(const ConfigNode& node) {
   s.round_timeout_s = node.get<double>("round_timeout", s.round_timeout_s, Bounds::greater_than(0));
   s.join_timeout_s = node.get<double>("join_timeout", s.join_timeout_s, Bounds::greater_than(0));
   s.heartbeat_s = node.get<double>("heartbeat", s.heartbeat_s, Bounds::greater_than(0));
+  s.monitor_address = node.get<std::string>("monitor", "");
+  if (!s.monitor_address.empty() && s.monitor_address.find(':') == std::string::npos)
+    node.fail("monitor", "expected host:port (127.0.0.1:9100; port 0 picks a free one)");
+  s.status_every_s = node.get<double>("status_every", s.status_every_s, Bounds::at_least(0));
   // Paths, not yet files: each machine holds only what its role needs (the server its secret key,
   // participants the server's public key), so existence is checked where a file is opened.
   s.server_key = node.get_path("server_key");
@@ -67,6 +75,61 @@ PartitionOptions read_partition(const ConfigNode& node) {
   return o;
 }
 
+std::vector<NodeConfig> read_nodes(const ConfigNode& participant) {
+  std::vector<NodeConfig> nodes;
+  std::set<std::string> hosts;
+  for (const ConfigNode& entry : participant.children_list("nodes")) {
+    NodeConfig node;
+    node.host = entry.get<std::string>("host", node.host);
+    if (node.host.empty() || node.host.find_first_of(" \t'\"$`;") != std::string::npos)
+      entry.fail("host", "expected a host name or address");
+    if (!hosts.insert(node.host).second) entry.fail("host", "\"" + node.host + "\" is listed twice; give it all its ranks in one node");
+    node.gpus = entry.get<std::vector<int64_t>>("gpus", {});
+    for (int64_t gpu : node.gpus)
+      if (gpu < 0) entry.fail("gpus", "GPU indices are >= 0");
+    const int64_t default_ranks = node.gpus.empty() ? 1 : static_cast<int64_t>(node.gpus.size());
+    node.ranks = static_cast<int>(entry.get<int64_t>("ranks", default_ranks, Bounds::between(1, 4096)));
+    if (!node.gpus.empty() && node.ranks != default_ranks)
+      entry.fail("ranks", "a GPU node runs one rank per listed GPU (" + std::to_string(default_ranks) + ")");
+    if (!nodes.empty() && nodes.front().gpus.empty() != node.gpus.empty())
+      entry.fail("gpus", "either every node of a participant lists gpus (NCCL ranks) or none does (Gloo CPU ranks)");
+    nodes.push_back(std::move(node));
+  }
+  if (nodes.empty()) nodes.emplace_back();
+  const bool spans_hosts = std::any_of(nodes.begin(), nodes.end(), [](const NodeConfig& n) { return !is_local_host(n.host); });
+  const std::string& first = nodes.front().host;
+  if (spans_hosts && (first == "localhost" || first == "::1" || first.starts_with("127.")))
+    participant.fail("nodes", "the first node hosts rank 0's rendezvous: with nodes on other machines, name it by an address "
+                              "they can reach, not \"" + first + "\"");
+  return nodes;
+}
+
+NetworkConfig read_network(const ConfigNode& node) {
+  NetworkConfig n;
+  if (node.has("infiniband")) n.infiniband = node.get<bool>("infiniband", false) ? 1 : 0;
+  n.socket_ifname = node.get<std::string>("socket_ifname", "");
+  n.ib_hca = node.get<std::string>("ib_hca", "");
+  n.extra_env = node.get<std::vector<std::string>>("env", {});
+  for (const std::string& assignment : n.extra_env) {
+    const size_t equals = assignment.find('=');
+    if (equals == 0 || equals == std::string::npos ||
+        assignment.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") < equals)
+      node.fail("env", "expected NAME=value entries, got \"" + assignment + "\"");
+  }
+  return n;
+}
+
+LaunchConfig read_launch(const ConfigNode& root) {
+  LaunchConfig l;
+  l.mode = root.get_choice("launch", {"manual", "ssh"}, "manual") == "ssh" ? LaunchMode::ssh : LaunchMode::manual;
+  const ConfigNode ssh = root.child("ssh");
+  l.ssh_command = ssh.get<std::string>("command", l.ssh_command);
+  l.remote_fedengine = ssh.get<std::string>("fedengine", l.remote_fedengine);
+  if (l.ssh_command.empty()) ssh.fail("command", "must not be empty");
+  if (l.remote_fedengine.empty()) ssh.fail("fedengine", "must not be empty");
+  return l;
+}
+
 // Adaptive clipping spends part of the budget on the clipped count; with σ_b ≤ z/2 nothing would be
 // left for the update (fed/privacy.h). Checked here, before any process starts, with the smallest
 // number of participants a round can have.
@@ -84,6 +147,54 @@ void check_count_noise(const FederationConfig& config, const ConfigNode& privacy
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> NetworkConfig::environment() const {
+  std::vector<std::pair<std::string, std::string>> env;
+  if (infiniband >= 0) env.emplace_back("NCCL_IB_DISABLE", infiniband ? "0" : "1");
+  if (!socket_ifname.empty()) {
+    env.emplace_back("NCCL_SOCKET_IFNAME", socket_ifname);
+    env.emplace_back("GLOO_SOCKET_IFNAME", socket_ifname);
+  }
+  if (!ib_hca.empty()) env.emplace_back("NCCL_IB_HCA", ib_hca);
+  for (const std::string& assignment : extra_env) {
+    const size_t equals = assignment.find('=');
+    env.emplace_back(assignment.substr(0, equals), assignment.substr(equals + 1));
+  }
+  return env;
+}
+
+int ParticipantConfig::world_size() const {
+  return std::accumulate(nodes.begin(), nodes.end(), 0, [](int sum, const NodeConfig& n) { return sum + n.ranks; });
+}
+
+int ParticipantConfig::first_rank(size_t node) const {
+  int rank = 0;
+  for (size_t i = 0; i < node; ++i) rank += nodes.at(i).ranks;
+  return rank;
+}
+
+std::vector<std::pair<std::string, std::string>> node_environment(const ParticipantConfig& p, size_t node) {
+  const NodeConfig& n = p.nodes.at(node);
+  const bool all_local = std::all_of(p.nodes.begin(), p.nodes.end(), [](const NodeConfig& x) { return is_local_host(x.host); });
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"WORLD_SIZE", std::to_string(p.world_size())},
+      {"LOCAL_WORLD_SIZE", std::to_string(n.ranks)},
+      {"MASTER_ADDR", all_local ? "127.0.0.1" : p.nodes.front().host},
+      {"MASTER_PORT", std::to_string(p.master_port)}};
+  if (!n.gpus.empty()) {
+    std::string devices;
+    for (int64_t gpu : n.gpus) devices += (devices.empty() ? "" : ",") + std::to_string(gpu);
+    env.emplace_back("CUDA_VISIBLE_DEVICES", devices);
+  }
+  for (auto& variable : p.network.environment()) env.push_back(std::move(variable));
+  return env;
+}
+
+bool is_local_host(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host.starts_with("127.")) return true;
+  char name[256] = {};
+  return gethostname(name, sizeof name - 1) == 0 && host == name;
+}
 
 const ParticipantConfig& FederationConfig::participant(const std::string& name) const {
   std::string names;
@@ -117,6 +228,10 @@ FederationConfig read_federation_config(const std::string& path) {
     p.train = read_train_config(merged, false);
     if (p.train.train_file.empty()) entry.fail("data", "participant " + p.name + " needs data.train");
     p.partition = read_partition(merged.child("partition"));
+    p.nodes = read_nodes(entry);
+    p.master_port = static_cast<int>(entry.get<int64_t>("master_port", p.master_port, Bounds::between(1, 65535)));
+    p.network = read_network(merged.child("network"));
+    p.launch = read_launch(merged);
     config.participants.push_back(std::move(p));
   }
   config.shared = read_train_config(root, false);

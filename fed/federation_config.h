@@ -14,6 +14,8 @@
 //     round_timeout: 600   # seconds a round waits for its results
 //     join_timeout: 120    # seconds to wait for min_clients
 //     heartbeat: 2         # seconds between participant heartbeats; 3 missed = gone
+//     monitor: 127.0.0.1:9100  # HTTP: /metrics (Prometheus), /status (JSON); default off
+//     status_every: 30     # seconds between status tables in the log; 0: none
 //     server_key: keys/server.key      # CurveZMQ keypair (omit both for plain loopback TCP)
 //     server_public_key: keys/server.pub
 //   participants:
@@ -22,6 +24,18 @@
 //       public_key: keys/alice.pub     # what the server trusts (default: the public half of key)
 //       data: {train: alice.jsonl}     # any training setting may be overridden per participant
 //       train: {lr: 1.0e-3}
+//       nodes:                         # its machines and ranks (default: one rank on localhost)
+//         - {host: localhost, ranks: 2}          # CPU ranks (Gloo)
+//         - {host: gpu-b.example, gpus: [0, 1]}  # one rank per listed GPU (NCCL)
+//       master_port: 29500             # rank 0's rendezvous port, on nodes[0].host
+//   network:               # top level or per participant: every rank's NCCL/Gloo environment
+//     infiniband: false     # NCCL_IB_DISABLE=1 (true: 0; absent: NCCL decides)
+//     socket_ifname: eth0   # NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME
+//     ib_hca: mlx5_0        # NCCL_IB_HCA
+//     env: [NCCL_DEBUG=INFO]  # anything else, verbatim
+//   launch: manual          # top level or per participant, for nodes on other hosts:
+//                           # manual (run prints the script to start there) | ssh
+//   ssh: {command: ssh -o BatchMode=yes, fedengine: fedengine}  # with launch: ssh
 //   privacy:               # user-level DP on the updates (fed/privacy.h); default mode: off
 //     mode: server_fixed    # server_fixed | server_adaptive | client_fixed | client_adaptive
 //     noise_multiplier: 1.0, clip_norm: 0.1, target_quantile: 0.5, clip_learning_rate: 0.2,
@@ -56,9 +70,35 @@ struct ServerConfig {
   double round_timeout_s = 600;
   double join_timeout_s = 120;
   double heartbeat_s = 2;
+  std::string monitor_address;    // host:port of the monitoring endpoint; empty: off
+  double status_every_s = 30;
   std::string server_key;         // path to the server's .key; empty: plain TCP
   std::string server_public_key;  // path to the server's .pub (what participants trust)
   DpOptions privacy;
+};
+
+// One machine of a participant and the ranks it runs.
+struct NodeConfig {
+  std::string host = "localhost";
+  int ranks = 1;               // CPU ranks; with gpus, one per GPU
+  std::vector<int64_t> gpus;   // CUDA device indices on that host; empty: CPU ranks
+};
+
+struct NetworkConfig {
+  int infiniband = -1;         // -1: NCCL's choice, 0: off, 1: on
+  std::string socket_ifname;
+  std::string ib_hca;
+  std::vector<std::string> extra_env;  // "NAME=value"
+  // The environment variables these settings become, in a fixed order.
+  std::vector<std::pair<std::string, std::string>> environment() const;
+};
+
+enum class LaunchMode { manual, ssh };
+
+struct LaunchConfig {
+  LaunchMode mode = LaunchMode::manual;
+  std::string ssh_command = "ssh -o BatchMode=yes";
+  std::string remote_fedengine = "fedengine";  // the command that runs fedengine on other hosts
 };
 
 struct ParticipantConfig {
@@ -67,7 +107,24 @@ struct ParticipantConfig {
   std::string public_key;         // path to its .pub, for the server's allow-list (default: key)
   TrainConfig train;              // the shared settings with this participant's overrides
   PartitionOptions partition;     // likewise
+  std::vector<NodeConfig> nodes;  // at least one; nodes[0] hosts rank 0
+  int master_port = 29500;
+  NetworkConfig network;
+  LaunchConfig launch;
+
+  int world_size() const;                 // ranks over all nodes
+  int first_rank(size_t node) const;      // global rank of the node's local rank 0
+  bool uses_gpus() const { return !nodes.front().gpus.empty(); }
 };
+
+// The environment every rank of node `node` runs with: WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR
+// (nodes[0].host; 127.0.0.1 when every node is local), MASTER_PORT, CUDA_VISIBLE_DEVICES for GPU
+// nodes, and the network settings. RANK and LOCAL_RANK are added per process.
+std::vector<std::pair<std::string, std::string>> node_environment(const ParticipantConfig& participant, size_t node);
+
+// Whether `host` names this machine (localhost, a loopback address or this machine's hostname):
+// `fedengine run` starts such nodes itself.
+bool is_local_host(const std::string& host);
 
 struct FederationConfig {
   std::string path;               // the YAML file

@@ -1,24 +1,18 @@
 #include "fed/launcher.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <functional>
 #include <map>
+#include <sstream>
 #include <ostream>
 #include <thread>
 
+#include "fed/plan.h"
+#include "fed/processes.h"
 #include "fed/server.h"
-
-extern char** environ;
 
 namespace fe::fed {
 namespace {
@@ -29,81 +23,117 @@ std::atomic<bool> g_stop_requested = false;
 
 void request_stop(int) { g_stop_requested = true; }
 
-pid_t spawn_participant(const std::string& exe, const std::string& config, const std::string& name,
-                        const std::string& endpoint, const fs::path& log_file) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  std::vector<std::string> args = {exe, "client", config, "--name", name, "--server", endpoint};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  // A process group of its own: Ctrl-C in the terminal reaches only the launcher, which then shuts
-  // the participants down through the server instead of killing them mid-write.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  pid_t pid = 0;
-  const int error = posix_spawn(&pid, exe.c_str(), &actions, &attributes, argv.data(), environ);
-  posix_spawnattr_destroy(&attributes);
-  posix_spawn_file_actions_destroy(&actions);
-  if (error != 0) throw Error("cannot start participant " + name + " (" + exe + "): " + std::strerror(error));
-  return pid;
+fs::path participant_dir(const FederationConfig& config, const ParticipantConfig& p) {
+  return fs::path(config.shared.output_dir) / "participants" / p.name;
 }
 
-std::string tail_of(const fs::path& file, size_t lines) {
-  std::ifstream in(file);
-  std::vector<std::string> all;
-  for (std::string line; std::getline(in, line);) all.push_back(line);
-  std::string out;
-  for (size_t i = all.size() > lines ? all.size() - lines : 0; i < all.size(); ++i) out += "    " + all[i] + "\n";
-  return out;
+std::string node_label(const ParticipantConfig& p, size_t node) {
+  return p.nodes.size() == 1 ? p.name : p.name + " node " + std::to_string(node);
 }
 
-// Watches the children: reports one that fails, reaps them all.
-class Children {
+fs::path node_log(const FederationConfig& config, const ParticipantConfig& p, size_t node) {
+  return participant_dir(config, p) / (node == 0 ? std::string("client.log") : "node" + std::to_string(node) + ".log");
+}
+
+// Every node of every participant: local nodes as children of this process, remote nodes over ssh
+// (their plan script piped to `bash -s` on the host) or, with launch: manual, by the user.
+class Participants {
  public:
-  ~Children() { stop_all(std::chrono::seconds(0)); }
-  void add(pid_t pid, std::string name, fs::path log) { running_[pid] = {std::move(name), std::move(log)}; }
-  // Reaps the children that have exited (only ours) and reports the ones that failed.
-  void reap(std::ostream& log) {
-    for (auto it = running_.begin(); it != running_.end();) {
-      int status = 0;
-      if (waitpid(it->first, &status, WNOHANG) != it->first) {
-        ++it;
-        continue;
+  Participants(const FederationConfig& config, const std::string& config_path, const std::string& self_executable,
+               const std::string& endpoint, std::ostream& log)
+      : config_(config), log_(log) {
+    const fs::path plan_dir = fs::path(config.shared.output_dir) / "plan";
+    bool planned = false;
+    for (const ParticipantConfig& p : config.participants) {
+      fs::create_directories(participant_dir(config, p));
+      for (size_t node = 0; node < p.nodes.size(); ++node) {
+        if (is_local_host(p.nodes[node].host)) {
+          start_local(config_path, self_executable, endpoint, p, node);
+          continue;
+        }
+        if (!planned) write_plan(plan_federation(config, p.launch.remote_fedengine), plan_dir.string());
+        planned = true;
+        const fs::path script = plan_dir / node_script_name(p, node);
+        if (p.launch.mode == LaunchMode::ssh) {
+          start_over_ssh(p, node, script);
+        } else {
+          log_ << "[run] start " << node_label(p, node) << " on " << p.nodes[node].host << " with " << script.string() << std::endl;
+        }
       }
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        log << "[run] participant " << it->second.name << " stopped ("
-            << (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status)) : "killed by a signal")
-            << "); the end of " << it->second.log.string() << ":\n" << tail_of(it->second.log, 8) << std::flush;
-      it = running_.erase(it);
     }
   }
-  void reap_quietly() {
-    for (auto it = running_.begin(); it != running_.end();)
-      it = waitpid(it->first, nullptr, WNOHANG) == it->first ? running_.erase(it) : std::next(it);
-  }
-  // Waits up to `grace` for the children to exit by themselves, then terminates the rest.
-  void stop_all(std::chrono::seconds grace) {
-    const auto deadline = std::chrono::steady_clock::now() + grace;
-    while (!running_.empty() && std::chrono::steady_clock::now() < deadline) {
-      reap_quietly();
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+
+  ~Participants() { stop(std::chrono::seconds(0)); }
+
+  // `on_exit` hears of every node that ended: its participant and what to report (for a failure,
+  // with the end of its log). It does not write to the log itself: it runs on a watcher thread.
+  void watch(const std::function<void(const std::string& participant, const std::string& report)>& on_exit) {
+    for (const Children::Exit& exit : children_.reap()) {
+      std::string report = exit.name + " stopped (" + exit.how + ")";
+      if (exit.failed) report += "; the end of " + exit.log + ":\n" + tail_of(exit.log, 8);
+      on_exit(participant_of_.at(exit.name), report);
     }
-    for (const auto& [pid, child] : running_) kill(pid, SIGTERM);
-    for (const auto& [pid, child] : running_) waitpid(pid, nullptr, 0);
-    running_.clear();
+  }
+
+  // Waits up to `grace` for the nodes to leave by themselves (the server told them to), then
+  // terminates them; remote nodes are sent SIGTERM through their pid file.
+  void stop(std::chrono::seconds grace) {
+    children_.stop_all(grace);
+    for (const auto& [p, node] : remote_) {
+      // Only a fedengine process: the PID may have been reused since the node ended.
+      const std::string pid = "$(cat " + pid_file(*p, node) + " 2>/dev/null)";
+      ProcessSpec kill_remote{.args = ssh_args(*p, node, "grep -qs fedengine /proc/" + pid + "/cmdline && kill -TERM " + pid +
+                                                             " 2>/dev/null; true")};
+      try {
+        Children once;
+        once.add(spawn_process(kill_remote), "stop");
+        once.stop_all(std::chrono::seconds(10));
+      } catch (const std::exception& e) {
+        log_ << "[run] could not stop " << node_label(*p, node) << " on " << p->nodes[node].host << ": " << e.what() << std::endl;
+      }
+    }
+    remote_.clear();
   }
 
  private:
-  struct Child {
-    std::string name;
-    fs::path log;
-  };
-  std::map<pid_t, Child> running_;
+  void start_local(const std::string& config_path, const std::string& exe, const std::string& endpoint,
+                   const ParticipantConfig& p, size_t node) {
+    const fs::path log = node_log(config_, p, node);
+    ProcessSpec spec{.args = {exe, "client", config_path, "--name", p.name, "--node", std::to_string(node), "--server", endpoint},
+                     .output_file = log.string()};
+    add(spawn_process(spec), p, node, log);
+  }
+
+  // The configured ssh command (split on spaces), the host, and the remote command.
+  static std::vector<std::string> ssh_args(const ParticipantConfig& p, size_t node, const std::string& remote_command) {
+    std::vector<std::string> args;
+    std::istringstream words(p.launch.ssh_command);
+    for (std::string word; words >> word;) args.push_back(word);
+    args.push_back(p.nodes[node].host);
+    args.push_back(remote_command);
+    return args;
+  }
+
+  void start_over_ssh(const ParticipantConfig& p, size_t node, const fs::path& script) {
+    const fs::path log = node_log(config_, p, node);
+    ProcessSpec spec{.args = ssh_args(p, node, "bash -s"), .output_file = log.string(), .input_file = script.string()};
+    add(spawn_process(spec), p, node, log);
+    remote_.emplace_back(&p, node);
+    log_ << "[run] started " << node_label(p, node) << " on " << p.nodes[node].host << " over ssh (" << script.string() << ")"
+         << std::endl;
+  }
+
+  void add(pid_t pid, const ParticipantConfig& p, size_t node, const fs::path& log) {
+    const std::string label = node_label(p, node);
+    children_.add(pid, label, log.string());
+    participant_of_[label] = p.name;
+  }
+
+  const FederationConfig& config_;
+  std::ostream& log_;
+  Children children_;
+  std::map<std::string, std::string> participant_of_;                 // node label → participant
+  std::vector<std::pair<const ParticipantConfig*, size_t>> remote_;    // started over ssh
 };
 
 }  // namespace
@@ -114,37 +144,26 @@ int launch_federation(const std::string& config_path, const std::string& self_ex
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
   Server server(config, resume, log);
-  Children children;
-  for (const ParticipantConfig& p : config.participants) {
-    const fs::path dir = fs::path(config.shared.output_dir) / "participants" / p.name;
-    fs::create_directories(dir);
-    children.add(spawn_participant(self_executable, config_path, p.name, server.endpoint(), dir / "client.log"), p.name,
-                 dir / "client.log");
-  }
+  Participants participants(config, config_path, self_executable, server.endpoint(), log);
   std::atomic<bool> watching = true;
   std::thread watcher([&] {
     while (watching) {
-      children.reap(log);
+      participants.watch([&](const std::string& name, const std::string& report) { server.participant_exited(name, report); });
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
-  int status = 0;
-  try {
-    server.run(&g_stop_requested);
-    if (g_stop_requested) {
-      log << "[run] stopped by a signal" << std::endl;
-      status = 130;
+  struct StopWatching {  // also when the server throws: a joinable thread must not be destroyed
+    std::atomic<bool>& watching;
+    std::thread& thread;
+    ~StopWatching() {
+      watching = false;
+      thread.join();
     }
-  } catch (...) {
-    watching = false;
-    watcher.join();
-    children.stop_all(std::chrono::seconds(0));
-    throw;
-  }
-  watching = false;
-  watcher.join();
-  children.stop_all(std::chrono::seconds(10));
-  return status;
+  } stop_watching{watching, watcher};
+  server.run(&g_stop_requested);
+  if (g_stop_requested) log << "[run] stopped by a signal" << std::endl;
+  participants.stop(std::chrono::seconds(10));
+  return g_stop_requested ? 130 : 0;
 }
 
 }  // namespace fe::fed

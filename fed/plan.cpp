@@ -41,26 +41,67 @@ PlannedScript server_script(const FederationConfig& c, const std::string& fedeng
   return {"server.sh", s};
 }
 
-PlannedScript participant_script(const FederationConfig& c, const ParticipantConfig& p, const std::string& fedengine) {
-  std::string s = header("Participant " + p.name, c.path);
-  s += require_file(c.path, "the federation config");
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot read the federation config");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Writes the config at its own absolute path, whole or not at all (several nodes may share a file
+// system and write it at once).
+std::string embedded_config(const FederationConfig& c) {
+  static const std::string kEnd = "FEDENGINE_CONFIG_END";
+  const std::string text = read_file(c.path);
+  if (text.find(kEnd) != std::string::npos) throw Error(c.path + ": contains the line " + kEnd + ", which ends the embedded copy");
+  const std::string path = quoted(absolute(c.path));
+  return "# The federation config, as `fedengine plan` read it:\nmkdir -p \"$(dirname " + path + ")\"\nconfig_copy=$(mktemp " +
+         path + ".XXXXXX)\ncat > \"$config_copy\" <<'" + kEnd + "'\n" + text + (text.ends_with('\n') ? "" : "\n") + kEnd +
+         "\nmv -f \"$config_copy\" " + path + "\n";
+}
+
+std::string describe_node(const ParticipantConfig& p, size_t node) {
+  const NodeConfig& n = p.nodes[node];
+  const int first = p.first_rank(node);
+  std::string text = "node " + std::to_string(node) + " of " + std::to_string(p.nodes.size()) + " (" + n.host + "): rank" +
+                     (n.ranks > 1 ? "s " + std::to_string(first) + ".." + std::to_string(first + n.ranks - 1)
+                                  : " " + std::to_string(first)) +
+                     " of " + std::to_string(p.world_size());
+  return text + (n.gpus.empty() ? ", CPU (Gloo)" : ", one per GPU");
+}
+
+PlannedScript participant_script(const FederationConfig& c, const ParticipantConfig& p, size_t node,
+                                 const std::string& fedengine) {
+  std::string s = header("Participant " + p.name + ", " + describe_node(p, node) + ",", c.path);
   s += require_file(p.train.model_dir, "the base model");
   s += require_file(p.train.train_file, "its training data");
-  if (!p.key.empty()) {
+  if (!p.key.empty() && node == 0) {
     s += require_file(p.key, "its CurveZMQ key");
     s += require_file(c.server.server_public_key, "the server's public key");
   }
-  s += "# connects to " + c.server.address + " (pass --server ENDPOINT to override)\n";
-  s += "exec " + quoted(fedengine) + " client " + quoted(absolute(c.path)) + " --name " + quoted(p.name) + " \"$@\"\n";
-  return {p.name + ".sh", s};
+  s += embedded_config(c);
+  for (const auto& [name, value] : node_environment(p, node)) s += "export " + name + "=" + quoted(value) + "\n";
+  s += "echo $$ > " + quoted(pid_file(p, node)) + "  # `fedengine run` stops the node through it\n";
+  if (node == 0) s += "# rank 0 connects to " + c.server.address + " (pass --server ENDPOINT to override)\n";
+  s += "exec " + quoted(fedengine) + " client " + quoted(absolute(c.path)) + " --name " + quoted(p.name) + " --node " +
+       std::to_string(node) + " \"$@\"\n";
+  return {node_script_name(p, node), s};
 }
 
 }  // namespace
 
 std::vector<PlannedScript> plan_federation(const FederationConfig& config, const std::string& fedengine) {
   std::vector<PlannedScript> scripts = {server_script(config, fedengine)};
-  for (const ParticipantConfig& p : config.participants) scripts.push_back(participant_script(config, p, fedengine));
+  for (const ParticipantConfig& p : config.participants)
+    for (size_t node = 0; node < p.nodes.size(); ++node) scripts.push_back(participant_script(config, p, node, fedengine));
   return scripts;
+}
+
+std::string pid_file(const ParticipantConfig& p, size_t node) {
+  return "/tmp/fedengine-" + p.name + "-node" + std::to_string(node) + "-" + std::to_string(p.master_port) + ".pid";
+}
+
+std::string node_script_name(const ParticipantConfig& p, size_t node) {
+  return p.nodes.size() == 1 ? p.name + ".sh" : p.name + "-node" + std::to_string(node) + ".sh";
 }
 
 void write_plan(const std::vector<PlannedScript>& scripts, const std::string& dir) {

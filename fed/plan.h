@@ -1,7 +1,15 @@
 // fed/plan.h — `fedengine plan cfg.yaml --out DIR`: the scripts that start each role of a
-// federation by hand, one per machine: DIR/server.sh and DIR/<participant>.sh. Each script checks
-// that the files it needs are where the config says, then execs `fedengine server|client` with
-// the config; copy it, the config and the participant's files to that machine.
+// federation, one per machine: DIR/server.sh, and per participant DIR/<name>.sh (one node) or
+// DIR/<name>-node<k>.sh (several). `fedengine run` pipes the participants' scripts to their hosts
+// over ssh (`launch: ssh`), or tells you which to start where (`launch: manual`).
+//
+// A participant's script carries the config itself (written to the same absolute path on its
+// machine, so relative paths in it mean the same everywhere), checks that the files the node
+// needs are there (the base model, its data, its key on the node that talks to the server),
+// exports the node's rank environment (WORLD_SIZE, MASTER_ADDR, CUDA_VISIBLE_DEVICES, NCCL_*),
+// records its PID in pid_file() so `run` can stop it, and execs `fedengine client --node k`,
+// which starts the node's ranks. Nothing else needs copying: the server sends every round's
+// global adapter and settings.
 #pragma once
 
 #include <string>
@@ -18,6 +26,11 @@ struct PlannedScript {
 
 // `fedengine` is the command the scripts run (a path or a name on PATH).
 std::vector<PlannedScript> plan_federation(const FederationConfig& config, const std::string& fedengine);
+// Where a participant node's script records its PID on its machine.
+std::string pid_file(const ParticipantConfig& participant, size_t node);
+// The script's file name: <name>.sh for a one-node participant, else <name>-node<k>.sh.
+std::string node_script_name(const ParticipantConfig& participant, size_t node);
+
 // Writes the scripts (mode 0755) into dir.
 void write_plan(const std::vector<PlannedScript>& scripts, const std::string& dir);
 

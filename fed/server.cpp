@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <mutex>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -15,6 +17,7 @@
 #include "engine/train_run.h"
 #include "engine/accountant.h"
 #include "fed/adapter_wire.h"
+#include "fed/monitor.h"
 #include "fed/transport.h"
 
 namespace fe::fed {
@@ -54,6 +57,11 @@ struct Server::Impl {
   int64_t first_round = 1;
   std::vector<RoundRecord> history;
   std::optional<MetricsLog> metrics;
+  Monitor monitor;
+  std::optional<MonitorEndpoint> monitor_endpoint;
+  Clock::time_point last_table = Clock::now();
+  std::mutex exits_mutex;
+  std::vector<std::pair<std::string, std::string>> exits;  // (participant, report) from participant_exited
 
   // Differential privacy: the mechanism, its accountant, and each completed round's sampling rate
   // (the accountant is rebuilt from them on resume).
@@ -69,7 +77,14 @@ struct Server::Impl {
   std::map<std::string, double> clipped_bits;  // client-side adaptive DP
   RoundRecord record;
 
-  Impl(const FederationConfig& c, bool resume, std::ostream& l) : config(c), log(l) {
+  static std::vector<std::string> names(const FederationConfig& c) {
+    std::vector<std::string> all;
+    for (const ParticipantConfig& p : c.participants) all.push_back(p.name);
+    return all;
+  }
+
+  Impl(const FederationConfig& c, bool resume, std::ostream& l)
+      : config(c), log(l), monitor(names(c), c.server.heartbeat_s, c.server.rounds) {
     const LlamaConfig model = LlamaConfig::load(c.shared.model_dir);
     global = LoraAdapter::init(model, c.shared.lora, c.shared.seed, DType::f32);
     specs = adapter_specs(global);
@@ -85,6 +100,11 @@ struct Server::Impl {
     socket = std::make_unique<ServerSocket>(c.server.address, security(), [this](const std::string& m) { say(m); });
     say("listening on " + socket->endpoint() + " (" + (c.server.server_key.empty() ? "plain TCP, loopback" : "CurveZMQ") +
         "), strategy " + strategy->name() + ", " + std::to_string(c.server.rounds) + " rounds");
+    if (!c.server.monitor_address.empty()) {
+      monitor_endpoint.emplace(monitor, c.server.monitor_address);
+      const std::string host = c.server.monitor_address.substr(0, c.server.monitor_address.rfind(':'));
+      say("monitoring on http://" + host + ":" + std::to_string(monitor_endpoint->port()) + "/metrics and /status");
+    }
   }
 
   void say(const std::string& line) { log << "[server] " << line << std::endl; }
@@ -174,6 +194,7 @@ struct Server::Impl {
 
   void admit(const Message& m, const std::string& peer) {
     if (auto reason = bad_volume(m)) return refuse(peer, m.client_id, *reason);
+    monitor.heard_from(m.client_id, m.metrics);
     auto [it, is_new] = participants.try_emplace(m.client_id);
     Participant& p = it->second;
     const bool returning = !is_new && (p.left || !alive(p));
@@ -206,6 +227,7 @@ struct Server::Impl {
   }
 
   void accept_result(Message& m, const std::string& peer) {
+    if (!round_open) return refuse(peer, m.client_id, "result for round " + std::to_string(m.round) + " after the round closed");
     if (m.round != current_round)
       return refuse(peer, m.client_id, "result for round " + std::to_string(m.round) + " while round " +
                                            std::to_string(current_round) + " is open");
@@ -249,24 +271,56 @@ struct Server::Impl {
         if (auto it = participants.find(m.client_id); it != participants.end()) {
           it->second.peer = envelope.peer;
           it->second.last_seen = Clock::now();
+          it->second.left = false;
         }
+        monitor.heard_from(m.client_id, m.metrics);
         return accept_result(m, envelope.peer);
       case MessageType::shutdown:
         if (auto it = participants.find(m.client_id); it != participants.end()) {
           it->second.left = true;
           say("participant " + m.client_id + " left");
         }
+        monitor.mark_left(m.client_id);
         return;
       default: return refuse(envelope.peer, m.client_id, std::string("unexpected message type ") + message_type_name(m.type));
     }
   }
 
-  // Handles messages until done() or the deadline (or a stop request).
+  // Handles messages until done() or the deadline (or a stop request), and keeps the status
+  // current: participants whose process ended, the periodic table.
   template <class Done>
   void pump(double timeout_s, Done&& done, const std::atomic<bool>* stop) {
     const auto start = Clock::now();
-    while (!done() && seconds_since(start) < timeout_s && !(stop && *stop))
+    while (!done() && seconds_since(start) < timeout_s && !(stop && *stop)) {
       if (auto envelope = socket->receive(std::chrono::milliseconds(100))) handle(*envelope);
+      note_exits();
+      if (config.server.status_every_s > 0 && seconds_since(last_table) >= config.server.status_every_s) {
+        log << render_table(monitor.snapshot()) << std::flush;
+        last_table = Clock::now();
+      }
+    }
+  }
+
+  void note_exits() {
+    std::vector<std::pair<std::string, std::string>> ended;
+    {
+      std::lock_guard lock(exits_mutex);
+      ended.swap(exits);
+    }
+    for (const auto& [name, report] : ended) {
+      say("participant " + report);
+      monitor.mark_gone(name, report.substr(0, report.find(';')));
+      if (auto it = participants.find(name); it != participants.end()) it->second.left = true;  // no result will come
+    }
+  }
+
+  // Runs `work` on another thread while this one keeps handling messages (heartbeats stay heard).
+  template <class Work>
+  auto beside_messages(Work&& work) {
+    auto result = std::async(std::launch::async, std::forward<Work>(work));
+    pump(std::numeric_limits<double>::infinity(),
+         [&] { return result.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }, nullptr);
+    return result.get();
   }
 
   // --- rounds -------------------------------------------------------------------------------
@@ -369,6 +423,7 @@ struct Server::Impl {
     // Heartbeats queued during the last evaluation and checkpoint tell who is alive now.
     while (auto envelope = socket->receive(std::chrono::milliseconds(0))) handle(*envelope);
     sampled = sample(round);
+    monitor.set_round(round);
     round_open = true;
     for (const std::string& name : sampled) send_fit(name);
     pump(config.server.round_timeout_s, [&] { return round_complete(); }, stop);
@@ -394,7 +449,7 @@ struct Server::Impl {
     const NamedTensors aggregated = strategy->aggregate(round, global.named_tensors(), ordered);
     std::vector<NamedTensor> wire = to_wire(aggregated);
     load_adapter_tensors(global, wire);
-    if (eval_model) record.eval = evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval);
+    if (eval_model) record.eval = beside_messages([&] { return evaluate_global(); });
     checkpoint(round);
     record.seconds = seconds_since(start);
     report();
@@ -443,12 +498,16 @@ struct Server::Impl {
     history.push_back(record);
   }
 
+  EvalResult evaluate_global() const {
+    return evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval);
+  }
+
   // Round 0: the starting global adapter, the baseline the rounds are measured against.
   void evaluate_initial() {
     if (!eval_model) return;
     record = RoundRecord{.round = 0};
     const auto start = Clock::now();
-    record.eval = evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval);
+    record.eval = beside_messages([&] { return evaluate_global(); });
     record.seconds = seconds_since(start);
     report();
   }
@@ -501,5 +560,9 @@ Server::~Server() = default;
 std::string Server::endpoint() const { return impl_->socket->endpoint(); }
 LoraAdapter Server::run(const std::atomic<bool>* stop) { return impl_->run(stop); }
 const std::vector<RoundRecord>& Server::history() const { return impl_->history; }
+void Server::participant_exited(const std::string& name, const std::string& report) {
+  std::lock_guard lock(impl_->exits_mutex);
+  impl_->exits.emplace_back(name, report);
+}
 
 }  // namespace fe::fed

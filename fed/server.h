@@ -9,6 +9,11 @@
 // adapter and the strategy state go to output/checkpoint/ (written aside, then renamed), so
 // `--resume` continues from the last completed round with the same result, bit for bit.
 //
+// Monitoring (fed/monitor.h): every message from a participant updates its live status, which
+// the server logs as a table every server.status_every seconds and serves over HTTP when
+// server.monitor is set. Evaluation runs beside the message loop, so heartbeats are heard
+// throughout.
+//
 // Bad input never stops the server: a message that does not decode, comes from an unknown
 // participant, belongs to another round, repeats a result or carries tensors of the wrong
 // shape is refused and logged with the reason.
@@ -43,6 +48,10 @@ class Server {
   // output/adapter and returns the final global adapter.
   LoraAdapter run(const std::atomic<bool>* stop = nullptr);
   const std::vector<RoundRecord>& history() const;
+  // A participant's process (or one of its nodes) ended; `report` says how. Thread-safe: the
+  // launcher's watcher calls it. The server logs it, shows the participant as gone and stops
+  // waiting for its result.
+  void participant_exited(const std::string& name, const std::string& report);
 
  private:
   struct Impl;

@@ -3,6 +3,7 @@
 // CurveZMQ with an unknown participant key.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -116,8 +117,9 @@ class Federation : public ::testing::Test {
   static void TearDownTestSuite() { delete shared_; }
 
   // A federation YAML in this test's directory; `server` and `extra` are spliced in.
+  // `each[i]`, when given, is spliced into participant i only.
   std::string write_config(const std::string& server, const std::string& participants_extra = "",
-                           const std::string& extra = "") {
+                           const std::string& extra = "", const std::vector<std::string>& each = {}) {
     const std::string d = shared_->path();
     std::string yaml = "model: " + d + "/base\ntokenizer: " + d + "/data/tokenizer.model\n" +
                        "data:\n  eval: " + d + "/data/shift/eval.jsonl\n  max_seq_len: 32\n" +
@@ -127,7 +129,7 @@ class Federation : public ::testing::Test {
                        "server:\n" + server + "participants:\n";
     for (int i = 0; i < 3; ++i)
       yaml += "  - name: p" + std::to_string(i) + "\n    data: {train: " + d + "/data/shift/train.shard-" +
-              std::to_string(i) + ".jsonl}\n" + participants_extra;
+              std::to_string(i) + ".jsonl}\n" + participants_extra + (i < static_cast<int>(each.size()) ? each[i] : "");
     std::ofstream(dir_.path("federation.yaml")) << yaml;
     return dir_.path("federation.yaml");
   }
@@ -347,6 +349,99 @@ INSTANTIATE_TEST_SUITE_P(Federation, EachPartition,
                                            PartitionCase{"{strategy: percentage, percent: 10}", 10},
                                            PartitionCase{"{strategy: max_data_volume}", 50},
                                            PartitionCase{"{strategy: volume_and_memory, bytes_per_example: 1.0e12}", 1}));
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+TEST_F(Federation, ParticipantWithTwoCpuRanksBesideOneRankParticipants) {
+  const std::string two_ranks = "    nodes: [{host: localhost, ranks: 2}]\n    master_port: " + std::to_string(free_port()) + "\n";
+  const std::string config = write_config("  address: tcp://127.0.0.1:0\n  rounds: 2\n  min_clients: 3\n  min_results: 3\n"
+                                          "  heartbeat: 0.5\n", "", "", {two_ranks});
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_EQ(run.wait(), 0) << run.output() << slurp(dir_.path("out/participants/p0/client.log"));
+  const std::string p0 = slurp(dir_.path("out/participants/p0/client.log"));
+  EXPECT_THAT(p0, HasSubstr("joined the federation with 2 ranks"));
+  EXPECT_THAT(p0, HasSubstr("[p0 rank 1] round 2"));  // rank 1 trained too
+  const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 3u) << run.output();
+  // micro_batch_size rows per rank: p0's 2 ranks train on twice the rows of the others.
+  EXPECT_EQ(metrics.back()["examples"]["p0"], 2 * 3 * 8);
+  EXPECT_EQ(metrics.back()["examples"]["p1"], 3 * 8);
+  EXPECT_LT(metrics.back()["eval_loss"].get<double>(), metrics.front()["eval_loss"].get<double>()) << run.output();
+}
+
+// GET `path` from the monitoring endpoint on `port`; empty when it does not answer.
+std::string http_get(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(1);
+  const auto response = client.Get(path.c_str());
+  return response && response->status == 200 ? response->body : "";
+}
+
+nlohmann::json participant_status(int port, const std::string& name) {
+  const std::string body = http_get(port, "/status");
+  if (body.empty()) return {};
+  const nlohmann::json status = nlohmann::json::parse(body);
+  for (const auto& p : status["participants"])
+    if (p["name"] == name) return p;
+  return {};
+}
+
+TEST_F(Federation, MonitoringEndpointShowsLiveFiguresAndAKilledParticipantAsGone) {
+  const int monitor_port = free_port();
+  const std::string config =
+      write_config(server_section(free_port(), 1000, "  monitor: 127.0.0.1:" + std::to_string(monitor_port) + "\n"));
+  Process server({"server", config}, dir_.path("server.log"));
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
+                                                dir_.path(test::numbered("p", i) + ".log")));
+  // Live figures: a participant's training progress and its machine's resources.
+  ASSERT_TRUE(wait_until([&] {
+    const nlohmann::json p0 = participant_status(monitor_port, "p0");
+    return !p0.is_null() && p0["figures"].value("step", 0.0) > 0 && p0["figures"].contains("ram_total_bytes");
+  }, std::chrono::seconds(60))) << server.output() << http_get(monitor_port, "/status");
+  const nlohmann::json p0 = participant_status(monitor_port, "p0");
+  EXPECT_GT(p0["figures"]["ram_total_bytes"].get<double>(), p0["figures"]["ram_used_bytes"].get<double>());
+  EXPECT_GT(p0["figures"]["process_rss_bytes"].get<double>(), 0);
+  EXPECT_THAT(http_get(monitor_port, "/metrics"), HasSubstr("fedengine_participant_up{participant=\"p2\"} 1"));
+
+  clients[2]->kill_now();
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return participant_status(monitor_port, "p2")["state"] == "gone"; }, std::chrono::seconds(10)))
+      << http_get(monitor_port, "/status");
+  // Late after one missed heartbeat (0.5 s), gone after three: well within a few seconds.
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(4));
+  EXPECT_THAT(http_get(monitor_port, "/metrics"), HasSubstr("fedengine_participant_up{participant=\"p2\"} 0"));
+  EXPECT_NE(participant_status(monitor_port, "p0")["state"], "gone");
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+// A participant on "another machine": `run` pipes its plan script to `bash -s` through the
+// configured ssh command — here a stand-in that runs the remote command locally.
+TEST_F(Federation, RunStartsRemoteNodesOverSsh) {
+  const std::string fake_ssh = dir_.path("fake-ssh");
+  std::ofstream(fake_ssh) << "#!/bin/sh\necho \"ssh to $1\" >&2\nshift\nexec sh -c \"$*\"\n";
+  fs::permissions(fake_ssh, fs::perms::owner_all);
+  const std::string remote = "    nodes: [{host: build-node-7}]\n    launch: ssh\n    ssh: {command: " + fake_ssh +
+                             ", fedengine: " + FE_CLI_PATH + "}\n";
+  const std::string config = write_config(server_section(free_port(), 2), "", "", {"", "", remote});
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_EQ(run.wait(), 0) << run.output() << slurp(dir_.path("out/participants/p2/client.log"));
+  EXPECT_THAT(run.output(), HasSubstr("started p2 on build-node-7 over ssh"));
+  EXPECT_THAT(slurp(dir_.path("out/participants/p2/client.log")),
+              AllOf(HasSubstr("ssh to build-node-7"), HasSubstr("[p2] joined the federation")));
+  EXPECT_EQ(read_metrics(dir_.path("out/metrics.jsonl")).back()["contributors"].size(), 3u);
+  EXPECT_TRUE(fs::exists(dir_.path("out/plan/p2.sh")));
+}
 
 }  // namespace
 }  // namespace fe
