@@ -53,8 +53,9 @@ class Communicator {
   virtual int size() const = 0;
   virtual CommBackend backend() const = 0;
 
-  // In-place element-wise sum over all ranks of a contiguous f32 or f64 view, on the device the
-  // communicator serves (host memory for single and gloo, GPU memory for nccl).
+  // In-place element-wise sum over all ranks of a contiguous f32 or f64 view: host memory for
+  // single and gloo; GPU memory for nccl, which also takes small host views (staged through its
+  // GPU), such as the scalar sums below.
   virtual void all_reduce_sum(const View& data) = 0;
   // Host bytes: after the call every rank holds root's bytes (same size on every rank).
   virtual void broadcast(std::span<std::byte> data, int root) = 0;

@@ -6,10 +6,12 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include <climits>
 #include <cstdlib>
+#include <memory>
 #include <exception>
 
 #include "engine/communicator.h"
@@ -67,9 +69,31 @@ void translating_errors(const std::string& what, F&& run) {
   }
 }
 
+// This machine's address on the route to `host`: what the other nodes reach it by. (The
+// hostname may resolve to a loopback address, 127.0.1.1 on Debian, that no other node can reach.)
+// Connecting a UDP socket sends nothing; it only picks the route.
+std::string local_address_towards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found)
+    throw Error("cannot resolve MASTER_ADDR '" + host + "'; set GLOO_SOCKET_IFNAME to the interface to use");
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(found, freeaddrinfo);
+  const int fd = socket(found->ai_family, SOCK_DGRAM, 0);
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  const bool routed = fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+                      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0;
+  if (fd >= 0) close(fd);
+  char text[NI_MAXHOST] = {};
+  if (!routed || getnameinfo(reinterpret_cast<sockaddr*>(&local), length, text, sizeof text, nullptr, 0, NI_NUMERICHOST) != 0)
+    throw Error("no route from this machine to MASTER_ADDR '" + host + "'; set GLOO_SOCKET_IFNAME to the interface to use");
+  return text;
+}
+
 // Where this rank listens for its peers. Loopback when the master is (single-machine jobs stay
-// off the network); otherwise GLOO_SOCKET_IFNAME's interface as in PyTorch, else the address the
-// machine's hostname resolves to.
+// off the network); otherwise GLOO_SOCKET_IFNAME's interface as in PyTorch, else this machine's
+// address on the route to the master.
 gloo::transport::tcp::attr device_attr(const RankInfo& info) {
   gloo::transport::tcp::attr attr;
   if (is_loopback_host(info.master_addr)) {
@@ -77,9 +101,7 @@ gloo::transport::tcp::attr device_attr(const RankInfo& info) {
   } else if (const char* iface = std::getenv("GLOO_SOCKET_IFNAME"); iface && *iface) {
     attr.iface = iface;
   } else {
-    char hostname[HOST_NAME_MAX + 1] = {};
-    if (gethostname(hostname, sizeof hostname - 1) != 0) throw Error("gethostname failed; set GLOO_SOCKET_IFNAME");
-    attr.hostname = hostname;
+    attr.hostname = local_address_towards(info.master_addr, info.master_port);
   }
   return attr;
 }

@@ -60,15 +60,20 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
   CommBackend backend() const override { return CommBackend::nccl; }
 
+  // GPU memory is reduced in place; host memory (a token count, a loss sum) travels through the
+  // staging buffer.
   void all_reduce_sum(const View& data) override {
     const OpCheck check("nccl all_reduce_sum", {{"data", &data}});
-    check.require(data.device == Device::cuda, "nccl reduces GPU memory (CPU ranks use gloo)");
     check.require(data.dtype == DType::f32 || data.dtype == DType::f64, "nccl sums f32 or f64 only");
     if (data.numel() == 0) return;
     check.require(!data.empty(), "null data");
     FE_CUDA_CHECK(cudaSetDevice(gpu_));
-    FE_NCCL_CHECK(ncclAllReduce(data.data, data.data, static_cast<size_t>(data.numel()), nccl_dtype(data.dtype),
-                                ncclSum, comm_.get(), stream_.get()));
+    const bool on_host = data.device == Device::cpu;
+    void* memory = on_host ? staging_buffer(data.nbytes()) : data.data;
+    if (on_host) FE_CUDA_CHECK(cudaMemcpyAsync(memory, data.data, data.nbytes(), cudaMemcpyHostToDevice, stream_.get()));
+    FE_NCCL_CHECK(ncclAllReduce(memory, memory, static_cast<size_t>(data.numel()), nccl_dtype(data.dtype), ncclSum,
+                                comm_.get(), stream_.get()));
+    if (on_host) FE_CUDA_CHECK(cudaMemcpyAsync(data.data, memory, data.nbytes(), cudaMemcpyDeviceToHost, stream_.get()));
     FE_CUDA_CHECK(cudaStreamSynchronize(stream_.get()));
   }
 

@@ -93,9 +93,12 @@ void Trainer::all_reduce_gradients() {
   // training does not double its gradient memory.
   constexpr int64_t kBucketElements = int64_t{1} << 24;
   if (!bucket_.defined()) {
-    int64_t total = 0;
-    for (const Tensor& g : grads_) total += g.numel();
-    bucket_ = Tensor::empty({std::min(total, std::max(kBucketElements, grads_.front().numel()))}, grads_.front().dtype());
+    int64_t total = 0, largest = 0;
+    for (const Tensor& g : grads_) {
+      total += g.numel();
+      largest = std::max(largest, g.numel());
+    }
+    bucket_ = Tensor::empty({std::min(total, std::max(kBucketElements, largest))}, grads_.front().dtype());
   }
   const size_t element_size = dtype_size(bucket_.dtype());
   for (size_t first = 0; first < grads_.size();) {
@@ -105,7 +108,6 @@ void Trainer::all_reduce_gradients() {
       std::memcpy(static_cast<std::byte*>(bucket_.data()) + used * element_size, grads_[last].data(), grads_[last].nbytes());
       used += grads_[last].numel();
     }
-    if (last == first) throw Error("Trainer: gradient " + grads_[first].view().str() + " exceeds the all-reduce bucket");
     ranks_->all_reduce_sum(bucket_.rows(0, used).view());
     used = 0;
     for (size_t i = first; i < last; ++i) {

@@ -104,7 +104,7 @@ class Participant {
   }
 
   int run(const std::atomic<bool>* stop) {
-    if (ranks_->rank() != 0) return follow();
+    if (ranks_->rank() != 0) return follow(stop);
     std::atomic<bool> done = false;
     std::thread heartbeat([&] { send_heartbeats(done); });
     struct StopHeartbeats {  // also when serve() throws: a joinable thread must not be destroyed
@@ -143,9 +143,11 @@ class Participant {
     last_command_ = Clock::now();
   }
 
-  // Ranks other than 0: train the rounds rank 0 passes on, until it says stop.
-  int follow() {
+  // Ranks other than 0: train the rounds rank 0 passes on, until it says stop (0) or this rank is
+  // asked to stop (1; rank 0 then fails at its next command and the node ends).
+  int follow(const std::atomic<bool>* stop) {
     for (;;) {
+      if (stop && *stop) return 1;
       std::string message;
       ranks_->broadcast(message, 0);
       if (message.empty()) throw Error("rank " + std::to_string(ranks_->rank()) + ": an empty command from rank 0");
@@ -153,9 +155,9 @@ class Participant {
         case RankCommand::idle: break;
         case RankCommand::fit: {
           Message fit = decode(message.substr(1));
-          try {  // as on rank 0: a round that fails before its first collective fails on every rank
+          try {
             train_round(fit);
-          } catch (const std::exception& e) {
+          } catch (const RoundNotStarted& e) {
             log_ << tag() << "could not train round " << fit.round << ": " << e.what() << std::endl;
           }
           break;
@@ -217,6 +219,7 @@ class Participant {
             connection_->send(train_round(*m));
           } catch (const std::exception& e) {  // the server's round timeout covers the missing result
             log_ << tag() << "could not train round " << m->round << ": " << e.what() << std::endl;
+            if (ranks_->size() > 1 && !dynamic_cast<const RoundNotStarted*>(&e)) throw;
           }
           break;
         case MessageType::shutdown:
@@ -241,23 +244,59 @@ class Participant {
     throw ProtocolError(std::string("round setting \"") + key + "\" has the wrong type");
   }
 
+  // What this round trains on: `steps` batches where the run continues (data placed by the
+  // round number, so a repeated round sees the same data), or one pass over the round's slice
+  // when the server assigns a share ("examples", fed/partition.h).
+  struct RoundData {
+    BatchIterator* batches;
+    int64_t steps;
+    int64_t micro_batches;  // in all: the last step may take fewer than grad_accum_steps
+  };
+  // A round every rank refused before its first collective: the participant goes on with the next.
+  // Any other failure with several ranks ends the participant: ranks that failed mid-round and
+  // ranks still inside a collective could never meet again.
+  struct RoundNotStarted : Error {
+    using Error::Error;
+  };
+
   Message train_round(Message& fit) {
     const auto start = Clock::now();
+    std::optional<Trainer> trainer;
+    std::optional<RoundData> data;
+    NamedTensors global;
+    std::string refusal;
+    try {
+      data = prepare_round(fit, trainer, global);
+    } catch (const std::exception& e) {
+      refusal = e.what();
+    }
+    if (ranks_->all_reduce_sum(refusal.empty() ? 0.0 : 1.0) > 0)
+      throw RoundNotStarted(refusal.empty() ? "another rank could not start the round" : refusal);
+    return run_round(fit, *trainer, *data, global, start);
+  }
+
+  RoundData prepare_round(Message& fit, std::optional<Trainer>& trainer, NamedTensors& global) {
     check_tensors(fit, adapter_specs(adapter_));
     load_adapter_tensors(adapter_, fit.tensors);
-    const NamedTensors global = clone_tensors(adapter_.named_tensors());
+    global = clone_tensors(adapter_.named_tensors());
     OptimizerOptions optimizer = me_.train.optimizer;
     optimizer.lr = pushed<double>(fit, "lr", optimizer.lr);
     // DP-SGD noise independent across participants and rounds (a fresh trainer each round).
     optimizer.dp_sgd.seed = derive_seed(me_.train.seed, hash_name(me_.name), static_cast<uint64_t>(fit.round));
     RoundData data = round_data(fit);
     optimizer.total_steps = data.steps;
-    Trainer trainer(model_, adapter_, optimizer, ranks_.get());
+    trainer.emplace(model_, adapter_, optimizer, ranks_.get());
     if (const double mu = pushed<double>(fit, "proximal_mu", 0.0); mu > 0) {
       std::vector<Tensor> anchor;
       for (const auto& [name, t] : global) anchor.push_back(t);
-      trainer.set_proximal_term(mu, std::move(anchor));
+      trainer->set_proximal_term(mu, std::move(anchor));
     }
+    if (pushed<double>(fit, "clip_norm", 0.0) < 0) throw ProtocolError("round setting \"clip_norm\" is negative");
+    return data;
+  }
+
+  Message run_round(const Message& fit, Trainer& trainer, RoundData& data, const NamedTensors& global,
+                    Clock::time_point start) {
     double loss_sum = 0;
     int64_t examples = 0, drawn = 0, tokens = 0;
     training_ = true;
@@ -312,14 +351,6 @@ class Participant {
     return norm <= clip ? 1.0 : 0.0;
   }
 
-  // What this round trains on: `steps` batches where the run continues (data placed by the
-  // round number, so a repeated round sees the same data), or one pass over the round's slice
-  // when the server assigns a share ("examples", fed/partition.h).
-  struct RoundData {
-    BatchIterator* batches;
-    int64_t steps;
-    int64_t micro_batches;  // in all: the last step may take fewer than grad_accum_steps
-  };
   RoundData round_data(const Message& fit) {
     if (const int64_t count = pushed<int64_t>(fit, "examples", 0); count > 0) {
       slice_.clear();

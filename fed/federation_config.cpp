@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <numeric>
+#include <regex>
 #include <set>
 
 namespace fe::fed {
@@ -34,8 +36,12 @@ ServerConfig read_server(const ConfigNode& node) {
   s.join_timeout_s = node.get<double>("join_timeout", s.join_timeout_s, Bounds::greater_than(0));
   s.heartbeat_s = node.get<double>("heartbeat", s.heartbeat_s, Bounds::greater_than(0));
   s.monitor_address = node.get<std::string>("monitor", "");
-  if (!s.monitor_address.empty() && s.monitor_address.find(':') == std::string::npos)
-    node.fail("monitor", "expected host:port (127.0.0.1:9100; port 0 picks a free one)");
+  if (!s.monitor_address.empty()) {
+    static const std::regex host_port("(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):([0-9]{1,5})");
+    std::smatch match;
+    if (!std::regex_match(s.monitor_address, match, host_port) || std::stoi(match[2]) > 65535)
+      node.fail("monitor", "expected host:port (127.0.0.1:9100; port 0 picks a free one), got \"" + s.monitor_address + "\"");
+  }
   s.status_every_s = node.get<double>("status_every", s.status_every_s, Bounds::at_least(0));
   // Paths, not yet files: each machine holds only what its role needs (the server its secret key,
   // participants the server's public key), so existence is checked where a file is opened.
@@ -75,14 +81,39 @@ PartitionOptions read_partition(const ConfigNode& node) {
   return o;
 }
 
+bool is_participant_name(const std::string& name) {
+  static const std::regex pattern("[A-Za-z0-9_][A-Za-z0-9._-]*");
+  return std::regex_match(name, pattern);
+}
+
+// Host names (RFC 1123 labels), IPv4 and IPv6 addresses: nothing a shell or ssh would read as
+// anything else.
+bool is_host_name(const std::string& host) {
+  static const std::regex pattern("[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[?[0-9A-Fa-f:.]+\\]?");
+  return std::regex_match(host, pattern);
+}
+
+// Two multi-rank participants whose rank 0 runs on the same host cannot share a rendezvous port.
+void check_rendezvous_ports(const FederationConfig& config, const std::vector<ConfigNode>& entries) {
+  std::map<std::pair<std::string, int>, std::string> used;
+  for (size_t i = 0; i < config.participants.size(); ++i) {
+    const ParticipantConfig& p = config.participants[i];
+    if (p.world_size() == 1) continue;
+    const std::string host = is_local_host(p.nodes.front().host) ? "localhost" : p.nodes.front().host;
+    const auto [it, fresh] = used.emplace(std::pair{host, p.master_port}, p.name);
+    if (!fresh)
+      entries[i].fail("master_port", std::to_string(p.master_port) + " on " + host + " is already participant " + it->second +
+                                         "'s rendezvous port; give each participant its own");
+  }
+}
+
 std::vector<NodeConfig> read_nodes(const ConfigNode& participant) {
   std::vector<NodeConfig> nodes;
   std::set<std::string> hosts;
   for (const ConfigNode& entry : participant.children_list("nodes")) {
     NodeConfig node;
     node.host = entry.get<std::string>("host", node.host);
-    if (node.host.empty() || node.host.find_first_of(" \t'\"$`;") != std::string::npos)
-      entry.fail("host", "expected a host name or address");
+    if (!is_host_name(node.host)) entry.fail("host", "expected a host name or an IPv4/IPv6 address, got \"" + node.host + "\"");
     if (!hosts.insert(node.host).second) entry.fail("host", "\"" + node.host + "\" is listed twice; give it all its ranks in one node");
     node.gpus = entry.get<std::vector<int64_t>>("gpus", {});
     for (int64_t gpu : node.gpus)
@@ -216,8 +247,9 @@ FederationConfig read_federation_config(const std::string& path) {
   for (const ConfigNode& entry : entries) {
     ParticipantConfig p;
     p.name = entry.require<std::string>("name");
-    if (p.name.empty() || p.name.find_first_of("/ \t") != std::string::npos)
-      entry.fail("name", "must be non-empty, without spaces or slashes (it names a directory)");
+    if (!is_participant_name(p.name))
+      entry.fail("name", "use letters, digits, '.', '_' and '-', not starting with '-' or '.' (it names a directory and "
+                         "appears in shell scripts), got \"" + p.name + "\"");
     if (!names.insert(p.name).second) entry.fail("name", "\"" + p.name + "\" is used twice");
     p.key = entry.get_path("key");
     p.public_key = entry.get_path("public_key", p.key);
@@ -229,11 +261,14 @@ FederationConfig read_federation_config(const std::string& path) {
     if (p.train.train_file.empty()) entry.fail("data", "participant " + p.name + " needs data.train");
     p.partition = read_partition(merged.child("partition"));
     p.nodes = read_nodes(entry);
-    p.master_port = static_cast<int>(entry.get<int64_t>("master_port", p.master_port, Bounds::between(1, 65535)));
+    // Participants on one host need rendezvous ports of their own.
+    p.master_port = static_cast<int>(entry.get<int64_t>("master_port", p.master_port + static_cast<int64_t>(config.participants.size()),
+                                                        Bounds::between(1, 65535)));
     p.network = read_network(merged.child("network"));
     p.launch = read_launch(merged);
     config.participants.push_back(std::move(p));
   }
+  check_rendezvous_ports(config, entries);
   config.shared = read_train_config(root, false);
   if (config.shared.output_dir.empty()) root.child("output").fail("dir", "the federation needs output.dir (the server's run directory)");
   config.server.privacy = read_privacy(root.child("privacy"), config.shared.seed);

@@ -13,6 +13,7 @@
 #include "fed/plan.h"
 #include "fed/processes.h"
 #include "fed/server.h"
+#include "fed/transport.h"
 
 namespace fe::fed {
 namespace {
@@ -42,8 +43,6 @@ class Participants {
   Participants(const FederationConfig& config, const std::string& config_path, const std::string& self_executable,
                const std::string& endpoint, std::ostream& log)
       : config_(config), log_(log) {
-    const fs::path plan_dir = fs::path(config.shared.output_dir) / "plan";
-    bool planned = false;
     for (const ParticipantConfig& p : config.participants) {
       fs::create_directories(participant_dir(config, p));
       for (size_t node = 0; node < p.nodes.size(); ++node) {
@@ -51,11 +50,9 @@ class Participants {
           start_local(config_path, self_executable, endpoint, p, node);
           continue;
         }
-        if (!planned) write_plan(plan_federation(config, p.launch.remote_fedengine), plan_dir.string());
-        planned = true;
-        const fs::path script = plan_dir / node_script_name(p, node);
+        const fs::path script = write_node_script(p, node);
         if (p.launch.mode == LaunchMode::ssh) {
-          start_over_ssh(p, node, script);
+          start_over_ssh(p, node, script, remote_endpoint(endpoint));
         } else {
           log_ << "[run] start " << node_label(p, node) << " on " << p.nodes[node].host << " with " << script.string() << std::endl;
         }
@@ -76,23 +73,14 @@ class Participants {
   }
 
   // Waits up to `grace` for the nodes to leave by themselves (the server told them to), then
-  // terminates them; remote nodes are sent SIGTERM through their pid file.
+  // terminates them. A remote node whose ssh session is still open is stopped on its host through
+  // its pid file (ending the ssh session alone would leave it running there).
   void stop(std::chrono::seconds grace) {
-    children_.stop_all(grace);
-    for (const auto& [p, node] : remote_) {
-      // Only a fedengine process: the PID may have been reused since the node ended.
-      const std::string pid = "$(cat " + pid_file(*p, node) + " 2>/dev/null)";
-      ProcessSpec kill_remote{.args = ssh_args(*p, node, "grep -qs fedengine /proc/" + pid + "/cmdline && kill -TERM " + pid +
-                                                             " 2>/dev/null; true")};
-      try {
-        Children once;
-        once.add(spawn_process(kill_remote), "stop");
-        once.stop_all(std::chrono::seconds(10));
-      } catch (const std::exception& e) {
-        log_ << "[run] could not stop " << node_label(*p, node) << " on " << p->nodes[node].host << ": " << e.what() << std::endl;
-      }
-    }
+    children_.wait(grace);
+    for (const auto& [p, node] : remote_)
+      if (children_.running(node_label(*p, node))) stop_remote(*p, node);
     remote_.clear();
+    children_.stop_all(std::chrono::seconds(0));
   }
 
  private:
@@ -100,27 +88,59 @@ class Participants {
                    const ParticipantConfig& p, size_t node) {
     const fs::path log = node_log(config_, p, node);
     ProcessSpec spec{.args = {exe, "client", config_path, "--name", p.name, "--node", std::to_string(node), "--server", endpoint},
-                     .output_file = log.string()};
+                     .output_file = log.string(),
+                     .end_with_parent = true};
     add(spawn_process(spec), p, node, log);
   }
 
-  // The configured ssh command (split on spaces), the host, and the remote command.
-  static std::vector<std::string> ssh_args(const ParticipantConfig& p, size_t node, const std::string& remote_command) {
-    std::vector<std::string> args;
-    std::istringstream words(p.launch.ssh_command);
-    for (std::string word; words >> word;) args.push_back(word);
-    args.push_back(p.nodes[node].host);
-    args.push_back(remote_command);
-    return args;
+  // The node's plan script, with this participant's fedengine command for its hosts.
+  fs::path write_node_script(const ParticipantConfig& p, size_t node) {
+    const std::string name = node_script_name(p, node);
+    for (PlannedScript& script : plan_federation(config_, p.launch.remote_fedengine))
+      if (script.file_name == name) write_plan({script}, plan_dir().string());
+    return plan_dir() / name;
   }
 
-  void start_over_ssh(const ParticipantConfig& p, size_t node, const fs::path& script) {
+  fs::path plan_dir() const { return fs::path(config_.shared.output_dir) / "plan"; }
+
+  // What a node on another host connects to: the bound endpoint (its real port, when the config
+  // said 0), which must not be a wildcard address.
+  std::string remote_endpoint(const std::string& bound) {
+    if (bound.find("://0.0.0.0:") != std::string::npos || bound.find("://[::]:") != std::string::npos ||
+        bound.find("://*:") != std::string::npos)
+      throw Error(config_.path + ": server.address " + config_.server.address +
+                  " listens on every interface; name the address the participants' hosts reach it by");
+    if (is_loopback_endpoint(bound) && !warned_loopback_) {
+      log_ << "[run] warning: nodes on other hosts will connect to " << bound
+           << ", a loopback address (fine only through an ssh tunnel)" << std::endl;
+      warned_loopback_ = true;
+    }
+    return bound;
+  }
+
+  // The configured ssh command run by sh (so its own quoting works), then -- host command.
+  static std::vector<std::string> ssh_args(const ParticipantConfig& p, size_t node, const std::string& remote_command) {
+    return {"sh", "-c", p.launch.ssh_command + " \"$@\"", "ssh", "--", p.nodes[node].host, remote_command};
+  }
+
+  void start_over_ssh(const ParticipantConfig& p, size_t node, const fs::path& script, const std::string& endpoint) {
     const fs::path log = node_log(config_, p, node);
-    ProcessSpec spec{.args = ssh_args(p, node, "bash -s"), .output_file = log.string(), .input_file = script.string()};
+    ProcessSpec spec{.args = ssh_args(p, node, "bash -s -- --server " + endpoint), .output_file = log.string(),
+                     .input_file = script.string()};
     add(spawn_process(spec), p, node, log);
     remote_.emplace_back(&p, node);
     log_ << "[run] started " << node_label(p, node) << " on " << p.nodes[node].host << " over ssh (" << script.string() << ")"
          << std::endl;
+  }
+
+  void stop_remote(const ParticipantConfig& p, size_t node) {
+    try {
+      Children once;
+      once.add(spawn_process({.args = ssh_args(p, node, stop_node_command(config_, p, node))}), "stop");
+      once.stop_all(std::chrono::seconds(10));
+    } catch (const std::exception& e) {
+      log_ << "[run] could not stop " << node_label(p, node) << " on " << p.nodes[node].host << ": " << e.what() << std::endl;
+    }
   }
 
   void add(pid_t pid, const ParticipantConfig& p, size_t node, const fs::path& log) {
@@ -134,6 +154,7 @@ class Participants {
   Children children_;
   std::map<std::string, std::string> participant_of_;                 // node label → participant
   std::vector<std::pair<const ParticipantConfig*, size_t>> remote_;    // started over ssh
+  bool warned_loopback_ = false;
 };
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "fed/plan.h"
 
+#include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "kernels/view.h"
@@ -16,6 +18,9 @@ std::string quoted(const std::string& text) {
   for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
+
+// The user's own directory for pid files on the node's machine (a shell word).
+std::string pid_directory() { return "\"${TMPDIR:-/tmp}/fedengine-$(id -u)\""; }
 
 // Scripts run from anywhere: every path in them is absolute.
 std::string absolute(const std::string& path) { return fs::absolute(path).lexically_normal().string(); }
@@ -80,7 +85,7 @@ PlannedScript participant_script(const FederationConfig& c, const ParticipantCon
   }
   s += embedded_config(c);
   for (const auto& [name, value] : node_environment(p, node)) s += "export " + name + "=" + quoted(value) + "\n";
-  s += "echo $$ > " + quoted(pid_file(p, node)) + "  # `fedengine run` stops the node through it\n";
+  s += "mkdir -p -m 700 " + pid_directory() + "\necho $$ > " + pid_file(c, p, node) + "  # `fedengine run` stops the node through it\n";
   if (node == 0) s += "# rank 0 connects to " + c.server.address + " (pass --server ENDPOINT to override)\n";
   s += "exec " + quoted(fedengine) + " client " + quoted(absolute(c.path)) + " --name " + quoted(p.name) + " --node " +
        std::to_string(node) + " \"$@\"\n";
@@ -96,8 +101,20 @@ std::vector<PlannedScript> plan_federation(const FederationConfig& config, const
   return scripts;
 }
 
-std::string pid_file(const ParticipantConfig& p, size_t node) {
-  return "/tmp/fedengine-" + p.name + "-node" + std::to_string(node) + "-" + std::to_string(p.master_port) + ".pid";
+std::string pid_file(const FederationConfig& c, const ParticipantConfig& p, size_t node) {
+  // One file per run (config path and output directory) and node, in the user's own directory.
+  const uint64_t run = std::hash<std::string>{}(absolute(c.path) + "\n" + absolute(c.shared.output_dir));
+  char run_id[17];
+  std::snprintf(run_id, sizeof run_id, "%016llx", static_cast<unsigned long long>(run));
+  return "\"${TMPDIR:-/tmp}/fedengine-$(id -u)/" + p.name + "-node" + std::to_string(node) + "-" + run_id + ".pid\"";
+}
+
+std::string stop_node_command(const FederationConfig& c, const ParticipantConfig& p, size_t node) {
+  // The PID may belong to another process by now: only a fedengine client of this very node is
+  // signalled.
+  const std::string file = pid_file(c, p, node);
+  return "pid=$(cat " + file + " 2>/dev/null) && tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -qF -- " +
+         quoted(" --name " + p.name + " --node " + std::to_string(node)) + " && kill -TERM $pid; rm -f " + file + "; true";
 }
 
 std::string node_script_name(const ParticipantConfig& p, size_t node) {

@@ -26,8 +26,11 @@ struct PlannedScript {
 
 // `fedengine` is the command the scripts run (a path or a name on PATH).
 std::vector<PlannedScript> plan_federation(const FederationConfig& config, const std::string& fedengine);
-// Where a participant node's script records its PID on its machine.
-std::string pid_file(const ParticipantConfig& participant, size_t node);
+// Where a participant node's script records its PID on its machine: a shell word (it expands
+// $TMPDIR and the user id there), one per run and node.
+std::string pid_file(const FederationConfig& config, const ParticipantConfig& participant, size_t node);
+// The shell command that stops that node on its machine (through the pid file).
+std::string stop_node_command(const FederationConfig& config, const ParticipantConfig& participant, size_t node);
 // The script's file name: <name>.sh for a one-node participant, else <name>-node<k>.sh.
 std::string node_script_name(const ParticipantConfig& participant, size_t node);
 

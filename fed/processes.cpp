@@ -19,13 +19,15 @@ extern char** environ;
 namespace fe::fed {
 namespace {
 
-// This process's environment with `overrides` set (replacing variables of the same name).
-std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides) {
+// This process's environment with `overrides` set (replacing variables of the same name) and
+// `removed` unset.
+std::vector<std::string> environment_with(const std::vector<std::pair<std::string, std::string>>& overrides,
+                                          const std::string& removed) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     const std::string entry = *e;
     const std::string name = entry.substr(0, entry.find('='));
-    bool replaced = false;
+    bool replaced = name == removed;
     for (const auto& [key, value] : overrides) replaced = replaced || key == name;
     if (!replaced) env.push_back(entry);
   }
@@ -62,7 +64,8 @@ pid_t spawn_process(const ProcessSpec& spec) {
   posix_spawnattr_setpgroup(&attributes, 0);
   std::vector<std::pair<std::string, std::string>> overrides = spec.env;
   if (spec.end_with_parent) overrides.emplace_back(kParentPidVariable, std::to_string(getpid()));
-  std::vector<std::string> args = spec.args, env = environment_with(overrides);
+  // Without end_with_parent the child must not inherit this process's own parent link.
+  std::vector<std::string> args = spec.args, env = environment_with(overrides, spec.end_with_parent ? "" : kParentPidVariable);
   std::vector<char*> argv = c_strings(args), envp = c_strings(env);
   pid_t pid = 0;
   const int error = posix_spawnp(&pid, args.at(0).c_str(), &actions, &attributes, argv.data(), envp.data());
@@ -75,7 +78,7 @@ pid_t spawn_process(const ProcessSpec& spec) {
 void end_with_parent() {
   const char* parent = std::getenv(kParentPidVariable);
   if (!parent) return;
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (std::to_string(getppid()) != parent) std::exit(1);  // it died before prctl took effect
 }
 
@@ -116,24 +119,32 @@ bool Children::empty() const {
   return running_.empty();
 }
 
+bool Children::running(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [pid, child] : running_)
+    if (child.name == name) return true;
+  return false;
+}
+
+void Children::wait(std::chrono::milliseconds grace) {
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (!empty() && std::chrono::steady_clock::now() < deadline) {
+    reap();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  reap();
+}
+
 void Children::terminate_all() {
   std::lock_guard lock(mutex_);
   for (const auto& [pid, child] : running_) kill(-pid, SIGTERM);
 }
 
 void Children::stop_all(std::chrono::milliseconds grace) {
-  auto wait_for_exits = [&](std::chrono::milliseconds patience) {
-    const auto deadline = std::chrono::steady_clock::now() + patience;
-    while (!empty() && std::chrono::steady_clock::now() < deadline) {
-      reap();
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    reap();
-  };
-  wait_for_exits(grace);
+  wait(grace);
   if (empty()) return;
   terminate_all();
-  wait_for_exits(std::chrono::seconds(5));  // time to leave cleanly after SIGTERM
+  wait(std::chrono::seconds(5));  // time to leave cleanly after SIGTERM
   std::lock_guard lock(mutex_);
   for (const auto& [pid, child] : running_) kill(-pid, SIGKILL);
   for (const auto& [pid, child] : running_) waitpid(pid, nullptr, 0);

@@ -33,9 +33,10 @@ pid_t spawn_process(const ProcessSpec& spec);
 // The environment variable through which a parent asks its child to end with it: spawn_process
 // sets it when ProcessSpec::end_with_parent is set, and a child calls end_with_parent() early.
 inline constexpr const char* kParentPidVariable = "FEDENGINE_PARENT_PID";
-// When kParentPidVariable names this process's parent: SIGTERM when the parent dies (even by
-// SIGKILL), so a rank never outlives the node process that started it. Exits at once if the parent
-// is already gone.
+// When kParentPidVariable names this process's parent: SIGKILL when the parent dies (even by
+// SIGKILL), so a rank never outlives the node process that started it (an orderly stop goes
+// through the parent, which SIGTERMs its children first). Exits at once if the parent is already
+// gone.
 void end_with_parent();
 
 // The last `lines` lines of a file, indented: what a failed child printed last.
@@ -56,6 +57,9 @@ class Children {
   // Reaps the children that have exited and returns them.
   std::vector<Exit> reap();
   bool empty() const;
+  bool running(const std::string& name) const;
+  // Waits up to `grace` for every child to exit by itself (reaping them); signals nothing.
+  void wait(std::chrono::milliseconds grace);
   // Waits up to `grace` for the children to exit by themselves, then SIGTERMs their groups,
   // waits up to 5 s more, and SIGKILLs what is left.
   void stop_all(std::chrono::milliseconds grace);

@@ -1,6 +1,9 @@
 // Ranks of one participant: RankInfo from torchrun's variables, the rendezvous store, and the Gloo
 // communicator with 2 and 3 ranks as threads of this process (NCCL where there are 2 GPUs).
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 
 #include <array>
 #include <atomic>
@@ -389,6 +392,34 @@ TEST(Gloo, RanksStartingSecondsApartStillConnect) {
     sums[r] = ranks->all_reduce_sum(1.0);
   }));
   EXPECT_EQ(sums, (std::vector<double>{3, 3, 3}));
+}
+
+// This machine's first IPv4 address that is not loopback; empty when it has none.
+std::string non_loopback_ipv4() {
+  ifaddrs* interfaces = nullptr;
+  if (getifaddrs(&interfaces) != 0) return "";
+  std::string found;
+  for (const ifaddrs* i = interfaces; i && found.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text);
+    found = text;
+  }
+  freeifaddrs(interfaces);
+  return found;
+}
+
+// As across machines: the ranks listen on the address that routes to MASTER_ADDR, not loopback.
+TEST(Gloo, RanksMeetOverANetworkAddress) {
+  const std::string address = non_loopback_ipv4();
+  if (address.empty()) GTEST_SKIP() << "this machine has no IPv4 address besides loopback";
+  const int port = test::free_tcp_port();
+  expect_no_errors(run_ranks(2, [&](int r) {
+    RankInfo info = rank_info(r, 2, port);
+    info.master_addr = address;
+    const auto ranks = connect_ranks(CommBackend::gloo, info, seconds(10));
+    EXPECT_EQ(ranks->all_reduce_sum(r + 1.0), 3.0);
+  }));
 }
 
 TEST(Gloo, ConnectsAgainOnTheSamePort) {

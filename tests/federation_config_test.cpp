@@ -33,6 +33,18 @@ class FederationConfigNodes : public ::testing::Test {
   test::TempDir dir_;
 };
 
+TEST_F(FederationConfigNodes, NamesThatAreNotSafeInScriptsAreRefused) {
+  std::ofstream(dir_.path("g.yaml")) << "model: base\ntokenizer: base\noutput: {dir: out}\n"
+                                     << "participants:\n  - name: \"x$(reboot)\"\n    data: {train: a.jsonl}\n";
+  std::filesystem::create_directories(dir_.path("base"));
+  try {
+    read_federation_config(dir_.path("g.yaml"));
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("participants[0].name: use letters, digits"));
+  }
+}
+
 TEST_F(FederationConfigNodes, DefaultIsOneRankOnThisMachine) {
   const ParticipantConfig p = read("").participants.at(0);
   ASSERT_EQ(p.nodes.size(), 1u);
@@ -71,6 +83,13 @@ TEST_F(FederationConfigNodes, BadNodesAreRefusedWithTheKey) {
   EXPECT_THAT(error_of("", "network: {env: [NCCL DEBUG=INFO]}\n"), HasSubstr("network.env: expected NAME=value entries"));
   EXPECT_THAT(error_of("", "launch: telnet\n"), HasSubstr("launch"));
   EXPECT_THAT(error_of("    nodes: [{hots: a}]\n"), HasSubstr("unknown key"));
+  // Nothing a shell or ssh would read as an option or a command.
+  EXPECT_THAT(error_of("    nodes: [{host: -oProxyCommand=x}]\n"), HasSubstr("host: expected a host name"));
+  EXPECT_THAT(error_of("    nodes: [{host: \"a;b\"}]\n"), HasSubstr("host: expected a host name"));
+  EXPECT_THAT(error_of("    nodes: [{host: localhost, ranks: 2}]\n    master_port: 29600\n"
+                       "  - name: bob\n    data: {train: b.jsonl}\n    nodes: [{host: 127.0.0.1, ranks: 2}]\n    master_port: 29600\n"),
+              HasSubstr("participants[1].master_port: 29600 on localhost is already participant alice's rendezvous port"));
+  EXPECT_THAT(error_of("", "server: {monitor: \"127.0.0.1:99999\"}\n"), HasSubstr("server.monitor: expected host:port"));
 }
 
 }  // namespace

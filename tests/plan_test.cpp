@@ -90,7 +90,10 @@ TEST_F(Plan, BashRunsTheScriptWithTheConfigAndEnvironmentInPlace) {
               AllOf(HasSubstr("args: client " + dir_.path("federation.yaml") + " --name alice --node 1 --server tcp://10.0.0.9:6000"),
                     HasSubstr("rank env: 4 10.0.0.1 2,3 mlx5_0")));
   EXPECT_EQ(slurp(dir_.path("federation.yaml")), original);
-  EXPECT_FALSE(slurp(pid_file(config_.participant("alice"), 1)).empty());
+  // The node recorded its PID where `run` looks for it to stop the node.
+  const std::string pid_file_text = dir_.path("pid.txt");
+  ASSERT_EQ(std::system(("bash -c 'cat " + pid_file(config_, config_.participant("alice"), 1) + "' > " + pid_file_text).c_str()), 0);
+  EXPECT_FALSE(slurp(pid_file_text).empty());
 
   // A node whose data is missing says which file, and starts nothing.
   fs::remove(dir_.path("alice.jsonl"));
