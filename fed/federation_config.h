@@ -27,7 +27,7 @@
 //       nodes:                         # its machines and ranks (default: one rank on localhost)
 //         - {host: localhost, ranks: 2}          # CPU ranks (Gloo)
 //         - {host: gpu-b.example, gpus: [0, 1]}  # one rank per listed GPU (NCCL)
-//       master_port: 29500             # rank 0's rendezvous port, on nodes[0].host
+//       master_port: 29500             # rank 0's rendezvous port on nodes[0].host (default 29500 + index)
 //   network:               # top level or per participant: every rank's NCCL/Gloo environment
 //     infiniband: false     # NCCL_IB_DISABLE=1 (true: 0; absent: NCCL decides)
 //     socket_ifname: eth0   # NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME
