@@ -69,6 +69,8 @@ class NcclCommunicator final : public Communicator {
     check.require(!data.empty(), "null data");
     FE_CUDA_CHECK(cudaSetDevice(gpu_));
     const bool on_host = data.device == Device::cpu;
+    // The kernels that wrote the data ran on the default stream; ours does not wait for it by itself.
+    if (!on_host) FE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
     void* memory = on_host ? staging_buffer(data.nbytes()) : data.data;
     if (on_host) FE_CUDA_CHECK(cudaMemcpyAsync(memory, data.data, data.nbytes(), cudaMemcpyHostToDevice, stream_.get()));
     FE_NCCL_CHECK(ncclAllReduce(memory, memory, static_cast<size_t>(data.numel()), nccl_dtype(data.dtype), ncclSum,
