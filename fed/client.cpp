@@ -94,8 +94,8 @@ constexpr auto kRankTimeout = std::chrono::seconds(300);
 class Participant {
  public:
   Participant(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint,
-              std::unique_ptr<Communicator> ranks, std::ostream& log)
-      : me_(me), log_(log), ranks_(std::move(ranks)), run_(load_run(me.train, true)),
+              std::unique_ptr<Communicator> ranks, int local_rank, std::ostream& log)
+      : me_(me), log_(log), ranks_(std::move(ranks)), local_rank_(local_rank), run_(load_run(me.train, true)),
         model_(run_.weights, {.recompute_activations = me.train.recompute_activations}),
         adapter_(LoraAdapter::init(run_.weights.config, config.shared.lora, 0, DType::f32)),
         batches_(run_.train, global_micro_batch(), me.train.seed, me.train.bucket_by_length, run_.tokenizer->pad_id()),
@@ -137,6 +137,19 @@ class Participant {
     return m;
   }
 
+  // Every rank's GPU to rank 0, for its heartbeats (fed/resources.h). All ranks call it at the same
+  // points: after each training step and each idle command.
+  void share_gpus() {
+    if (ranks_->size() == 1) return;
+    std::vector<double> slots(kGpuSlotSize * ranks_->size(), 0.0);
+    pack_rank_gpu(rank_resources_.sample(), local_rank_,
+                  std::span(slots).subspan(kGpuSlotSize * ranks_->rank(), kGpuSlotSize));
+    ranks_->all_reduce_sum(View{slots.data(), DType::f64, {static_cast<int64_t>(slots.size())}, Device::cpu});
+    if (ranks_->rank() != 0) return;
+    std::lock_guard lock(rank_gpus_mutex_);
+    rank_gpus_ = std::move(slots);
+  }
+
   void command(RankCommand what, std::string payload = "") {
     std::string message = static_cast<char>(what) + payload;
     ranks_->broadcast(message, 0);
@@ -152,7 +165,9 @@ class Participant {
       ranks_->broadcast(message, 0);
       if (message.empty()) throw Error("rank " + std::to_string(ranks_->rank()) + ": an empty command from rank 0");
       switch (static_cast<RankCommand>(message[0])) {
-        case RankCommand::idle: break;
+        case RankCommand::idle:
+          share_gpus();
+          break;
         case RankCommand::fit: {
           Message fit = decode(message.substr(1));
           try {
@@ -175,6 +190,7 @@ class Participant {
         try {
           Message heartbeat = status_message(MessageType::heartbeat);
           add_resource_figures(resources_.sample(), heartbeat.metrics);
+          if (std::lock_guard lock(rank_gpus_mutex_); !rank_gpus_.empty()) set_rank_gpu_figures(rank_gpus_, heartbeat.metrics);
           connection_->send(heartbeat);
         } catch (const std::exception& e) {  // the server is unreachable for now; keep trying
           log_ << tag() << "heartbeat not sent: " << e.what() << std::endl;
@@ -199,7 +215,10 @@ class Participant {
         connection_->send(status_message(MessageType::join));
         last_join = Clock::now();
       }
-      if (ranks_->size() > 1 && Clock::now() - last_command_ > kIdleCommandInterval) command(RankCommand::idle);
+      if (ranks_->size() > 1 && Clock::now() - last_command_ > kIdleCommandInterval) {
+        command(RankCommand::idle);
+        share_gpus();
+      }
       std::optional<Message> m = connection_->receive(milliseconds(200), log_);
       if (!m) continue;
       switch (m->type) {
@@ -314,6 +333,7 @@ class Participant {
         shares.push_back(rank_share(global, ranks_->rank(), ranks_->size()));
       }
       last_loss_ = trainer.step(shares).loss;
+      share_gpus();
       loss_sum += last_loss_;
       steps_done_ = step;
       tokens_per_s_ = static_cast<double>(tokens) / std::max(1e-9, std::chrono::duration<double>(Clock::now() - start).count());
@@ -371,6 +391,7 @@ class Participant {
   const ParticipantConfig& me_;
   std::ostream& log_;
   std::unique_ptr<Communicator> ranks_;
+  int local_rank_;
   LoadedRun run_;
   LlamaModel model_;
   LoraAdapter adapter_;
@@ -379,6 +400,9 @@ class Participant {
   std::optional<BatchIterator> slice_batches_;
   std::optional<Connection> connection_;  // rank 0 only
   ResourceSampler resources_;             // the heartbeat thread's
+  ResourceSampler rank_resources_;        // the training thread's: this rank's GPU
+  std::mutex rank_gpus_mutex_;
+  std::vector<double> rank_gpus_;         // on rank 0: every rank's GPU slot (share_gpus)
   Clock::time_point last_command_ = Clock::now();
   double heartbeat_s_;
   bool welcomed_ = false;
@@ -401,7 +425,7 @@ int run_client(const FederationConfig& config, const std::string& name, const st
                 std::to_string(rank.world_size) + " (WORLD_SIZE)");
   // The engine computes on the CPU, so the ranks sum their gradients with Gloo.
   std::unique_ptr<Communicator> ranks = connect_ranks(CommBackend::gloo, rank, kRankTimeout);
-  Participant participant(config, me, endpoint, std::move(ranks), log);
+  Participant participant(config, me, endpoint, std::move(ranks), rank.local_rank, log);
   return participant.run(stop);
 }
 

@@ -198,6 +198,19 @@ ResourceSample ResourceSampler::sample() {
   return s;
 }
 
+namespace {
+
+void add_gpu_figures(size_t k, const GpuSample& gpu, bool with_index, std::map<std::string, double>& figures) {
+  const std::string prefix = "gpu" + std::to_string(k) + "_";
+  if (with_index) figures[prefix + "index"] = gpu.index;
+  figures[prefix + "memory_used_bytes"] = gpu.memory_used_bytes;
+  figures[prefix + "memory_free_bytes"] = gpu.memory_free_bytes;
+  figures[prefix + "memory_total_bytes"] = gpu.memory_total_bytes;
+  figures[prefix + "utilization_percent"] = gpu.utilization_percent;
+}
+
+}  // namespace
+
 void add_resource_figures(const ResourceSample& sample, std::map<std::string, double>& figures) {
   figures["cpu_percent"] = sample.cpu_percent;
   figures["process_cpu_percent"] = sample.process_cpu_percent;
@@ -206,15 +219,28 @@ void add_resource_figures(const ResourceSample& sample, std::map<std::string, do
   figures["ram_available_bytes"] = sample.ram_available_bytes;
   figures["process_rss_bytes"] = sample.process_rss_bytes;
   figures["gpu_count"] = static_cast<double>(sample.gpus.size());
-  for (size_t k = 0; k < sample.gpus.size(); ++k) {
-    const GpuSample& gpu = sample.gpus[k];
-    const std::string prefix = "gpu" + std::to_string(k) + "_";
-    figures[prefix + "index"] = gpu.index;
-    figures[prefix + "memory_used_bytes"] = gpu.memory_used_bytes;
-    figures[prefix + "memory_free_bytes"] = gpu.memory_free_bytes;
-    figures[prefix + "memory_total_bytes"] = gpu.memory_total_bytes;
-    figures[prefix + "utilization_percent"] = gpu.utilization_percent;
+  for (size_t k = 0; k < sample.gpus.size(); ++k) add_gpu_figures(k, sample.gpus[k], true, figures);
+}
+
+void pack_rank_gpu(const ResourceSample& sample, int local_rank, std::span<double> slot) {
+  std::fill(slot.begin(), slot.end(), 0.0);
+  if (local_rank < 0 || static_cast<size_t>(local_rank) >= sample.gpus.size()) return;
+  const GpuSample& gpu = sample.gpus[local_rank];
+  const double packed[kGpuSlotSize] = {1.0, gpu.memory_used_bytes, gpu.memory_free_bytes, gpu.memory_total_bytes,
+                                       gpu.utilization_percent};
+  std::copy(packed, packed + kGpuSlotSize, slot.begin());
+}
+
+void set_rank_gpu_figures(std::span<const double> slots, std::map<std::string, double>& figures) {
+  std::erase_if(figures, [](const auto& figure) { return figure.first.starts_with("gpu"); });
+  size_t count = 0;
+  for (size_t at = 0; at + kGpuSlotSize <= slots.size(); at += kGpuSlotSize) {
+    if (slots[at] == 0) continue;
+    const GpuSample gpu{.memory_used_bytes = slots[at + 1], .memory_free_bytes = slots[at + 2],
+                        .memory_total_bytes = slots[at + 3], .utilization_percent = slots[at + 4]};
+    add_gpu_figures(count++, gpu, false, figures);
   }
+  figures["gpu_count"] = static_cast<double>(count);
 }
 
 }  // namespace fe::fed

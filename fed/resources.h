@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -70,5 +71,14 @@ class ResourceSampler {
 };
 
 void add_resource_figures(const ResourceSample& sample, std::map<std::string, double>& figures);
+
+// A participant with several ranks reports the GPU of every rank, on every node: each rank packs
+// the GPU it uses (its local rank's among those it sees) into a slot of kGpuSlotSize numbers (all
+// zero without one), the ranks sum their slots into one table (slot r at r·kGpuSlotSize), and rank
+// 0 puts the table in its heartbeat in place of its own machine's GPU figures: gpu<k> is then the
+// k-th rank that has a GPU, without gpu<k>_index (NVML indices repeat across nodes).
+inline constexpr size_t kGpuSlotSize = 5;
+void pack_rank_gpu(const ResourceSample& sample, int local_rank, std::span<double> slot);
+void set_rank_gpu_figures(std::span<const double> slots, std::map<std::string, double>& figures);
 
 }  // namespace fe::fed

@@ -108,5 +108,31 @@ TEST(ResourceFigures, NoGpusIsACountOfZero) {
   EXPECT_FALSE(figures.contains("gpu0_memory_used_bytes"));
 }
 
+// Three ranks: rank 0 sees two GPUs and uses the first; rank 1 (local rank 1 on that node) uses
+// the second; rank 2 has none. Rank 0's own machine figures are replaced by the gathered table.
+TEST(ResourceFigures, RankGpuSlotsReplaceTheMachinesGpus) {
+  ResourceSample node;
+  node.gpus = {GpuSample{.index = 0, .memory_used_bytes = 1, .memory_free_bytes = 2, .memory_total_bytes = 3, .utilization_percent = 10},
+               GpuSample{.index = 1, .memory_used_bytes = 4, .memory_free_bytes = 5, .memory_total_bytes = 9, .utilization_percent = 20}};
+  std::vector<double> table(3 * kGpuSlotSize, 0.0), slot(kGpuSlotSize);
+  for (int rank = 0; rank < 3; ++rank) {
+    pack_rank_gpu(rank < 2 ? node : ResourceSample{}, rank, slot);
+    for (size_t i = 0; i < kGpuSlotSize; ++i) table[rank * kGpuSlotSize + i] += slot[i];  // the all-reduce
+  }
+  std::map<std::string, double> figures;
+  add_resource_figures(node, figures);
+  figures["gpu7_memory_used_bytes"] = 1;  // whatever the machine reported is replaced
+  set_rank_gpu_figures(table, figures);
+  const std::map<std::string, double> expected_gpus = {
+      {"gpu_count", 2},
+      {"gpu0_memory_used_bytes", 1}, {"gpu0_memory_free_bytes", 2}, {"gpu0_memory_total_bytes", 3}, {"gpu0_utilization_percent", 10},
+      {"gpu1_memory_used_bytes", 4}, {"gpu1_memory_free_bytes", 5}, {"gpu1_memory_total_bytes", 9}, {"gpu1_utilization_percent", 20}};
+  std::map<std::string, double> gpus;
+  for (const auto& [key, value] : figures)
+    if (key.starts_with("gpu")) gpus[key] = value;
+  EXPECT_EQ(gpus, expected_gpus);
+  EXPECT_EQ(figures.at("ram_total_bytes"), node.ram_total_bytes);
+}
+
 }  // namespace
 }  // namespace fe::fed
