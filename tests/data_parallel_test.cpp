@@ -6,6 +6,7 @@
 
 #include "engine/trainer.h"
 #include "tests/test_util.h"
+#include "tests/training_util.h"
 
 namespace fe {
 namespace {
@@ -14,29 +15,9 @@ using test::relative_error;
 
 LlamaConfig small_config() { return test::tiny_llama({.layers = 2, .vocab = 41, .init = 0.2}); }
 
-LoraAdapter starting_adapter(const LlamaConfig& c) {
-  LoraConfig lc;
-  lc.rank = 4;
-  lc.alpha = 8;
-  lc.targets.assign(kAllProj.begin(), kAllProj.end());
-  LoraAdapter lora = LoraAdapter::init(c, lc, 7, DType::f32);
-  Rng rng(8);
-  for (auto& [name, t] : lora.named_tensors())
-    if (name.find("lora_B") != std::string::npos) rng.fill_normal(t, 0.0, 0.05);
-  return lora;
-}
+using test::random_batch;
 
-// Rows with different numbers of label tokens, so a rank that normalised by its own tokens
-// instead of the global batch's would show.
-Batch random_batch(int64_t rows, int64_t seq, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  Batch b{Tensor::empty(Shape{rows, seq}, DType::i32), Tensor::empty(Shape{rows, seq}, DType::i32)};
-  for (int64_t i = 0; i < rows * seq; ++i) {
-    b.input_ids.as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % vocab);
-    b.labels.as<int32_t>()[i] = i % seq < 1 + (i / seq) * 2 ? -100 : b.input_ids.as<int32_t>()[i];
-  }
-  return b;
-}
+LoraAdapter starting_adapter(const LlamaConfig& c) { return test::lora_on_every_projection(c, DType::f32); }
 
 struct TrainedRun {
   std::vector<double> losses;

@@ -6,6 +6,7 @@
 #include "engine/trainer.h"
 #include "kernels/elementwise.h"
 #include "tests/test_util.h"
+#include "tests/training_util.h"
 
 namespace fe {
 namespace {
@@ -14,31 +15,9 @@ using test::relative_error;
 
 LlamaConfig small_config() { return test::tiny_llama({.layers = 2, .vocab = 41, .init = 0.2}); }
 
-LoraAdapter all_projection_lora(const LlamaConfig& c, DType dtype) {
-  LoraConfig lc;
-  lc.rank = 4;
-  lc.alpha = 8;
-  lc.targets.assign(kAllProj.begin(), kAllProj.end());
-  LoraAdapter lora = LoraAdapter::init(c, lc, 7, dtype);
-  Rng rng(8);
-  for (auto& [name, t] : lora.named_tensors())
-    if (name.find("lora_B") != std::string::npos) rng.fill_normal(t, 0.0, 0.05);
-  return lora;
-}
+using test::random_batch;
 
-// Sequences of different lengths worth of labels: some rows mask more than others, so a wrong
-// per-micro-batch normalisation would show.
-Batch random_batch(int64_t rows, int64_t seq, int64_t vocab, uint64_t seed) {
-  Rng rng(seed);
-  Batch b{Tensor::empty(Shape{rows, seq}, DType::i32), Tensor::empty(Shape{rows, seq}, DType::i32)};
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t t = 0; t < seq; ++t) {
-      const int64_t i = r * seq + t;
-      b.input_ids.as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % vocab);
-      b.labels.as<int32_t>()[i] = t < 2 + r * 2 ? -100 : b.input_ids.as<int32_t>()[i];
-    }
-  return b;
-}
+LoraAdapter all_projection_lora(const LlamaConfig& c, DType dtype) { return test::lora_on_every_projection(c, dtype); }
 
 std::vector<Batch> split_rows(const Batch& b, int64_t parts) {
   const int64_t rows = b.input_ids.shape()[0] / parts;
