@@ -73,4 +73,10 @@ Tensor Tensor::to(DType dtype) const {
   return t;
 }
 
+Tensor Tensor::to_device(Device device) const {
+  Tensor t = empty(shape(), dtype(), device);
+  kernels::copy(t, *this);
+  return t;
+}
+
 }  // namespace fe

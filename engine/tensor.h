@@ -37,6 +37,8 @@ class Tensor {
   Tensor clone() const;
   // A copy converted to dtype (a clone when the dtype already matches).
   Tensor to(DType dtype) const;
+  // A copy on `device` (a clone when already there); a copy to the host waits for the GPU.
+  Tensor to_device(Device device) const;
 
  private:
   std::shared_ptr<void> storage_;

@@ -97,7 +97,7 @@ OpCheck::OpCheck(const char* op, std::initializer_list<std::pair<const char*, co
 }
 
 void OpCheck::require_same_float_dtype() const {
-  require(devices_match_, "all arguments must be on one device");
+  require_same_device();
   require(dtypes_match_, "all floating arguments must share one dtype");
 }
 

@@ -77,6 +77,8 @@ class OpCheck {
   void require(bool cond, const char* what) const {
     if (!cond) fail(what);
   }
+  // All views live on one device.
+  void require_same_device() const { require(devices_match_, "all arguments must be on one device"); }
   // All floating views share one dtype (f32 or f64 on the CPU) and live on one device.
   void require_same_float_dtype() const;
   [[noreturn]] void fail(const std::string& what) const;

@@ -1,22 +1,12 @@
-// GPU checks. They run where a CUDA device is present and skip, saying why, everywhere else.
+// GPU checks. They run where a CUDA device is present and skip, saying why, everywhere else
+// (tests/gpu_util.h). The kernels against their CPU twins: gpu_kernels_test.cpp.
 #include <gtest/gtest.h>
 
 #include "engine/tensor.h"
-#ifdef FE_HAVE_CUDA
-#include "kernels/cuda/check.h"
-#endif
+#include "tests/gpu_util.h"
 
 namespace fe {
 namespace {
-
-#ifdef FE_HAVE_CUDA
-#define FE_REQUIRE_GPU()                                                                  \
-  do {                                                                                    \
-    if (::fe::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device on this machine"; \
-  } while (0)
-#else
-#define FE_REQUIRE_GPU() GTEST_SKIP() << "built without CUDA (nvcc was not found at configure time)"
-#endif
 
 TEST(Gpu, DeviceMemoryRoundTrip) {
   FE_REQUIRE_GPU();

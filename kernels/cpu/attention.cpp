@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
 namespace {
@@ -29,6 +30,18 @@ Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, cons
   return d;
 }
 
+// On the GPU, q, k, v, out and the gradients share one dtype, f32 or bf16; lse is f32 (recommended:
+// the backward recomputes every probability from it) or that same dtype.
+bool attention_on_gpu(const detail::OpCheck& check, const View& lse, std::initializer_list<const View*> activations) {
+  const View& q = **activations.begin();
+  if (!cpu::on_gpu(check, q)) return false;
+  for (const View* a : activations)
+    check.require(a->dtype == q.dtype, "q, k, v, out and the gradients must share one dtype");
+  check.require(q.dtype == DType::f32 || q.dtype == DType::bf16, "GPU kernels take f32 or bf16");
+  check.require(lse.dtype == DType::f32 || lse.dtype == q.dtype, "lse must be f32 or the dtype of q");
+  return true;
+}
+
 template <class T>
 T dot(const T* a, const T* b, int64_t n) {
   T s = 0;
@@ -44,6 +57,10 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
   const Dims d = check_dims(check, q, k, v);
   check.require(out.shape == q.shape && lse.numel() == d.batch * d.heads * d.seq,
                 "expects out like q and lse [B, H, T]");
+  if (attention_on_gpu(check, lse, {&q, &k, &v, &out})) {
+    if constexpr (cpu::kHaveCuda) cuda::attention_forward(out, lse, q, k, v);
+    return;
+  }
   cpu::dispatch_float(check, q, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
 #pragma omp parallel if (d.work() > cpu::kParallelWork)
@@ -94,6 +111,10 @@ void attention_backward(const View& dq, const View& dk, const View& dv, const Vi
                     lse.numel() == d.batch * d.heads * d.seq,
                 "gradients must match their inputs, lse [B, H, T]");
   check.require(d.seq == d.kv_seq, "the backward needs as many queries as keys");
+  if (attention_on_gpu(check, lse, {&q, &k, &v, &out, &dout, &dq, &dk, &dv})) {
+    if constexpr (cpu::kHaveCuda) cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse);
+    return;
+  }
   cpu::dispatch_float(check, q, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
     const int64_t hd = d.head_dim;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
 
@@ -14,6 +15,16 @@ CrossEntropyResult cross_entropy(const View& dlogits, const View& logits, const 
   check.require(logits.shape.rank() == 2 && targets.numel() == logits.shape[0] &&
                     targets.dtype == DType::i32 && (dlogits.empty() || dlogits.shape == logits.shape),
                 "expects logits [N, V], targets i32 [N], dlogits like logits");
+  if (cpu::on_gpu_float(check, logits)) {  // the targets are checked on the GPU
+    if constexpr (cpu::kHaveCuda) {
+      const cuda::CrossEntropySums sums = cuda::cross_entropy(dlogits, logits, targets, grad_scale);
+      if (sums.bad_row >= 0)
+        check.fail("target " + std::to_string(sums.bad_target) + " at row " + std::to_string(sums.bad_row) +
+                   " is outside the vocabulary [0, " + std::to_string(logits.shape[1]) + ")");
+      return CrossEntropyResult{sums.loss_sum, sums.count};
+    }
+  }
+  cpu::require_cpu(check, logits);  // before the targets are read on the host
   const int64_t rows = logits.shape[0], vocab = logits.shape[1];
   const int32_t* target = targets.as<int32_t>();
   for (int64_t n = 0; n < rows; ++n)

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 #include "kernels/half.h"
 
 namespace fe::kernels {
@@ -31,21 +32,32 @@ void store(const View& v, int64_t i, double x) {
   }
 }
 
-void require_cpu(const detail::OpCheck& check, const View& v) {
-  check.require(v.device == Device::cpu, "no CUDA implementation of this op yet; use the CPU");
-}
-
 }  // namespace
+
+void copy(const View& dst, const View& src) {
+  detail::OpCheck check("copy", {{"dst", &dst}, {"src", &src}});
+  check.require(dst.dtype == src.dtype && dst.numel() == src.numel(),
+                "dst and src must share a dtype and an element count");
+  if (dst.device == Device::cpu && src.device == Device::cpu) {
+    if (dst.data != src.data) std::memcpy(dst.data, src.data, src.nbytes());
+    return;
+  }
+  cpu::require_cuda_build(check);
+  if constexpr (cpu::kHaveCuda) cuda::copy(dst, src);
+}
 
 void convert(const View& dst, const View& src) {
   detail::OpCheck check("convert", {{"dst", &dst}, {"src", &src}});
-  require_cpu(check, dst);
-  require_cpu(check, src);
   check.require(dst.numel() == src.numel(), "element counts differ");
   check.require(is_floating(dst.dtype) == is_floating(src.dtype),
                 "converts floats to floats and integers to integers");
+  const bool gpu = cpu::on_gpu(check, dst);
   if (dst.dtype == src.dtype) {
-    if (dst.data != src.data) std::memcpy(dst.data, src.data, src.nbytes());
+    copy(dst, src);
+    return;
+  }
+  if (gpu) {
+    if constexpr (cpu::kHaveCuda) cuda::convert(dst, src);
     return;
   }
   if (dst.dtype == DType::i64 || src.dtype == DType::i64) {  // exact, not through double
@@ -63,7 +75,12 @@ void convert(const View& dst, const View& src) {
 
 void fill(const View& dst, double value) {
   detail::OpCheck check("fill", {{"dst", &dst}});
-  require_cpu(check, dst);
+  if (cpu::on_gpu(check, dst)) {
+    uint64_t bits = 0;  // the value in dst's dtype, converted as on the CPU (little-endian)
+    store(View{&bits, dst.dtype, Shape{1}, Device::cpu}, 0, value);
+    if constexpr (cpu::kHaveCuda) cuda::fill(dst, bits);
+    return;
+  }
   if (value == 0.0) {
     std::memset(dst.data, 0, dst.nbytes());  // all-zero bits are 0 in every dtype
     return;
@@ -74,6 +91,10 @@ void fill(const View& dst, double value) {
 void axpy(const View& y, const View& x, double alpha) {
   detail::OpCheck check("axpy", {{"y", &y}, {"x", &x}});
   check.require(y.shape == x.shape, "shapes differ");
+  if (cpu::on_gpu_float(check, y)) {
+    if constexpr (cpu::kHaveCuda) cuda::axpy(y, x, alpha);
+    return;
+  }
   cpu::dispatch_float(check, y, [&]<class T>(T) {
     T* py = y.as<T>();
     const T* px = x.as<T>();
@@ -86,6 +107,10 @@ void axpy(const View& y, const View& x, double alpha) {
 
 void scale(const View& y, double alpha) {
   detail::OpCheck check("scale", {{"y", &y}});
+  if (cpu::on_gpu_float(check, y)) {
+    if constexpr (cpu::kHaveCuda) cuda::scale(&y, 1, alpha);
+    return;
+  }
   cpu::dispatch_float(check, y, [&]<class T>(T) {
     T* py = y.as<T>();
     const T a = static_cast<T>(alpha);
@@ -95,6 +120,9 @@ void scale(const View& y, double alpha) {
 
 double sum_squares(const View& x) {
   detail::OpCheck check("sum_squares", {{"x", &x}});
+  if (cpu::on_gpu_float(check, x)) {
+    if constexpr (cpu::kHaveCuda) return cuda::sum_squares(&x, 1);
+  }
   double total = 0;
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const T* px = x.as<T>();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
 namespace {
@@ -38,6 +39,13 @@ void gemm(const View& c, const View& a, bool transpose_a, const View& b, bool tr
   const int64_t kb = transpose_b ? b.shape[1] : b.shape[0];
   const int64_t n = transpose_b ? b.shape[0] : b.shape[1];
   check.require(k == kb && c.shape[0] == m && c.shape[1] == n, "inner or outer dimensions disagree");
+  if (cpu::on_gpu(check, c)) {  // a and b share f32 or bf16; c is their dtype or f32
+    check.require(a.dtype == b.dtype && (a.dtype == DType::f32 || a.dtype == DType::bf16) &&
+                      (c.dtype == a.dtype || c.dtype == DType::f32),
+                  "GPU GEMM takes a and b in f32 or bf16 and c in their dtype or f32");
+    if constexpr (cpu::kHaveCuda) cuda::gemm(c, a, transpose_a, b, transpose_b, alpha, beta);
+    return;
+  }
   cpu::dispatch_float(check, c, [&]<class T>(T) {
     if (m == 0 || n == 0) return;
     if (k == 0) {  // BLAS leaves C untouched when K = 0; the product is zero
@@ -59,6 +67,14 @@ void linear_forward(const View& y_in, const View& xa_in, const View& x_in, const
   check.require(w.shape.rank() == 2 && x.shape[1] == w.shape[1] && y.shape[0] == x.shape[0] &&
                     y.shape[1] == w.shape[0] && (bias.empty() || bias.numel() == w.shape[0]),
                 "expects x [M, in], W [out, in], bias [out], y [M, out]");
+  if (cpu::on_gpu_float(check, y)) {
+    check.require(lora.a.empty() || (lora.a.shape.rank() == 2 && lora.a.shape[1] == x.shape[1] &&
+                                     lora.b.shape.rank() == 2 && lora.b.shape[0] == w.shape[0] &&
+                                     lora.b.shape[1] == rank && xa.shape[0] == x.shape[0] && xa.shape[1] == rank),
+                  "expects A [r, in], B [out, r], xa [M, r]");
+    if constexpr (cpu::kHaveCuda) cuda::linear_forward(y, xa, x, w, bias, lora.a, lora.b, lora.scale);
+    return;
+  }
   gemm(y, x, false, w, true, 1.0, 0.0);
   if (!bias.empty()) {
     cpu::dispatch_float(check, y, [&]<class T>(T) {
@@ -88,6 +104,28 @@ void linear_backward(const LinearGrads& grads, const View& dy_in, const View& x_
                                             {"dbias", &grads.dbias}});
   check.require(dy.shape[0] == x.shape[0] && dy.shape[1] == w.shape[0] && x.shape[1] == w.shape[1],
                 "expects dy [M, out], x [M, in], W [out, in]");
+  if (cpu::on_gpu(check, dy)) {  // the gradients may be f32 beside bf16 activations
+    const detail::OpCheck compute(op, {{"dx", &dx}, {"dy", &dy}, {"x", &x}, {"xa", &xa}, {"w", &w},
+                                       {"lora.a", &lora.a}, {"lora.b", &lora.b}});
+    cpu::require_gpu_float(compute, dy);
+    for (const View* g : {&grads.da, &grads.db, &grads.dw, &grads.dbias})
+      check.require(g->empty() || g->dtype == dy.dtype || g->dtype == DType::f32,
+                    "on the GPU, gradients are in dy's dtype or f32");
+    check.require(dx.empty() || dx.shape == x.shape, "expects dx [M, in]");
+    check.require(lora.a.empty() || (lora.a.shape.rank() == 2 && lora.a.shape[1] == x.shape[1] &&
+                                     lora.b.shape.rank() == 2 && lora.b.shape[0] == w.shape[0] &&
+                                     lora.b.shape[1] == rank && xa.shape[0] == x.shape[0] &&
+                                     xa.shape[1] == rank && (grads.da.empty() || grads.da.shape == lora.a.shape) &&
+                                     (grads.db.empty() || grads.db.shape == lora.b.shape)),
+                  "expects A [r, in], B [out, r], xa [M, r], dA like A, dB like B");
+    check.require((grads.dw.empty() || grads.dw.shape == w.shape) &&
+                      (grads.dbias.empty() || grads.dbias.numel() == w.shape[0]),
+                  "expects dW like W and dbias [out]");
+    if constexpr (cpu::kHaveCuda)
+      cuda::linear_backward(dx, grads.accumulate_dx, grads.da, grads.db, grads.dw, grads.dbias, dy, x, xa, w,
+                            lora.a, lora.b, lora.scale);
+    return;
+  }
   cpu::dispatch_float(check, dy, [&]<class T>(T) {
     std::vector<T> dxa_storage;
     View dxa;
@@ -146,6 +184,14 @@ void lora_per_example_sq_norms(const View& sq_norms, const View& dy_in, const Vi
                     x.shape[0] == dy.shape[0] && xa.shape[0] == dy.shape[0],
                 "expects sq_norms f64 [B] and B·T rows of dy, x and xa");
   const int64_t rows = dy.shape[0] / examples;
+  if (cpu::on_gpu(check, dy)) {  // sq_norms may stay in host memory (kernels/cuda/ops.h)
+    const bool gpu_float = dy.dtype == DType::f32 || dy.dtype == DType::bf16;
+    check.require(gpu_float && x.dtype == dy.dtype && xa.dtype == dy.dtype && lora.b.shape[1] == rank &&
+                      (lora.b.dtype == DType::f32 || lora.b.dtype == DType::bf16),
+                  "on the GPU, dy, x and xa share f32 or bf16 and lora.b [out, r] is f32 or bf16");
+    if constexpr (cpu::kHaveCuda) cuda::lora_per_example_sq_norms(sq_norms, dy, x, xa, lora.b, lora.scale);
+    return;
+  }
   cpu::dispatch_float(check, dy, [&]<class T>(T) {
     std::vector<T> dxa_storage(dy.shape[0] * rank);
     const View dxa{dxa_storage.data(), dy.dtype, Shape{dy.shape[0], rank}, Device::cpu};

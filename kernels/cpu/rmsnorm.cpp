@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
 
@@ -12,6 +13,10 @@ void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View&
   const int64_t dim = w.numel();
   check.require(dim > 0 && x.shape[-1] == dim && y.shape == x.shape && rstd.numel() == x.numel() / dim,
                 "expects x, y [N, D], w [D], rstd [N]");
+  if (cpu::on_gpu_float(check, x)) {
+    if constexpr (cpu::kHaveCuda) cuda::rmsnorm_forward(y, rstd, x, w, eps);
+    return;
+  }
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const int64_t rows = x.numel() / dim;
     const T* pw = w.as<T>();
@@ -37,6 +42,10 @@ void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View
   check.require(dim > 0 && x.shape[-1] == dim && dy.shape == x.shape && dx.shape == x.shape &&
                     rstd.numel() == x.numel() / dim && (dw.empty() || dw.numel() == dim),
                 "expects x, dx, dy [N, D], w and dw [D], rstd [N]");
+  if (cpu::on_gpu_float(check, x)) {
+    if constexpr (cpu::kHaveCuda) cuda::rmsnorm_backward(dx, dw, dy, x, w, rstd, accumulate);
+    return;
+  }
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const int64_t rows = x.numel() / dim;
     const T* pw = w.as<T>();

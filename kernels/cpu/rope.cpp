@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
 
@@ -15,8 +16,13 @@ void rope_tables(const View& cos, const View& sin, const View& positions, const 
   check.require(cos.shape == sin.shape && cos.numel() == positions.numel() * half,
                 "expects cos, sin [N, hd/2] for positions [N] and inv_freq [hd/2]");
   check.require(cos.dtype == sin.dtype, "cos and sin must share a dtype");
-  cpu::dispatch_float(detail::OpCheck("rope_tables", {{"cos", &cos}, {"sin", &sin}}), cos,
-                      [&]<class T>(T) {
+  const detail::OpCheck float_check("rope_tables", {{"cos", &cos}, {"sin", &sin}});
+  if (cpu::on_gpu(check, cos)) {
+    cpu::require_gpu_float(float_check, cos);
+    if constexpr (cpu::kHaveCuda) cuda::rope_tables(cos, sin, positions, inv_freq);
+    return;
+  }
+  cpu::dispatch_float(float_check, cos, [&]<class T>(T) {
     const int32_t* pos = positions.as<int32_t>();
     const double* freq = inv_freq.as<double>();
     for (int64_t n = 0; n < positions.numel(); ++n)
@@ -33,6 +39,10 @@ void rope_apply(const View& x, const View& cos, const View& sin, bool inverse) {
   check.require(x.shape.rank() == 3 && x.shape[2] % 2 == 0, "expects x [N, H, hd] with even hd");
   const int64_t tokens = x.shape[0], heads = x.shape[1], half = x.shape[2] / 2;
   check.require(cos.shape == sin.shape && cos.numel() == tokens * half, "expects cos, sin [N, hd/2]");
+  if (cpu::on_gpu_float(check, x)) {
+    if constexpr (cpu::kHaveCuda) cuda::rope_apply(x, cos, sin, inverse);
+    return;
+  }
   cpu::dispatch_float(check, x, [&]<class T>(T) {
     const T sign = inverse ? T(-1) : T(1);
 #pragma omp parallel for schedule(static) if (x.numel() > cpu::kParallelWork)

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/cpu/dispatch.h"
+#include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
 namespace {
@@ -17,6 +18,10 @@ T sigmoid(T g) {
 void swiglu_forward(const View& out, const View& gate, const View& up) {
   detail::OpCheck check("swiglu_forward", {{"out", &out}, {"gate", &gate}, {"up", &up}});
   check.require(out.shape == gate.shape && up.shape == gate.shape, "gate, up and out must share a shape");
+  if (cpu::on_gpu_float(check, gate)) {
+    if constexpr (cpu::kHaveCuda) cuda::swiglu_forward(out, gate, up);
+    return;
+  }
   cpu::dispatch_float(check, gate, [&]<class T>(T) {
     const T* g = gate.as<T>();
     const T* u = up.as<T>();
@@ -35,6 +40,10 @@ void swiglu_backward(const View& dgate, const View& dup, const View& dout, const
   check.require(dgate.shape == gate.shape && dup.shape == gate.shape && dout.shape == gate.shape &&
                     up.shape == gate.shape,
                 "all arguments must share a shape");
+  if (cpu::on_gpu_float(check, gate)) {
+    if constexpr (cpu::kHaveCuda) cuda::swiglu_backward(dgate, dup, dout, gate, up);
+    return;
+  }
   cpu::dispatch_float(check, gate, [&]<class T>(T) {
     const T* g = gate.as<T>();
     const T* u = up.as<T>();

@@ -1,0 +1,182 @@
+// CUDA twin of kernels/rmsnorm.h (CPU twin: kernels/cpu/rmsnorm.cpp), fp32 math.
+//
+// Forward and dx: one warp per row (grid-stride over rows). A row is read twice, for its sum and
+// then for the output; the second read comes from L1/L2, not DRAM.
+// dw (full-parameter training only; LoRA leaves the norm frozen): column sums over rows without
+// atomics, so the result is the same bits on every run: pass 1 sums slabs of kSlabRows rows per
+// column, pass 2 adds the slabs in order.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.h"
+
+namespace fe::kernels::cuda {
+namespace {
+
+inline constexpr int64_t kSlabRows = 256;
+inline constexpr int kSlabThreadsY = 8;  // rows of a dw block; its 32 columns are a warp
+
+// Rows of `dim` elements are read in packs when every base pointer is 16-byte aligned and a row is
+// a whole number of packs.
+template <class T>
+bool rows_vectorise(int64_t dim, std::initializer_list<const void*> pointers) {
+  if (dim % kPack<T> != 0) return false;
+  for (const void* p : pointers)
+    if (p != nullptr && !aligned16(p)) return false;
+  return true;
+}
+
+// Calls body(PackWidth<W>{}, d) over this lane's packs of a row.
+template <class T, class Body>
+__device__ void for_each_lane_pack(int dim, bool vector, Body&& body) {
+  for_each_pack<kPack<T>>(0, dim, threadIdx.x % kWarp, kWarp, vector, body);
+}
+
+__device__ inline int64_t warp_index() {
+  return (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp;
+}
+__device__ inline int64_t warp_count() { return static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp; }
+
+template <class T>
+__global__ void rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, int64_t rows, int dim,
+                                       float eps, bool vector) {
+  for (int64_t row = warp_index(); row < rows; row += warp_count()) {
+    const T* xr = x + row * dim;
+    T* yr = y + row * dim;
+    float sum_sq = 0;
+    for_each_lane_pack<T>(dim, vector, [&](auto width, int64_t d) {
+      constexpr int W = decltype(width)::value;
+      float v[W];
+      load<W>(xr + d, v);
+#pragma unroll
+      for (int k = 0; k < W; ++k) sum_sq += v[k] * v[k];
+    });
+    const float r = 1.0f / sqrtf(warp_sum(sum_sq) / dim + eps);
+    if (threadIdx.x % kWarp == 0) rstd[row] = narrow<T>(r);
+    for_each_lane_pack<T>(dim, vector, [&](auto width, int64_t d) {
+      constexpr int W = decltype(width)::value;
+      float v[W], vw[W];
+      load<W>(xr + d, v);
+      load<W>(w + d, vw);
+#pragma unroll
+      for (int k = 0; k < W; ++k) v[k] = vw[k] * (v[k] * r);
+      store<W>(yr + d, v);
+    });
+  }
+}
+
+// With x̂ = x·r and g = dy ⊙ w: dx = r·(g − x̂·mean(g ⊙ x̂)).
+template <class T>
+__global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows,
+                                  int dim, bool accumulate, bool vector) {
+  for (int64_t row = warp_index(); row < rows; row += warp_count()) {
+    const T* xr = x + row * dim;
+    const T* dyr = dy + row * dim;
+    T* dxr = dx + row * dim;
+    const float r = widen(rstd[row]);
+    float dot = 0;
+    for_each_lane_pack<T>(dim, vector, [&](auto width, int64_t d) {
+      constexpr int W = decltype(width)::value;
+      float vx[W], vdy[W], vw[W];
+      load<W>(xr + d, vx);
+      load<W>(dyr + d, vdy);
+      load<W>(w + d, vw);
+#pragma unroll
+      for (int k = 0; k < W; ++k) dot += vdy[k] * vw[k] * vx[k];
+    });
+    const float mean_dot = warp_sum(dot) * r / dim;
+    for_each_lane_pack<T>(dim, vector, [&](auto width, int64_t d) {
+      constexpr int W = decltype(width)::value;
+      float vx[W], vdy[W], vw[W], out[W];
+      load<W>(xr + d, vx);
+      load<W>(dyr + d, vdy);
+      load<W>(w + d, vw);
+      if (accumulate) load<W>(dxr + d, out);
+#pragma unroll
+      for (int k = 0; k < W; ++k) {
+        const float grad = r * (vdy[k] * vw[k] - vx[k] * r * mean_dot);
+        out[k] = accumulate ? out[k] + grad : grad;
+      }
+      store<W>(dxr + d, out);
+    });
+  }
+}
+
+// Pass 1 of dw: block (column tile of 32, slab) sums dy ⊙ x·r over the slab's rows; thread
+// (c, t) takes rows t, t + 8, ... of its column, then the 8 row groups are added in order. Slabs
+// are grid-strided along y.
+template <class T>
+__global__ void rmsnorm_dw_partials_kernel(float* partials, const T* dy, const T* x, const T* rstd,
+                                           int64_t rows, int dim) {
+  __shared__ float sums[kSlabThreadsY][kWarp];
+  const int col = blockIdx.x * kWarp + threadIdx.x;
+  for (int64_t slab = blockIdx.y; slab * kSlabRows < rows; slab += gridDim.y) {
+    const int64_t last = (slab + 1) * kSlabRows < rows ? (slab + 1) * kSlabRows : rows;
+    float acc = 0;
+    if (col < dim)
+      for (int64_t row = slab * kSlabRows + threadIdx.y; row < last; row += kSlabThreadsY)
+        acc += widen(dy[row * dim + col]) * widen(x[row * dim + col]) * widen(rstd[row]);
+    sums[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < dim) {
+      float total = 0;
+      for (int t = 0; t < kSlabThreadsY; ++t) total += sums[t][threadIdx.x];
+      partials[slab * dim + col] = total;
+    }
+    __syncthreads();  // sums is refilled for the next slab
+  }
+}
+
+// Pass 2 of dw: dw += Σ over slabs, in slab order.
+template <class T>
+__global__ void rmsnorm_dw_finish_kernel(T* dw, const float* partials, int64_t slabs, int dim) {
+  for (int col = blockIdx.x * blockDim.x + threadIdx.x; col < dim; col += gridDim.x * blockDim.x) {
+    float total = 0;
+    for (int64_t s = 0; s < slabs; ++s) total += partials[s * dim + col];
+    dw[col] = narrow<T>(widen(dw[col]) + total);
+  }
+}
+
+template <class T>
+void rmsnorm_dw(const View& dw, const View& dy, const View& x, const View& rstd, int64_t rows, int dim) {
+  const int64_t slabs = ceil_div(rows, kSlabRows);
+  const DeviceScratch scratch = device_scratch(slabs * dim * sizeof(float));
+  float* partials = static_cast<float*>(scratch.get());
+  const dim3 grid(static_cast<unsigned>(ceil_div(dim, kWarp)),
+                  static_cast<unsigned>(std::min<int64_t>(slabs, 65535)));  // gridDim.y's limit
+  rmsnorm_dw_partials_kernel<T><<<grid, dim3(kWarp, kSlabThreadsY)>>>(partials, dy.as<T>(), x.as<T>(),
+                                                                     rstd.as<T>(), rows, dim);
+  FE_CUDA_CHECK(cudaGetLastError());
+  rmsnorm_dw_finish_kernel<T><<<grid_for(dim), kBlock>>>(dw.as<T>(), partials, slabs, dim);
+  FE_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View& w, double eps) {
+  const int dim = static_cast<int>(w.numel());
+  const int64_t rows = x.numel() / dim;
+  if (rows == 0) return;
+  with_float_type(x.dtype, [&](auto type) {
+    using T = decltype(type);
+    const bool vector = rows_vectorise<T>(dim, {y.data, x.data, w.data});
+    rmsnorm_forward_kernel<T><<<grid_for(rows * kWarp), kBlock>>>(y.as<T>(), rstd.as<T>(), x.as<T>(), w.as<T>(),
+                                                                  rows, dim, static_cast<float>(eps), vector);
+    FE_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View& x, const View& w,
+                      const View& rstd, bool accumulate) {
+  const int dim = static_cast<int>(w.numel());
+  const int64_t rows = x.numel() / dim;
+  if (rows == 0) return;
+  with_float_type(x.dtype, [&](auto type) {
+    using T = decltype(type);
+    const bool vector = rows_vectorise<T>(dim, {dx.data, dy.data, x.data, w.data});
+    rmsnorm_dx_kernel<T><<<grid_for(rows * kWarp), kBlock>>>(dx.as<T>(), dy.as<T>(), x.as<T>(), w.as<T>(),
+                                                             rstd.as<T>(), rows, dim, accumulate, vector);
+    FE_CUDA_CHECK(cudaGetLastError());
+    if (!dw.empty()) rmsnorm_dw<T>(dw, dy, x, rstd, rows, dim);
+  });
+}
+
+}  // namespace fe::kernels::cuda
