@@ -105,16 +105,7 @@ class Participant {
 
   int run(const std::atomic<bool>* stop) {
     if (ranks_->rank() != 0) return follow(stop);
-    std::atomic<bool> done = false;
-    std::thread heartbeat([&] { send_heartbeats(done); });
-    struct StopHeartbeats {  // also when serve() throws: a joinable thread must not be destroyed
-      std::atomic<bool>& done;
-      std::thread& thread;
-      ~StopHeartbeats() {
-        done = true;
-        thread.join();
-      }
-    } stop_heartbeats{done, heartbeat};
+    const std::jthread heartbeat([this](std::stop_token done) { send_heartbeats(done); });  // stopped however serve ends
     return serve(stop);
   }
 
@@ -183,9 +174,9 @@ class Participant {
     }
   }
 
-  void send_heartbeats(const std::atomic<bool>& done) {
+  void send_heartbeats(const std::stop_token& done) {
     auto next = Clock::now();
-    while (!done) {
+    while (!done.stop_requested()) {
       if (Clock::now() >= next) {
         try {
           Message heartbeat = status_message(MessageType::heartbeat);

@@ -166,21 +166,12 @@ int launch_federation(const std::string& config_path, const std::string& self_ex
   std::signal(SIGTERM, request_stop);
   Server server(config, resume, log);
   Participants participants(config, config_path, self_executable, server.endpoint(), log);
-  std::atomic<bool> watching = true;
-  std::thread watcher([&] {
-    while (watching) {
+  const std::jthread watcher([&](std::stop_token done) {  // stopped however the server ends
+    while (!done.stop_requested()) {
       participants.watch([&](const std::string& name, const std::string& report) { server.participant_exited(name, report); });
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
-  struct StopWatching {  // also when the server throws: a joinable thread must not be destroyed
-    std::atomic<bool>& watching;
-    std::thread& thread;
-    ~StopWatching() {
-      watching = false;
-      thread.join();
-    }
-  } stop_watching{watching, watcher};
   server.run(&g_stop_requested);
   if (g_stop_requested) log << "[run] stopped by a signal" << std::endl;
   participants.stop(std::chrono::seconds(10));
