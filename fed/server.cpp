@@ -1,6 +1,11 @@
 #include "fed/server.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +39,17 @@ struct Participant {
   ParticipantVolume volume;      // dataset size and free memory, from its join
   bool left = false;             // said goodbye
 };
+
+// fsync of a file, or of a directory and everything in it: a power cut after the checkpoint's
+// rename must not leave a checkpoint whose files are empty.
+void sync_to_disk(const fs::path& path) {
+  if (fs::is_directory(path))
+    for (const fs::directory_entry& entry : fs::directory_iterator(path)) sync_to_disk(entry.path());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced) throw Error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
+}
 
 std::string format_megabytes(int64_t bytes) {
   char text[32];
@@ -151,6 +167,8 @@ struct Server::Impl {
     std::ofstream state_file(staging / "state.json");
     state_file << state.dump() << "\n";
     if (!state_file.flush()) throw Error((staging / "state.json").string() + ": write failed");
+    state_file.close();
+    sync_to_disk(staging);
     // At every moment one complete checkpoint exists: dir, or old while dir is being replaced
     // (restore falls back to it). old is only cleared when dir is there to become the new old.
     if (fs::exists(dir)) {
@@ -158,6 +176,7 @@ struct Server::Impl {
       fs::rename(dir, old);
     }
     fs::rename(staging, dir);
+    sync_to_disk(dir.parent_path());  // the renames themselves
     fs::remove_all(old);
   }
 
