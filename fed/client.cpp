@@ -7,6 +7,7 @@
 #include <ostream>
 #include <thread>
 
+#include "engine/accountant.h"
 #include "engine/communicator.h"
 #include "engine/train_run.h"
 #include "kernels/elementwise.h"
@@ -336,11 +337,23 @@ class Participant {
     result.metrics["train_loss"] = loss_sum / static_cast<double>(data.steps);
     if (const double clip = pushed<double>(fit, "clip_norm", 0.0); clip > 0)
       result.metrics["clipped_bit"] = clip_own_update(global, clip);
+    if (const double epsilon = dp_sgd_epsilon(data.steps); std::isfinite(epsilon)) result.metrics["dp_sgd_epsilon"] = epsilon;
     result.metrics["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
     result.tensors = to_wire(adapter_.named_tensors());
     log_ << tag() << "round " << fit.round << ": " << data.steps << " steps on " << examples
          << " examples, train loss " << result.metrics["train_loss"] << std::endl;
     return result;
+  }
+
+  // DP-SGD's ε spent by this participant so far (+∞ without DP-SGD noise): each step samples one
+  // global batch from its data. It covers the rounds this process trained; a restarted
+  // participant starts counting again.
+  double dp_sgd_epsilon(int64_t steps) {
+    const DpSgdOptions& dp = me_.train.optimizer.dp_sgd;
+    if (!dp.enabled() || dp.noise_multiplier <= 0) return INFINITY;
+    const double batch = static_cast<double>(global_micro_batch() * me_.train.grad_accum_steps);
+    dp_sgd_accountant_.add_steps(std::min(1.0, batch / static_cast<double>(run_.train.size())), dp.noise_multiplier, steps);
+    return dp_sgd_accountant_.epsilon(me_.train.dp_sgd_delta);
   }
 
   static NamedTensors clone_tensors(const NamedTensors& tensors) {
@@ -394,6 +407,7 @@ class Participant {
   ResourceSampler rank_resources_;        // the training thread's: this rank's GPU
   std::mutex rank_gpus_mutex_;
   std::vector<double> rank_gpus_;         // on rank 0: every rank's GPU slot (share_gpus)
+  RdpAccountant dp_sgd_accountant_;
   Clock::time_point last_command_ = Clock::now();
   double heartbeat_s_;
   bool welcomed_ = false;

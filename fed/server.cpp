@@ -267,6 +267,9 @@ struct Server::Impl {
     record.examples[m.client_id] = m.num_examples;
     results[m.client_id] = {m.client_id, std::move(params), m.num_examples};
     if (auto loss = m.metrics.find("train_loss"); loss != m.metrics.end()) record.train_loss[m.client_id] = loss->second;
+    if (auto epsilon = m.metrics.find("dp_sgd_epsilon"); epsilon != m.metrics.end() && std::isfinite(epsilon->second) &&
+                                                         epsilon->second >= 0)
+      record.dp_sgd_epsilon[m.client_id] = epsilon->second;
     if (bit != m.metrics.end()) clipped_bits[m.client_id] = bit->second;
   }
 
@@ -503,6 +506,7 @@ struct Server::Impl {
                             {"train_loss", losses}, {"examples", record.examples},
                             {"bytes_sent", record.bytes_sent}, {"bytes_received", record.bytes_received},
                             {"seconds", record.seconds}};
+    if (!record.dp_sgd_epsilon.empty()) entry["dp_sgd_epsilon"] = record.dp_sgd_epsilon;
     if (dp && record.round > 0) {
       entry["epsilon"] = record.epsilon;
       entry["clip_norm"] = dp->clip_norm();

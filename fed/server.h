@@ -32,6 +32,7 @@ struct RoundRecord {
   int64_t round = 0;
   std::vector<std::string> contributors;     // participants whose results were aggregated
   std::map<std::string, double> train_loss;  // per participant that answered
+  std::map<std::string, double> dp_sgd_epsilon;  // per participant training with DP-SGD: its ε so far
   std::map<std::string, int64_t> examples;   // trained on this round, per participant
   EvalResult eval;                           // of the new global adapter (when data.eval is set)
   double epsilon = 0;                        // spent so far, with differential privacy

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "engine/accountant.h"
 #include "engine/llama_weights.h"
 #include "engine/synthetic_data.h"
 #include "tests/test_util.h"
@@ -489,6 +490,31 @@ TEST_F(Federation, ADeadRankEndsItsParticipantAndTheRunGoesOn) {
   EXPECT_EQ(read_metrics(metrics).back()["contributors"], nlohmann::json({"p1", "p2"}));
   run.interrupt();
   EXPECT_EQ(run.wait(), 130) << run.output();
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+// Participants training with DP-SGD report the ε they have spent; the server records it per round.
+TEST_F(Federation, DpSgdParticipantsReportTheirEpsilon) {
+  const std::string dp_sgd = "    train: {dp_sgd: {clip_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}}\n";
+  const std::string config = write_config("  address: tcp://127.0.0.1:0\n  rounds: 2\n  min_clients: 3\n  min_results: 3\n"
+                                          "  heartbeat: 0.5\n", "", "", {dp_sgd, dp_sgd});
+  Process run({"run", config}, dir_.path("run.log"));
+  ASSERT_EQ(run.wait(), 0) << run.output();
+  const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+  ASSERT_EQ(metrics.size(), 3u) << run.output();
+  // Each round: 3 steps, each a Poisson sample of 8 of a participant's 100 sequences.
+  RdpAccountant expected;
+  for (int round = 1; round <= 2; ++round) {
+    expected.add_steps(8.0 / 100.0, 1.0, 3);
+    const nlohmann::json& reported = metrics[round]["dp_sgd_epsilon"];
+    EXPECT_EQ(reported.size(), 2u) << reported;  // p2 trains without DP-SGD
+    for (const char* name : {"p0", "p1"}) EXPECT_NEAR(reported[name].get<double>(), expected.epsilon(1e-5), 1e-9) << name;
+  }
 }
 
 }  // namespace
