@@ -109,17 +109,17 @@ __device__ T warp_sum(T x) {
   return x;
 }
 
-// Σ over a block of kBlock threads in a fixed order; every thread gets the result. Every thread of
-// the block must call it.
-template <class T>
+// Σ over a block of kThreads threads in a fixed order; every thread gets the result. Every thread
+// of the block must call it.
+template <class T, int kThreads = kBlock>
 __device__ T block_sum(T x) {
-  __shared__ T warp_sums[kBlock / kWarp];
+  __shared__ T warp_sums[kThreads / kWarp];
   x = warp_sum(x);
   if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = x;
   __syncthreads();
   T total = 0;
 #pragma unroll
-  for (int w = 0; w < kBlock / kWarp; ++w) total += warp_sums[w];
+  for (int w = 0; w < kThreads / kWarp; ++w) total += warp_sums[w];
   __syncthreads();  // warp_sums is reused by the next call
   return total;
 }
@@ -175,6 +175,57 @@ inline DeviceScratch device_scratch(size_t bytes) {
   void* p = nullptr;
   FE_CUDA_CHECK(cudaMallocAsync(&p, std::max<size_t>(bytes, 1), 0));
   return DeviceScratch(p);
+}
+
+// Column sums Σ_row term(row, col) of a [rows, cols] grid added to out[cols], in a fixed order (the
+// same bits on every run, no atomics): pass 1 sums slabs of kSlabRows rows per column (a block is
+// 32 columns × kSlabThreadsY row groups, the groups added in order; slabs grid-strided along y),
+// pass 2 adds the slabs in slab order. `term` is a device functor float(int64_t row, int64_t col).
+inline constexpr int64_t kSlabRows = 256;
+inline constexpr int kSlabThreadsY = 8;
+
+template <class Term>
+__global__ void column_slab_partials_kernel(float* partials, Term term, int64_t rows, int64_t cols) {
+  __shared__ float sums[kSlabThreadsY][kWarp];
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * kWarp + threadIdx.x;
+  for (int64_t slab = blockIdx.y; slab * kSlabRows < rows; slab += gridDim.y) {
+    const int64_t last = (slab + 1) * kSlabRows < rows ? (slab + 1) * kSlabRows : rows;
+    float acc = 0;
+    if (col < cols)
+      for (int64_t row = slab * kSlabRows + threadIdx.y; row < last; row += kSlabThreadsY) acc += term(row, col);
+    sums[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < cols) {
+      float total = 0;
+      for (int t = 0; t < kSlabThreadsY; ++t) total += sums[t][threadIdx.x];
+      partials[slab * cols + col] = total;
+    }
+    __syncthreads();  // sums is refilled for the next slab
+  }
+}
+
+template <class G>
+__global__ void column_slab_finish_kernel(G* out, const float* partials, int64_t slabs, int64_t cols) {
+  for (int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; col < cols;
+       col += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float total = 0;
+    for (int64_t s = 0; s < slabs; ++s) total += partials[s * cols + col];
+    out[col] = narrow<G>(widen(out[col]) + total);
+  }
+}
+
+template <class G, class Term>
+void add_column_sums(G* out, Term term, int64_t rows, int64_t cols) {
+  if (rows == 0 || cols == 0) return;
+  const int64_t slabs = ceil_div(rows, kSlabRows);
+  const DeviceScratch scratch = device_scratch(static_cast<size_t>(slabs * cols) * sizeof(float));
+  float* partials = static_cast<float*>(scratch.get());
+  const dim3 grid(static_cast<unsigned>(ceil_div(cols, kWarp)),
+                  static_cast<unsigned>(std::min<int64_t>(slabs, 65535)));  // gridDim.y's limit
+  column_slab_partials_kernel<<<grid, dim3(kWarp, kSlabThreadsY)>>>(partials, term, rows, cols);
+  FE_CUDA_CHECK(cudaGetLastError());
+  column_slab_finish_kernel<G><<<grid_for(cols), kBlock>>>(out, partials, slabs, cols);
+  FE_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace fe::kernels::cuda

@@ -68,19 +68,6 @@ __global__ void dxa_kernel(float* dxa, const T* dy, const TW* b, int64_t rows, i
   }
 }
 
-template <int kThreads>
-__device__ double block_sum_of(double x) {
-  __shared__ double warp_sums[kThreads / kWarp];
-  x = warp_sum(x);
-  if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = x;
-  __syncthreads();
-  double total = 0;
-#pragma unroll
-  for (int w = 0; w < kThreads / kWarp; ++w) total += warp_sums[w];
-  __syncthreads();
-  return total;
-}
-
 // partials[(b·chunks + chunk)·tiles + tile] = Σ over the block's [128 columns, 16 of r] tile of
 // (Σ_t U[b·T + t, c]·V[b·T + t, j])², with U [M, cols] and V [M, rank].
 template <class TU, class TV>
@@ -115,7 +102,7 @@ __global__ void __launch_bounds__(kNormThreads)
     double sq = 0;  // padded columns of r hold 0
 #pragma unroll
     for (int j = 0; j < kChunk; ++j) sq += static_cast<double>(acc[j]) * acc[j];
-    sq = block_sum_of<kNormThreads>(sq);
+    sq = block_sum<double, kNormThreads>(sq);
     if (threadIdx.x == 0) partials[(b * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x] = sq;
   }
 }

@@ -258,59 +258,23 @@ __global__ void add_bias_kernel(T* y, const T* bias, int64_t rows, int64_t cols)
     y[idx] = narrow<T>(widen(y[idx]) + widen(bias[idx % cols]));
 }
 
-// Column sums of dy [rows, cols] added to out [cols], in a fixed order (the same bits on every
-// run): pass 1 sums slabs of kSlabRows rows per column (block: 32 columns × 8 row groups, added in
-// order), pass 2 adds the slabs in slab order. As rmsnorm.cu's dw.
-inline constexpr int64_t kSlabRows = 256;
-inline constexpr int kSlabThreadsY = 8;
-
+// dbias's term: one element of dy.
 template <class T>
-__global__ void column_partials_kernel(float* partials, const T* dy, int64_t rows, int64_t cols) {
-  __shared__ float sums[kSlabThreadsY][kWarp];
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * kWarp + threadIdx.x;
-  for (int64_t slab = blockIdx.y; slab * kSlabRows < rows; slab += gridDim.y) {
-    const int64_t last = (slab + 1) * kSlabRows < rows ? (slab + 1) * kSlabRows : rows;
-    float acc = 0;
-    if (col < cols)
-      for (int64_t row = slab * kSlabRows + threadIdx.y; row < last; row += kSlabThreadsY)
-        acc += widen(dy[row * cols + col]);
-    sums[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && col < cols) {
-      float total = 0;
-      for (int t = 0; t < kSlabThreadsY; ++t) total += sums[t][threadIdx.x];
-      partials[slab * cols + col] = total;
-    }
-    __syncthreads();  // sums is refilled for the next slab
-  }
-}
+struct ElementTerm {
+  const T* dy;
+  int64_t cols;
+  __device__ float operator()(int64_t row, int64_t col) const { return widen(dy[row * cols + col]); }
+};
 
-template <class G>
-__global__ void column_finish_kernel(G* out, const float* partials, int64_t slabs, int64_t cols) {
-  for (int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; col < cols;
-       col += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    float total = 0;
-    for (int64_t s = 0; s < slabs; ++s) total += partials[s * cols + col];
-    out[col] = narrow<G>(widen(out[col]) + total);
-  }
-}
-
-void add_column_sums(const View& out, const View& dy) {
+// dbias += column sums of dy [rows, cols], the same bits on every run (common.cuh).
+void add_bias_gradient(const View& out, const View& dy) {
   const int64_t rows = dy.shape[0], cols = dy.shape[1];
-  if (rows == 0 || cols == 0) return;
-  const int64_t slabs = ceil_div(rows, kSlabRows);
-  const DeviceScratch scratch = device_scratch(static_cast<size_t>(slabs * cols) * sizeof(float));
-  float* partials = static_cast<float*>(scratch.get());
-  const dim3 grid(static_cast<unsigned>(ceil_div(cols, kWarp)), static_cast<unsigned>(std::min<int64_t>(slabs, 65535)));
   with_float_type(dy.dtype, [&](auto dy_type) {
     using T = decltype(dy_type);
-    column_partials_kernel<T><<<grid, dim3(kWarp, kSlabThreadsY)>>>(partials, dy.as<T>(), rows, cols);
-    FE_CUDA_CHECK(cudaGetLastError());
-  });
-  with_float_type(out.dtype, [&](auto out_type) {
-    using G = decltype(out_type);
-    column_finish_kernel<G><<<grid_for(cols), kBlock>>>(out.as<G>(), partials, slabs, cols);
-    FE_CUDA_CHECK(cudaGetLastError());
+    with_float_type(out.dtype, [&](auto out_type) {
+      using G = decltype(out_type);
+      add_column_sums(out.as<G>(), ElementTerm<T>{dy.as<T>(), cols}, rows, cols);
+    });
   });
 }
 
@@ -400,7 +364,7 @@ void linear_backward(const View& dx, bool accumulate_dx, const View& da, const V
     }
   }
   if (!dw.empty()) matmul(mat(dw), mat(dy), true, mat(x), false, 1.0, 1.0);  // dW += dyᵀ·x
-  if (!dbias.empty()) add_column_sums(dbias, dy);
+  if (!dbias.empty()) add_bias_gradient(dbias, dy);
 }
 
 }  // namespace fe::kernels::cuda

@@ -3,16 +3,12 @@
 // Forward and dx: one warp per row (grid-stride over rows). A row is read twice, for its sum and
 // then for the output; the second read comes from L1/L2, not DRAM.
 // dw (full-parameter training only; LoRA leaves the norm frozen): column sums over rows without
-// atomics, so the result is the same bits on every run: pass 1 sums slabs of kSlabRows rows per
-// column, pass 2 adds the slabs in order.
+// atomics, the same bits on every run (add_column_sums in common.cuh).
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 
 namespace fe::kernels::cuda {
 namespace {
-
-inline constexpr int64_t kSlabRows = 256;
-inline constexpr int kSlabThreadsY = 8;  // rows of a dw block; its 32 columns are a warp
 
 // Rows of `dim` elements are read in packs when every base pointer is 16-byte aligned and a row is
 // a whole number of packs.
@@ -100,53 +96,19 @@ __global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, co
   }
 }
 
-// Pass 1 of dw: block (column tile of 32, slab) sums dy ⊙ x·r over the slab's rows; thread
-// (c, t) takes rows t, t + 8, ... of its column, then the 8 row groups are added in order. Slabs
-// are grid-strided along y.
+// dw's term: dy ⊙ x·r of one element.
 template <class T>
-__global__ void rmsnorm_dw_partials_kernel(float* partials, const T* dy, const T* x, const T* rstd,
-                                           int64_t rows, int dim) {
-  __shared__ float sums[kSlabThreadsY][kWarp];
-  const int col = blockIdx.x * kWarp + threadIdx.x;
-  for (int64_t slab = blockIdx.y; slab * kSlabRows < rows; slab += gridDim.y) {
-    const int64_t last = (slab + 1) * kSlabRows < rows ? (slab + 1) * kSlabRows : rows;
-    float acc = 0;
-    if (col < dim)
-      for (int64_t row = slab * kSlabRows + threadIdx.y; row < last; row += kSlabThreadsY)
-        acc += widen(dy[row * dim + col]) * widen(x[row * dim + col]) * widen(rstd[row]);
-    sums[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && col < dim) {
-      float total = 0;
-      for (int t = 0; t < kSlabThreadsY; ++t) total += sums[t][threadIdx.x];
-      partials[slab * dim + col] = total;
-    }
-    __syncthreads();  // sums is refilled for the next slab
+struct DwTerm {
+  const T *dy, *x, *rstd;
+  int64_t dim;
+  __device__ float operator()(int64_t row, int64_t col) const {
+    return widen(dy[row * dim + col]) * widen(x[row * dim + col]) * widen(rstd[row]);
   }
-}
-
-// Pass 2 of dw: dw += Σ over slabs, in slab order.
-template <class T>
-__global__ void rmsnorm_dw_finish_kernel(T* dw, const float* partials, int64_t slabs, int dim) {
-  for (int col = blockIdx.x * blockDim.x + threadIdx.x; col < dim; col += gridDim.x * blockDim.x) {
-    float total = 0;
-    for (int64_t s = 0; s < slabs; ++s) total += partials[s * dim + col];
-    dw[col] = narrow<T>(widen(dw[col]) + total);
-  }
-}
+};
 
 template <class T>
 void rmsnorm_dw(const View& dw, const View& dy, const View& x, const View& rstd, int64_t rows, int dim) {
-  const int64_t slabs = ceil_div(rows, kSlabRows);
-  const DeviceScratch scratch = device_scratch(slabs * dim * sizeof(float));
-  float* partials = static_cast<float*>(scratch.get());
-  const dim3 grid(static_cast<unsigned>(ceil_div(dim, kWarp)),
-                  static_cast<unsigned>(std::min<int64_t>(slabs, 65535)));  // gridDim.y's limit
-  rmsnorm_dw_partials_kernel<T><<<grid, dim3(kWarp, kSlabThreadsY)>>>(partials, dy.as<T>(), x.as<T>(),
-                                                                     rstd.as<T>(), rows, dim);
-  FE_CUDA_CHECK(cudaGetLastError());
-  rmsnorm_dw_finish_kernel<T><<<grid_for(dim), kBlock>>>(dw.as<T>(), partials, slabs, dim);
-  FE_CUDA_CHECK(cudaGetLastError());
+  add_column_sums(dw.as<T>(), DwTerm<T>{dy.as<T>(), x.as<T>(), rstd.as<T>(), dim}, rows, dim);
 }
 
 }  // namespace
