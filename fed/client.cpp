@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <mutex>
 #include <ostream>
 #include <thread>
@@ -31,18 +30,6 @@ void require_shared_adapter(const FederationConfig& config, const ParticipantCon
       mine.use_rslora != shared.use_rslora || mine.targets != shared.targets)
     throw Error(config.path + ": participant " + me.name +
                 " overrides the adapter section; every participant must train the same LoRA structure");
-}
-
-// Free memory to report at join time: available RAM on the CPU backend (/proc/meminfo).
-double free_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  double kilobytes = 0;
-  while (meminfo >> key >> kilobytes) {
-    if (key == "MemAvailable:") return kilobytes * 1024;
-    meminfo.ignore(64, '\n');
-  }
-  return 0;
 }
 
 // The socket is shared by the main thread (fit/results) and the heartbeat thread.
@@ -411,7 +398,7 @@ class Participant {
   Clock::time_point last_command_ = Clock::now();
   double heartbeat_s_;
   bool welcomed_ = false;
-  double free_memory_ = free_memory_bytes();
+  double free_memory_ = resources_.sample().ram_available_bytes;  // reported at join: RAM on the CPU backend
   std::atomic<double> last_loss_ = 0;
   std::atomic<bool> training_ = false;
   std::atomic<int64_t> steps_done_ = 0;
