@@ -9,9 +9,17 @@
 namespace fe {
 namespace {
 
+// Logits of a GPU model are converted there and then copied to the host.
 std::vector<double> logits_as_double(const View& logits) {
   std::vector<double> values(logits.numel());
-  kernels::convert(View{values.data(), DType::f64, logits.shape, Device::cpu}, logits);
+  const View host{values.data(), DType::f64, logits.shape, Device::cpu};
+  if (logits.device == Device::cpu) {
+    kernels::convert(host, logits);
+  } else {
+    const Tensor wide = Tensor::empty(logits.shape, DType::f64, logits.device);
+    kernels::convert(wide, logits);
+    kernels::copy(host, wide);
+  }
   return values;
 }
 

@@ -36,6 +36,9 @@ struct LlamaModel::Activations {
   int64_t batch = 0, seq = 0, tokens = 0;
   int64_t first_position = 0;      // position of the first token (non-zero when decoding)
   KvCache* cache = nullptr;        // when decoding: keys and values of earlier tokens
+  const LoraAdapter* lora = nullptr;  // the adapter in the model's dtype (or null)
+  LoraAdapter lora_copy;              // that copy, when the caller's adapter has another dtype
+  Tensor ids;                         // input_ids [N] where the model computes
   Tensor cos, sin;                 // RoPE tables [N, hd/2]
   std::vector<LayerCache> layers;
   Tensor x;                        // the residual stream between layers [N, D]
@@ -105,9 +108,11 @@ int64_t count_label_tokens(const View& labels) {
                        [](int32_t t) { return t != kernels::kIgnoreIndex; });
 }
 
-LlamaModel::LlamaModel(const LlamaWeights& weights, ModelOptions options)
-    : weights_(weights), options_(options), inv_freq_(weights.config.rope_inv_freq()) {
+LlamaModel::LlamaModel(const LlamaWeights& weights, ModelOptions options) : weights_(weights), options_(options) {
   if (options_.logits_chunk_rows <= 0) throw Error("LlamaModel: logits_chunk_rows must be positive");
+  std::vector<double> inv_freq = weights.config.rope_inv_freq();
+  inv_freq_ = empty(Shape{static_cast<int64_t>(inv_freq.size())}, DType::f64);
+  kernels::copy(inv_freq_, View{inv_freq.data(), DType::f64, inv_freq_.shape(), Device::cpu});
 }
 
 void LlamaModel::embed(const View& input_ids, Activations& acts) const {
@@ -117,40 +122,41 @@ void LlamaModel::embed(const View& input_ids, Activations& acts) const {
   acts.seq = input_ids.shape[1];
   acts.tokens = acts.batch * acts.seq;
   const Shape row_shape{acts.tokens, c.hidden_size};
-  acts.x = Tensor::empty(row_shape, dtype());
-  kernels::embedding_forward(acts.x, input_ids.reshaped(Shape{acts.tokens}), weights_.embed_tokens);
+  acts.x = empty(row_shape);
+  Tensor ids = Tensor::empty(Shape{acts.tokens}, DType::i32);
+  kernels::copy(ids, input_ids);
+  acts.ids = on_device(ids);
+  kernels::embedding_forward(acts.x, acts.ids, weights_.embed_tokens);
 
   Tensor positions = Tensor::empty(Shape{acts.tokens}, DType::i32);
   for (int64_t n = 0; n < acts.tokens; ++n) positions.as<int32_t>()[n] = static_cast<int32_t>(acts.first_position + n % acts.seq);
-  const View inv_freq{const_cast<double*>(inv_freq_.data()), DType::f64,
-                      Shape{static_cast<int64_t>(inv_freq_.size())}, Device::cpu};
-  acts.cos = Tensor::empty(Shape{acts.tokens, c.head_dim / 2}, dtype());
-  acts.sin = Tensor::empty(Shape{acts.tokens, c.head_dim / 2}, dtype());
-  kernels::rope_tables(acts.cos, acts.sin, positions, inv_freq);
+  acts.cos = empty(Shape{acts.tokens, c.head_dim / 2});
+  acts.sin = empty(Shape{acts.tokens, c.head_dim / 2});
+  kernels::rope_tables(acts.cos, acts.sin, on_device(positions), inv_freq_);
   acts.layers.assign(c.num_hidden_layers, {});
 }
 
-void LlamaModel::layer_forward(int64_t l, const LoraAdapter* lora, Activations& acts) const {
+void LlamaModel::layer_forward(int64_t l, Activations& acts) const {
   const LlamaConfig& c = config();
   const LlamaLayerWeights& w = weights_.layers[l];
   const int64_t n = acts.tokens;
   LayerCache& cache = acts.layers[l];
   auto project = [&](Proj p, const Tensor& x, const Tensor& y) {
-    const kernels::LoraBranch branch = lora_branch(lora, l, p);
+    const kernels::LoraBranch branch = lora_branch(acts.lora, l, p);
     Tensor& xa = cache.xa[static_cast<int>(p)];
-    xa = branch.a.empty() ? Tensor() : Tensor::empty(Shape{n, branch.a.shape[0]}, dtype());
+    xa = branch.a.empty() ? Tensor() : empty(Shape{n, branch.a.shape[0]});
     kernels::linear_forward(y, xa, x, w[p].weight, w[p].bias, branch);
   };
-  auto new_rows = [&](int64_t cols) { return Tensor::empty(Shape{n, cols}, dtype()); };
+  auto new_rows = [&](int64_t cols) { return empty(Shape{n, cols}); };
 
   cache.x_in = acts.x;
   cache.h1 = new_rows(c.hidden_size);
-  cache.rstd1 = Tensor::empty(Shape{n}, dtype());
+  cache.rstd1 = empty(Shape{n});
   kernels::rmsnorm_forward(cache.h1, cache.rstd1, cache.x_in, w.input_layernorm, c.rms_norm_eps);
 
-  cache.q = Tensor::empty(Shape{n, c.num_attention_heads, c.head_dim}, dtype());
-  cache.k = Tensor::empty(Shape{n, c.num_key_value_heads, c.head_dim}, dtype());
-  cache.v = Tensor::empty(Shape{n, c.num_key_value_heads, c.head_dim}, dtype());
+  cache.q = empty(Shape{n, c.num_attention_heads, c.head_dim});
+  cache.k = empty(Shape{n, c.num_key_value_heads, c.head_dim});
+  cache.v = empty(Shape{n, c.num_key_value_heads, c.head_dim});
   project(Proj::q, cache.h1, cache.q);
   project(Proj::k, cache.h1, cache.k);
   project(Proj::v, cache.h1, cache.v);
@@ -169,7 +175,9 @@ void LlamaModel::layer_forward(int64_t l, const LoraAdapter* lora, Activations& 
   }
   const Shape kv4{acts.batch, keys.shape()[0] / acts.batch, c.num_key_value_heads, c.head_dim};
   cache.att = new_rows(c.q_dim());
-  cache.lse = Tensor::empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, dtype());
+  // A bf16 log-sum-exp would put an error of ~1% into every recomputed probability.
+  const DType lse_dtype = device() == Device::cuda ? DType::f32 : dtype();
+  cache.lse = empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, lse_dtype);
   kernels::attention_forward(cache.att.view().reshaped(q4), cache.lse, cache.q.view().reshaped(q4),
                              keys.view().reshaped(kv4), values.view().reshaped(kv4));
 
@@ -178,7 +186,7 @@ void LlamaModel::layer_forward(int64_t l, const LoraAdapter* lora, Activations& 
   kernels::axpy(cache.x_mid, cache.x_in, 1.0);
 
   cache.h2 = new_rows(c.hidden_size);
-  cache.rstd2 = Tensor::empty(Shape{n}, dtype());
+  cache.rstd2 = empty(Shape{n});
   kernels::rmsnorm_forward(cache.h2, cache.rstd2, cache.x_mid, w.post_attention_layernorm, c.rms_norm_eps);
   cache.gate = new_rows(c.intermediate_size);
   cache.up = new_rows(c.intermediate_size);
@@ -192,12 +200,12 @@ void LlamaModel::layer_forward(int64_t l, const LoraAdapter* lora, Activations& 
   kernels::axpy(acts.x, cache.x_mid, 1.0);
 }
 
-void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations& acts, Grads& grads) const {
+void LlamaModel::layer_backward(int64_t l, Activations& acts, Grads& grads) const {
   const LlamaConfig& c = config();
   const LlamaLayerWeights& w = weights_.layers[l];
   const LayerCache& cache = acts.layers[l];
   const int64_t n = acts.tokens;
-  auto new_rows = [&](int64_t cols) { return Tensor::empty(Shape{n, cols}, dtype()); };
+  auto new_rows = [&](int64_t cols) { return empty(Shape{n, cols}); };
   // dy → dx (overwritten or accumulated), plus this projection's LoRA and weight grads.
   auto project_back = [&](Proj p, const Tensor& dy, const Tensor& x, const Tensor& dx, bool accumulate) {
     kernels::LinearGrads g;
@@ -212,7 +220,7 @@ void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations&
       g.dw = gw.weight;
       if (gw.bias.defined()) g.dbias = gw.bias;
     }
-    const kernels::LoraBranch branch = lora_branch(lora, l, p);
+    const kernels::LoraBranch branch = lora_branch(acts.lora, l, p);
     kernels::linear_backward(g, dy, x, cache.xa[static_cast<int>(p)], w[p].weight, branch);
     if (grads.example_sq_norms.defined() && !branch.a.empty())
       kernels::lora_per_example_sq_norms(grads.example_sq_norms, dy, x, cache.xa[static_cast<int>(p)], branch);
@@ -236,9 +244,9 @@ void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations&
   project_back(Proj::o, grads.dresid, cache.att, datt, false);
   const Shape q4{acts.batch, acts.seq, c.num_attention_heads, c.head_dim};
   const Shape kv4{acts.batch, acts.seq, c.num_key_value_heads, c.head_dim};
-  Tensor dq = Tensor::empty(cache.q.shape(), dtype());
-  Tensor dk = Tensor::empty(cache.k.shape(), dtype());
-  Tensor dv = Tensor::empty(cache.v.shape(), dtype());
+  Tensor dq = empty(cache.q.shape());
+  Tensor dk = empty(cache.k.shape());
+  Tensor dv = empty(cache.v.shape());
   kernels::attention_backward(dq.view().reshaped(q4), dk.view().reshaped(kv4), dv.view().reshaped(kv4),
                               datt.view().reshaped(q4), cache.q.view().reshaped(q4),
                               cache.k.view().reshaped(kv4), cache.v.view().reshaped(kv4),
@@ -256,13 +264,13 @@ void LlamaModel::layer_backward(int64_t l, const LoraAdapter* lora, Activations&
 // With grads, also starts the backward: dresid = ∂L/∂(last layer's output).
 LossSum LlamaModel::head(const View& labels, Activations& acts, Grads* grads, double grad_scale) const {
   const LlamaConfig& c = config();
-  const Tensor targets = shifted_targets(labels);
-  Tensor dhidden = grads ? Tensor::empty(acts.x.shape(), dtype()) : Tensor();
+  const Tensor targets = on_device(shifted_targets(labels));
+  Tensor dhidden = grads ? empty(acts.x.shape()) : Tensor();
   LossSum total;
   for (int64_t r0 = 0; r0 < acts.tokens; r0 += options_.logits_chunk_rows) {
     const int64_t r1 = std::min(acts.tokens, r0 + options_.logits_chunk_rows);
     const Tensor hidden = acts.final_hidden.rows(r0, r1);
-    Tensor logits = Tensor::empty(Shape{r1 - r0, c.vocab_size}, dtype());
+    Tensor logits = empty(Shape{r1 - r0, c.vocab_size});
     kernels::gemm(logits, hidden, false, weights_.lm_head, true, 1.0, 0.0);
     const bool per_example = grads && !grads->example_weights.empty();
     const auto ce = kernels::cross_entropy(grads ? logits.view() : View{}, logits, targets.rows(r0, r1),
@@ -270,14 +278,17 @@ LossSum LlamaModel::head(const View& labels, Activations& acts, Grads* grads, do
     total.sum += ce.loss_sum;
     total.tokens += ce.count;
     if (!grads) continue;
-    if (per_example)
-      for (int64_t row = r0; row < r1; ++row)
-        kernels::scale(logits.rows(row - r0, row - r0 + 1), grads->example_weights[row / acts.seq]);
+    if (per_example)  // rows [b·T, (b+1)·T) belong to example b
+      for (int64_t row = r0; row < r1;) {
+        const int64_t example = row / acts.seq, end = std::min(r1, (example + 1) * acts.seq);
+        kernels::scale(logits.rows(row - r0, end - r0), grads->example_weights[example]);
+        row = end;
+      }
     kernels::gemm(dhidden.rows(r0, r1), logits, false, weights_.lm_head, false, 1.0, 0.0);
     if (grads->weights) kernels::gemm(grads->weights->lm_head, logits, true, hidden, false, 1.0, 1.0);
   }
   if (grads) {
-    grads->dresid = Tensor::empty(acts.x.shape(), dtype());
+    grads->dresid = empty(acts.x.shape());
     kernels::rmsnorm_backward(grads->dresid, grads->weights ? grads->weights->norm.view() : View{}, dhidden,
                               acts.x, weights_.norm, acts.final_rstd, false);
   }
@@ -286,21 +297,26 @@ LossSum LlamaModel::head(const View& labels, Activations& acts, Grads* grads, do
 
 void LlamaModel::forward_layers(const View& input_ids, const LoraAdapter* lora, Activations& acts,
                                 LayerKeep keep) const {
+  if (lora && lora->device() != device())
+    throw Error(std::string("LlamaModel: the adapter is on the ") + device_name(lora->device()) + ", the model on the " +
+                device_name(device()));
+  if (lora && lora->dtype() != dtype()) acts.lora_copy = lora->converted(dtype());
+  acts.lora = lora && lora->dtype() != dtype() ? &acts.lora_copy : lora;
   embed(input_ids, acts);
   for (int64_t l = 0; l < config().num_hidden_layers; ++l) {
-    layer_forward(l, lora, acts);
+    layer_forward(l, acts);
     if (keep == LayerKeep::nothing) acts.layers[l] = {};
     if (keep == LayerKeep::inputs) acts.layers[l].keep_only_input();
   }
-  acts.final_hidden = Tensor::empty(acts.x.shape(), dtype());
-  acts.final_rstd = Tensor::empty(Shape{acts.tokens}, dtype());
+  acts.final_hidden = empty(acts.x.shape());
+  acts.final_rstd = empty(Shape{acts.tokens});
   kernels::rmsnorm_forward(acts.final_hidden, acts.final_rstd, acts.x, weights_.norm, config().rms_norm_eps);
 }
 
 Tensor LlamaModel::logits(const View& input_ids, const LoraAdapter* lora) const {
   Activations acts;
   forward_layers(input_ids, lora, acts, LayerKeep::nothing);
-  Tensor out = Tensor::empty(Shape{acts.tokens, config().vocab_size}, dtype());
+  Tensor out = empty(Shape{acts.tokens, config().vocab_size});
   kernels::gemm(out, acts.final_hidden, false, weights_.lm_head, true, 1.0, 0.0);
   return out.reshaped(Shape{acts.batch, acts.seq, config().vocab_size});
 }
@@ -310,8 +326,8 @@ KvCache LlamaModel::new_kv_cache(int64_t capacity) const {
   KvCache cache;
   cache.capacity = capacity;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    cache.keys.push_back(Tensor::empty(Shape{capacity, c.num_key_value_heads, c.head_dim}, dtype()));
-    cache.values.push_back(Tensor::empty(Shape{capacity, c.num_key_value_heads, c.head_dim}, dtype()));
+    cache.keys.push_back(empty(Shape{capacity, c.num_key_value_heads, c.head_dim}));
+    cache.values.push_back(empty(Shape{capacity, c.num_key_value_heads, c.head_dim}));
   }
   return cache;
 }
@@ -328,7 +344,7 @@ Tensor LlamaModel::decode(const View& ids, KvCache& cache, const LoraAdapter* lo
   acts.cache = &cache;
   forward_layers(ids, lora, acts, LayerKeep::nothing);
   cache.length += n;
-  Tensor logits = Tensor::empty(Shape{1, config().vocab_size}, dtype());
+  Tensor logits = empty(Shape{1, config().vocab_size});
   kernels::gemm(logits, acts.final_hidden.rows(n - 1, n), false, weights_.lm_head, true, 1.0, 0.0);
   return logits.reshaped(Shape{config().vocab_size});
 }
@@ -342,6 +358,8 @@ LossSum LlamaModel::loss(const View& input_ids, const View& labels, const LoraAd
 
 LossSum LlamaModel::forward_backward(const View& input_ids, const View& labels, const LoraAdapter* lora,
                                      LoraAdapter* lora_grads, double grad_scale, LlamaWeights* weight_grads) const {
+  if (weight_grads && device() != Device::cpu)
+    throw Error("LlamaModel: full-parameter training runs on the CPU only (this model is on the GPU)");
   Grads grads{lora_grads, weight_grads, {}, {}, {}};
   return backward(input_ids, labels, lora, grads, grad_scale);
 }
@@ -373,13 +391,13 @@ LossSum LlamaModel::backward(const View& input_ids, const View& labels, const Lo
   for (int64_t l = config().num_hidden_layers - 1; l >= 0; --l) {
     if (options_.recompute_activations) {
       acts.x = acts.layers[l].x_in;
-      layer_forward(l, lora, acts);
+      layer_forward(l, acts);
     }
-    layer_backward(l, lora, acts, grads);
+    layer_backward(l, acts, grads);
     acts.layers[l] = {};  // free this layer's activations as soon as they are used
   }
   if (grads.weights)
-    kernels::embedding_backward(grads.weights->embed_tokens, input_ids.reshaped(Shape{acts.tokens}), grads.dresid);
+    kernels::embedding_backward(grads.weights->embed_tokens, acts.ids, grads.dresid);
   return result;
 }
 

@@ -1,7 +1,11 @@
 // engine/llama_model.h — forward and backward of a Llama decoder with LoRA.
 //
-// The model computes in the dtype of its weights (f32 on the CPU; f64 for gradient checks). The
-// base weights are frozen: a training step produces gradients for the LoRA matrices only, unless
+// The model computes in the dtype and on the device of its weights: f32 on the CPU (f64 for
+// gradient checks), bf16 on the GPU (LlamaWeights::converted(DType::bf16).to_device(Device::cuda)).
+// Token ids and labels are always host tensors; the model copies them where it computes. An
+// adapter may be kept in another dtype than the model's (fp32 master weights beside bf16 GPU
+// weights): each call then computes with a copy in the model's dtype, and LoRA gradients may be
+// f32 on the GPU. Full-parameter training runs on the CPU only. The base weights are frozen: a training step produces gradients for the LoRA matrices only, unless
 // the caller also asks for base-weight gradients (full-parameter training).
 //
 // Loss convention (DESIGN.md): the loss of a step is the mean over every label token of the whole
@@ -45,15 +49,17 @@ class LlamaModel {
   LlamaModel(const LlamaWeights& weights, ModelOptions options = {});
 
   const LlamaConfig& config() const { return weights_.config; }
-  DType dtype() const { return weights_.embed_tokens.dtype(); }
+  DType dtype() const { return weights_.dtype(); }
+  Device device() const { return weights_.device(); }
 
-  // input_ids: i32 [B, T]; returns logits [B, T, V]. lora may be null (the base model).
+  // input_ids: i32 [B, T]; returns logits [B, T, V] on the model's device. lora may be null (the
+  // base model).
   Tensor logits(const View& input_ids, const LoraAdapter* lora) const;
   // Loss of the batch (HF shift, -100 ignored) without gradients.
   LossSum loss(const View& input_ids, const View& labels, const LoraAdapter* lora) const;
   KvCache new_kv_cache(int64_t capacity) const;
   // Feeds ids (i32 [1, n]) at positions cache.length, … and appends their keys and values to the
-  // cache; returns the logits of the last of them, [V].
+  // cache; returns the logits of the last of them, [V], on the model's device.
   Tensor decode(const View& ids, KvCache& cache, const LoraAdapter* lora) const;
 
   // Forward and backward: adds grad_scale·∂(Σ token losses)/∂θ into lora_grads and, when given,
@@ -78,11 +84,16 @@ class LlamaModel {
   // What forward_layers keeps of each layer: everything (for the backward), only its input (to
   // recompute the rest in the backward), or nothing (inference).
   enum class LayerKeep { all, inputs, nothing };
+  // Uninitialised storage on the model's device, in the model's dtype unless given.
+  Tensor empty(Shape shape) const { return empty(shape, dtype()); }
+  Tensor empty(Shape shape, DType dtype) const { return Tensor::empty(shape, dtype, device()); }
+  // A copy of host data (token ids, positions, targets) where the model computes.
+  Tensor on_device(const Tensor& host) const { return host.device() == device() ? host : host.to_device(device()); }
   void embed(const View& input_ids, Activations& acts) const;
-  // Embedding, every layer and model.norm.
+  // Embedding, every layer and model.norm; acts.lora is the adapter the layers compute with.
   void forward_layers(const View& input_ids, const LoraAdapter* lora, Activations& acts, LayerKeep keep) const;
-  void layer_forward(int64_t l, const LoraAdapter* lora, Activations& acts) const;
-  void layer_backward(int64_t l, const LoraAdapter* lora, Activations& acts, Grads& grads) const;
+  void layer_forward(int64_t l, Activations& acts) const;
+  void layer_backward(int64_t l, Activations& acts, Grads& grads) const;
   LossSum head(const View& labels, Activations& acts, Grads* grads, double grad_scale) const;
   // Forward and backward into grads; token losses weigh grad_scale unless grads has example weights.
   LossSum backward(const View& input_ids, const View& labels, const LoraAdapter* lora, Grads& grads,
@@ -90,7 +101,7 @@ class LlamaModel {
 
   LlamaWeights weights_;
   ModelOptions options_;
-  std::vector<double> inv_freq_;
+  Tensor inv_freq_;  // f64 [hd/2] on the model's device
 };
 
 }  // namespace fe

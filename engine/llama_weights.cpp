@@ -124,7 +124,7 @@ std::vector<std::pair<std::string, Tensor>> LlamaWeights::named_tensors() const 
 LlamaWeights LlamaWeights::zeros_like() const {
   LlamaWeights g = with_config(config);
   for_each_slot(g, [&](const std::string&, Tensor& slot, const Shape& shape) {
-    slot = Tensor::zeros(shape, embed_tokens.dtype());
+    slot = Tensor::zeros(shape, dtype(), device());
   });
   tie_if_needed(g);
   return g;
@@ -137,13 +137,21 @@ LlamaWeights LlamaWeights::converted(DType dtype) const {
   return c;
 }
 
+LlamaWeights LlamaWeights::to_device(Device device) const {
+  LlamaWeights c = *this;
+  for_each_slot(c, [&](const std::string&, Tensor& slot, const Shape&) { slot = slot.to_device(device); });
+  tie_if_needed(c);
+  return c;
+}
+
 void LlamaWeights::save(const std::string& dir, DType dtype) const {
   namespace fs = std::filesystem;
   fs::create_directories(dir);
   std::vector<Tensor> converted;  // keeps the converted copies alive while writing
   std::vector<std::pair<std::string, View>> views;
   for (const auto& [name, tensor] : named_tensors()) {
-    converted.push_back(tensor.dtype() == dtype ? tensor : tensor.to(dtype));
+    Tensor stored = tensor.dtype() == dtype ? tensor : tensor.to(dtype);
+    converted.push_back(stored.device() == Device::cpu ? stored : stored.to_device(Device::cpu));
     views.emplace_back(name, converted.back().view());
   }
   write_safetensors((fs::path(dir) / "model.safetensors").string(), views, {{"format", "pt"}});

@@ -59,10 +59,15 @@ struct LlamaWeights {
   void save(const std::string& dir, DType dtype) const;
   // Every tensor under its HF name, in checkpoint order; lm_head only when untied.
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
-  // The same structure with zero tensors: gradients for full-parameter training.
+  // The same structure with zero tensors (same dtype and device): gradients for full-parameter
+  // training.
   LlamaWeights zeros_like() const;
   // A copy with every tensor converted to dtype.
   LlamaWeights converted(DType dtype) const;
+  // A copy on `device` (the GPU model: bf16 weights in GPU memory).
+  LlamaWeights to_device(Device device) const;
+  DType dtype() const { return embed_tokens.dtype(); }
+  Device device() const { return embed_tokens.device(); }
 };
 
 }  // namespace fe

@@ -144,6 +144,7 @@ LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& mo
 }
 
 void LoraAdapter::save_peft(const std::string& dir, const std::string& base_model) const {
+  if (device() != Device::cpu) return to_device(Device::cpu).save_peft(dir, base_model);
   fs::create_directories(dir);
   const auto named = named_tensors();  // stored in the adapter's own dtype
   std::vector<std::pair<std::string, View>> views(named.begin(), named.end());
@@ -153,8 +154,33 @@ void LoraAdapter::save_peft(const std::string& dir, const std::string& base_mode
   fs::rename(config_path.string() + ".tmp", config_path);
 }
 
-LoraAdapter LoraAdapter::zeros_like() const {
-  return map_pairs(*this, [](const Tensor& t) { return Tensor::zeros(t.shape(), t.dtype()); });
+LoraAdapter LoraAdapter::zeros_like(DType dtype) const {
+  return map_pairs(*this, [dtype](const Tensor& t) { return Tensor::zeros(t.shape(), dtype, t.device()); });
+}
+
+LoraAdapter LoraAdapter::to_device(Device device) const {
+  return map_pairs(*this, [device](const Tensor& t) { return t.to_device(device); });
+}
+
+namespace {
+
+const Tensor* first_matrix(const LoraAdapter& adapter) {
+  for (const auto& layer : adapter.layers)
+    for (const LoraPair& pair : layer)
+      if (pair.defined()) return &pair.a;
+  return nullptr;
+}
+
+}  // namespace
+
+DType LoraAdapter::dtype() const {
+  const Tensor* a = first_matrix(*this);
+  return a ? a->dtype() : DType::f32;
+}
+
+Device LoraAdapter::device() const {
+  const Tensor* a = first_matrix(*this);
+  return a ? a->device() : Device::cpu;
 }
 
 LoraAdapter LoraAdapter::converted(DType dtype) const {

@@ -45,10 +45,16 @@ struct LoraAdapter {
   static LoraAdapter init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed, DType dtype);
   static LoraAdapter load_peft(const std::string& dir, const LlamaConfig& model, DType dtype);
   void save_peft(const std::string& dir, const std::string& base_model = "") const;
-  // Zeros of the same structure: the gradient buffers.
-  LoraAdapter zeros_like() const;
+  // Zeros of the same structure, dtype and device: the gradient buffers.
+  LoraAdapter zeros_like(DType dtype) const;
+  LoraAdapter zeros_like() const { return zeros_like(dtype()); }
   // A copy with every matrix converted to dtype.
   LoraAdapter converted(DType dtype) const;
+  // A copy on `device` (the GPU trainer keeps its fp32 master weights there).
+  LoraAdapter to_device(Device device) const;
+  // The dtype and device of the matrices (f32 and cpu when the adapter targets nothing).
+  DType dtype() const;
+  Device device() const;
   // Every A and B under its PEFT name, layer by layer.
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
 };

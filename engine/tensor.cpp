@@ -1,5 +1,6 @@
 #include "engine/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -11,6 +12,17 @@
 namespace fe {
 namespace {
 
+std::atomic<size_t> gpu_bytes_in_use{0}, gpu_bytes_peak{0};
+
+#ifdef FE_HAVE_CUDA
+void count_gpu_allocation(size_t bytes) {
+  const size_t now = gpu_bytes_in_use.fetch_add(bytes) + bytes;
+  size_t peak = gpu_bytes_peak.load();
+  while (now > peak && !gpu_bytes_peak.compare_exchange_weak(peak, now)) {
+  }
+}
+#endif
+
 std::shared_ptr<void> allocate(size_t nbytes, Device device) {
   const size_t size = nbytes == 0 ? 64 : (nbytes + 63) / 64 * 64;
   if (device == Device::cpu) {
@@ -21,13 +33,21 @@ std::shared_ptr<void> allocate(size_t nbytes, Device device) {
 #ifdef FE_HAVE_CUDA
   void* p = nullptr;
   FE_CUDA_CHECK(cudaMalloc(&p, size));
-  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  count_gpu_allocation(size);
+  return std::shared_ptr<void>(p, [size](void* q) {
+    cudaFree(q);
+    gpu_bytes_in_use -= size;
+  });
 #else
   throw Error("Tensor: this build has no CUDA backend (nvcc was not found at configure time)");
 #endif
 }
 
 }  // namespace
+
+GpuTensorMemory gpu_tensor_memory() { return {gpu_bytes_in_use.load(), gpu_bytes_peak.load()}; }
+
+void reset_gpu_tensor_memory_peak() { gpu_bytes_peak = gpu_bytes_in_use.load(); }
 
 Tensor Tensor::empty(Shape shape, DType dtype, Device device) {
   Tensor t;

@@ -45,4 +45,13 @@ class Tensor {
   View view_;
 };
 
+// GPU memory held by tensors (cudaMalloc'd storage, not cuBLASLt's workspace or kernels' scratch):
+// now, and the most at once since the last reset. What the training benchmark reports as peak memory.
+struct GpuTensorMemory {
+  size_t in_use = 0;
+  size_t peak = 0;
+};
+GpuTensorMemory gpu_tensor_memory();
+void reset_gpu_tensor_memory_peak();
+
 }  // namespace fe

@@ -1,11 +1,11 @@
 #include "engine/trainer.h"
 
 #include <cmath>
-#include <cstring>
 #include <numbers>
 
 #include "engine/rng.h"
 #include "kernels/adamw.h"
+#include "kernels/clip.h"
 #include "kernels/elementwise.h"
 
 namespace fe {
@@ -39,9 +39,11 @@ void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
   for (size_t i = 0; i < params.size(); ++i) {
     params_.push_back(params[i].second);
     grads_.push_back(grads[i].second);
+    grad_views_.push_back(grads[i].second);
     if (options_.kind == OptimizerKind::adamw) {
-      first_moments_.push_back(Tensor::zeros(params[i].second.shape(), params[i].second.dtype()));
-      second_moments_.push_back(Tensor::zeros(params[i].second.shape(), params[i].second.dtype()));
+      const Tensor& p = params[i].second;
+      first_moments_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
+      second_moments_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
     }
   }
 }
@@ -52,7 +54,7 @@ void Trainer::set_proximal_term(double mu, std::vector<Tensor> anchor) {
     throw Error("Trainer: the proximal anchor has " + std::to_string(anchor.size()) + " tensors, the trainer trains " +
                 std::to_string(params_.size()));
   for (size_t i = 0; i < anchor.size(); ++i)
-    if (!(anchor[i].shape() == params_[i].shape()))
+    if (!(anchor[i].shape() == params_[i].shape()) || anchor[i].device() != params_[i].device())
       throw Error("Trainer: proximal anchor tensor " + std::to_string(i) + " is " + anchor[i].view().str() +
                   ", the parameter " + params_[i].view().str());
   proximal_mu_ = mu;
@@ -68,23 +70,22 @@ void Trainer::add_proximal_gradient() {
 }
 
 double Trainer::clip_gradients() {
-  double sum_sq = 0;
-  for (const Tensor& g : grads_) sum_sq += kernels::sum_squares(g);
-  const double norm = std::sqrt(sum_sq);
+  const double norm = kernels::global_norm(grad_views_);
   if (options_.max_grad_norm > 0 && norm > options_.max_grad_norm)
-    for (const Tensor& g : grads_) kernels::scale(g, options_.max_grad_norm / norm);
+    kernels::scale_all(grad_views_, options_.max_grad_norm / norm);
   return norm;
 }
 
 void Trainer::update(double lr) {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    if (options_.kind == OptimizerKind::sgd) {
-      kernels::axpy(params_[i], grads_[i], -lr);
-      continue;
-    }
-    const kernels::AdamWHyper hyper{lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay};
-    kernels::adamw_step(params_[i], grads_[i], first_moments_[i], second_moments_[i], hyper, step_ + 1);
+  if (options_.kind == OptimizerKind::sgd) {
+    for (size_t i = 0; i < params_.size(); ++i) kernels::axpy(params_[i], grads_[i], -lr);
+    return;
   }
+  const auto views = [](const std::vector<Tensor>& tensors) {
+    return std::vector<View>(tensors.begin(), tensors.end());
+  };
+  const kernels::AdamWHyper hyper{lr, options_.beta1, options_.beta2, options_.eps, options_.weight_decay};
+  kernels::adamw_step_all(views(params_), grad_views_, views(first_moments_), views(second_moments_), hyper, step_ + 1);
 }
 
 void Trainer::all_reduce_gradients() {
@@ -98,20 +99,21 @@ void Trainer::all_reduce_gradients() {
       total += g.numel();
       largest = std::max(largest, g.numel());
     }
-    bucket_ = Tensor::empty({std::min(total, std::max(kBucketElements, largest))}, grads_.front().dtype());
+    bucket_ = Tensor::empty({std::min(total, std::max(kBucketElements, largest))}, grads_.front().dtype(),
+                            grads_.front().device());
   }
-  const size_t element_size = dtype_size(bucket_.dtype());
+  auto slot = [&](int64_t offset, const Tensor& g) { return bucket_.rows(offset, offset + g.numel()).view(); };
   for (size_t first = 0; first < grads_.size();) {
     size_t last = first;
     int64_t used = 0;
     for (; last < grads_.size() && used + grads_[last].numel() <= bucket_.numel(); ++last) {
-      std::memcpy(static_cast<std::byte*>(bucket_.data()) + used * element_size, grads_[last].data(), grads_[last].nbytes());
+      kernels::copy(slot(used, grads_[last]), grads_[last]);
       used += grads_[last].numel();
     }
     ranks_->all_reduce_sum(bucket_.rows(0, used).view());
     used = 0;
     for (size_t i = first; i < last; ++i) {
-      std::memcpy(grads_[i].data(), static_cast<const std::byte*>(bucket_.data()) + used * element_size, grads_[i].nbytes());
+      kernels::copy(grads_[i], slot(used, grads_[i]));
       used += grads_[i].numel();
     }
     first = last;
@@ -148,17 +150,17 @@ double Trainer::accumulate_dp_sgd(std::span<const Batch> micro_batches) {
     loss_sum += model_.forward_backward_per_example(b.input_ids, b.labels, adapter_, &adapter_grads_, weights).sum;
     sequences += rows;
   }
-  if (is_root()) {  // the noise joins the sum once, whatever the number of ranks
-    Rng rng(derive_seed(dp.seed, 0x6470736764ull /* "dpsgd" */, static_cast<uint64_t>(step_)));
+  if (is_root()) {  // the noise joins the sum once, whatever the number of ranks; the same on CPU and GPU
+    const uint64_t seed = derive_seed(dp.seed, 0x6470736764ull /* "dpsgd" */, static_cast<uint64_t>(step_));
+    uint64_t offset = 0;
     for (const Tensor& g : grads_) {
-      Tensor noise = Tensor::empty(g.shape(), g.dtype());
-      rng.fill_normal(noise, 0.0, dp.noise_multiplier * dp.clip_norm);
-      kernels::axpy(g, noise, 1.0);
+      kernels::add_gaussian_noise(g, dp.noise_multiplier * dp.clip_norm, seed, offset);
+      offset += static_cast<uint64_t>(g.numel());
     }
   }
   all_reduce_gradients();
   const double global_sequences = all_reduce(static_cast<double>(sequences));
-  for (const Tensor& g : grads_) kernels::scale(g, 1.0 / global_sequences);
+  kernels::scale_all(grad_views_, 1.0 / global_sequences);
   return loss_sum;
 }
 

@@ -15,6 +15,10 @@
 // ranks sum their label-token counts, loss sums and gradients (one all-reduce per bucket of
 // gradient tensors), so every rank applies the same update and the result equals one rank
 // training on the whole batch, up to float rounding. DP-SGD noise is drawn once, on rank 0.
+//
+// Devices: the trainer keeps gradients and optimizer state where the trained tensors live. On the
+// GPU the adapter holds fp32 master weights while the model computes in bf16 (engine/llama_model.h);
+// clipping, noise and AdamW each run as one launch over every LoRA tensor.
 #pragma once
 
 #include <span>
@@ -105,6 +109,7 @@ class Trainer {
   Communicator* ranks_ = nullptr;
   Tensor bucket_;  // all-reduce staging: gradients of consecutive tensors, packed
   std::vector<Tensor> params_, grads_, first_moments_, second_moments_;
+  std::vector<View> grad_views_;  // grads_ as the list the multi-tensor kernels take
   int64_t step_ = 0;
   double proximal_mu_ = 0;
   std::vector<Tensor> proximal_anchor_;
