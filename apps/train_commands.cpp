@@ -55,7 +55,8 @@ void add_eval(CLI::App& app) {
     const LlamaModel model(run.weights);
     const std::string adapter_dir = args->adapter.empty() ? config.init_adapter : args->adapter;
     LoraAdapter adapter;
-    if (!adapter_dir.empty()) adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32);
+    if (!adapter_dir.empty())
+      adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32).to_device(model.device());
     const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(), config.eval);
     if (args->json)
       std::cout << nlohmann::json{{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens},

@@ -45,6 +45,14 @@ std::shared_ptr<void> allocate(size_t nbytes, Device device) {
 
 }  // namespace
 
+std::string gpu_unavailable_reason() {
+#ifdef FE_HAVE_CUDA
+  return cuda::device_count() > 0 ? "" : "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)";
+#else
+  return "this build has no CUDA backend (nvcc was not found at configure time)";
+#endif
+}
+
 GpuTensorMemory gpu_tensor_memory() { return {gpu_bytes_in_use.load(), gpu_bytes_peak.load()}; }
 
 void reset_gpu_tensor_memory_peak() { gpu_bytes_peak = gpu_bytes_in_use.load(); }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "kernels/view.h"
 
@@ -52,6 +53,9 @@ struct GpuTensorMemory {
   size_t peak = 0;
 };
 GpuTensorMemory gpu_tensor_memory();
+// Why tensors cannot live on the GPU here (a build without CUDA, no driver, no visible device), or
+// "" when they can.
+std::string gpu_unavailable_reason();
 void reset_gpu_tensor_memory_peak();
 
 }  // namespace fe

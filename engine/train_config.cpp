@@ -52,6 +52,9 @@ void read_train(const ConfigNode& train, TrainConfig& c) {
   o.total_steps = c.steps;
   c.seed = static_cast<uint64_t>(train.get<int64_t>("seed", 0, Bounds::at_least(0)));
   c.recompute_activations = train.get<bool>("recompute_activations", c.recompute_activations);
+  c.device = train.get_choice("device", {"cpu", "cuda"}, "cpu") == "cuda" ? Device::cuda : Device::cpu;
+  if (c.device == Device::cuda && c.full_parameter)
+    train.fail("device", "full-parameter training (adapter.method: full) runs on the CPU only");
   const ConfigNode dp = train.child("dp_sgd");
   o.dp_sgd.clip_norm = dp.get<double>("clip_norm", 0.0, Bounds::at_least(0));
   o.dp_sgd.noise_multiplier = dp.get<double>("noise_multiplier", 0.0, Bounds::at_least(0));

@@ -8,7 +8,8 @@
 //   adapter: method (lora|full), rank, alpha, rslora, targets, init
 //   train:   steps, micro_batch_size, grad_accum_steps, optimizer, lr, beta1, beta2, eps,
 //            weight_decay, schedule, warmup_steps, max_grad_norm, seed, recompute_activations,
-//            dp_sgd: {clip_norm, noise_multiplier, delta} (sample-level DP, engine/trainer.h)
+//            device (cpu | cuda), dp_sgd: {clip_norm, noise_multiplier, delta} (sample-level DP,
+//            engine/trainer.h)
 //   eval:    every, batch_size, exact_match, max_examples, max_new_tokens, temperature, top_p,
 //            normalize (strip, collapse_whitespace, lowercase, remove_punctuation)
 //   output:  dir, log_every, save_every
@@ -42,6 +43,7 @@ struct TrainConfig {
   OptimizerOptions optimizer;
   uint64_t seed = 0;
   bool recompute_activations = false;
+  Device device = Device::cpu;     // cuda: bf16 model in GPU memory, fp32 adapter (LoRA only)
   double dp_sgd_delta = 1e-5;      // the δ of the ε reported with DP-SGD
 
   int64_t eval_every = 0;          // steps; 0: before and after training only

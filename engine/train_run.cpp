@@ -49,9 +49,16 @@ std::string describe(const EvalResult& r) {
   return line;
 }
 
+LlamaWeights compute_weights(const LlamaWeights& host, Device device) {
+  if (device == Device::cpu) return host;
+  if (const std::string reason = gpu_unavailable_reason(); !reason.empty())
+    throw Error("train.device is cuda, but " + reason);
+  return host.converted(DType::bf16).to_device(device);
+}
+
 LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
   LoadedRun run;
-  run.weights = LlamaWeights::load(c.model_dir, DType::f32);
+  run.weights = compute_weights(LlamaWeights::load(c.model_dir, DType::f32), c.device);
   run.tokenizer = Tokenizer::load(c.tokenizer_path);
   if (run.tokenizer->vocab_size() > run.weights.config.vocab_size)
     throw Error(c.tokenizer_path + ": the tokenizer's " + std::to_string(run.tokenizer->vocab_size()) +
@@ -72,6 +79,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
   } else {
     adapter = c.init_adapter.empty() ? LoraAdapter::init(model_config, c.lora, c.seed, DType::f32)
                                      : LoraAdapter::load_peft(c.init_adapter, model_config, DType::f32);
+    adapter = adapter.to_device(c.device);
     trainer = std::make_unique<Trainer>(model, adapter, c.optimizer);
   }
   const LoraAdapter* lora = c.full_parameter ? nullptr : &adapter;
@@ -80,7 +88,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
   MetricsLog metrics((fs::path(c.output_dir) / "metrics.jsonl").string());
   progress << "training " << (c.full_parameter ? "all parameters" : "a LoRA adapter") << " of " << c.model_dir << " ("
            << model_config.num_parameters() << " parameters) on " << run.train.size() << " examples, " << c.steps
-           << " steps of " << c.micro_batch_size * c.grad_accum_steps << " sequences\n";
+           << " steps of " << c.micro_batch_size * c.grad_accum_steps << " sequences"
+           << (c.device == Device::cuda ? ", on the GPU in bf16" : "") << "\n";
 
   auto evaluate_now = [&](int64_t step) {
     if (run.eval.empty()) return EvalResult{};

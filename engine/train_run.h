@@ -14,11 +14,16 @@ namespace fe {
 
 // What a run (or an evaluation) loads once: the base model and everything beside it.
 struct LoadedRun {
-  LlamaWeights weights;
+  LlamaWeights weights;  // where config.device computes (compute_weights)
   std::unique_ptr<Tokenizer> tokenizer;
   std::vector<Example> train, eval;
 };
 LoadedRun load_run(const TrainConfig& config, bool load_train_data);
+
+// The base weights in the form the model computes with on `device`: as given (f32) on the CPU,
+// converted to bf16 and copied into GPU memory on the GPU. An Error when the GPU cannot be used
+// (a build without CUDA, no visible device), naming train.device.
+LlamaWeights compute_weights(const LlamaWeights& host, Device device);
 
 struct TrainSummary {
   EvalResult before, after;  // on the eval set (zeros without one)

@@ -277,16 +277,17 @@ class Participant {
     check_tensors(fit, adapter_specs(adapter_));
     load_adapter_tensors(adapter_, fit.tensors);
     global = clone_tensors(adapter_.named_tensors());
+    trained_ = adapter_.device() == model_.device() ? adapter_ : adapter_.to_device(model_.device());
     OptimizerOptions optimizer = me_.train.optimizer;
     optimizer.lr = pushed<double>(fit, "lr", optimizer.lr);
     // DP-SGD noise independent across participants and rounds (a fresh trainer each round).
     optimizer.dp_sgd.seed = derive_seed(me_.train.seed, hash_name(me_.name), static_cast<uint64_t>(fit.round));
     RoundData data = round_data(fit);
     optimizer.total_steps = data.steps;
-    trainer.emplace(model_, adapter_, optimizer, ranks_.get());
+    trainer.emplace(model_, trained_, optimizer, ranks_.get());
     if (const double mu = pushed<double>(fit, "proximal_mu", 0.0); mu > 0) {
       std::vector<Tensor> anchor;
-      for (const auto& [name, t] : global) anchor.push_back(t);
+      for (const auto& [name, t] : global) anchor.push_back(t.device() == model_.device() ? t : t.to_device(model_.device()));
       trainer->set_proximal_term(mu, std::move(anchor));
     }
     if (pushed<double>(fit, "clip_norm", 0.0) < 0) throw ProtocolError("round setting \"clip_norm\" is negative");
@@ -318,6 +319,7 @@ class Participant {
       tokens_per_s_ = static_cast<double>(tokens) / std::max(1e-9, std::chrono::duration<double>(Clock::now() - start).count());
     }
     training_ = false;
+    copy_trained_adapter_back();
     Message result = status_message(MessageType::fit_result);
     result.round = fit.round;
     result.num_examples = examples;
@@ -330,6 +332,23 @@ class Participant {
     log_ << tag() << "round " << fit.round << ": " << data.steps << " steps on " << examples
          << " examples, train loss " << result.metrics["train_loss"] << std::endl;
     return result;
+  }
+
+  // What the model leaves free where it computes: RAM on the CPU; on the GPU, the free memory of
+  // the GPUs this node's ranks see (NVML; RAM where NVML reports none).
+  double free_memory() {
+    const ResourceSample sample = resources_.sample();
+    if (model_.device() == Device::cpu || sample.gpus.empty()) return sample.ram_available_bytes;
+    double free = 0;
+    for (const GpuSample& gpu : sample.gpus) free += gpu.memory_free_bytes;
+    return free;
+  }
+
+  // The GPU trainer's adapter into adapter_, which the wire and the client-side clipping read.
+  void copy_trained_adapter_back() {
+    if (trained_.device() == adapter_.device()) return;  // the same tensors
+    const NamedTensors trained = trained_.named_tensors(), host = adapter_.named_tensors();
+    for (size_t i = 0; i < host.size(); ++i) kernels::copy(host[i].second, trained[i].second);
   }
 
   // DP-SGD's ε spent by this participant so far (+∞ without DP-SGD noise): each step samples one
@@ -385,7 +404,8 @@ class Participant {
   int local_rank_;
   LoadedRun run_;
   LlamaModel model_;
-  LoraAdapter adapter_;
+  LoraAdapter adapter_;   // on the host: what the server sends and receives
+  LoraAdapter trained_;   // what the trainer updates: adapter_ itself, or its copy in GPU memory
   BatchIterator batches_;
   std::vector<Example> slice_;                   // this round's share, with a partition strategy
   std::optional<BatchIterator> slice_batches_;
@@ -398,7 +418,7 @@ class Participant {
   Clock::time_point last_command_ = Clock::now();
   double heartbeat_s_;
   bool welcomed_ = false;
-  double free_memory_ = resources_.sample().ram_available_bytes;  // reported at join: RAM on the CPU backend
+  double free_memory_ = free_memory();    // reported at join, for the partition strategies
   std::atomic<double> last_loss_ = 0;
   std::atomic<bool> training_ = false;
   std::atomic<int64_t> steps_done_ = 0;
@@ -415,8 +435,9 @@ int run_client(const FederationConfig& config, const std::string& name, const st
     throw Error(config.path + ": participant " + name + " has " + std::to_string(me.world_size()) +
                 " ranks over its nodes, but this process was started as rank " + std::to_string(rank.rank) + " of " +
                 std::to_string(rank.world_size) + " (WORLD_SIZE)");
-  // The engine computes on the CPU, so the ranks sum their gradients with Gloo.
-  std::unique_ptr<Communicator> ranks = connect_ranks(CommBackend::gloo, rank, kRankTimeout);
+  // GPU ranks sum their gradients in GPU memory with NCCL, CPU ranks with Gloo.
+  const CommBackend backend = me.train.device == Device::cuda ? CommBackend::nccl : CommBackend::gloo;
+  std::unique_ptr<Communicator> ranks = connect_ranks(backend, rank, kRankTimeout);
   Participant participant(config, me, endpoint, std::move(ranks), rank.local_rank, log);
   return participant.run(stop);
 }

@@ -261,6 +261,10 @@ FederationConfig read_federation_config(const std::string& path) {
     if (p.train.train_file.empty()) entry.fail("data", "participant " + p.name + " needs data.train");
     p.partition = read_partition(merged.child("partition"));
     p.nodes = read_nodes(entry);
+    if (p.uses_gpus()) {  // its ranks train on the GPUs they list
+      if (p.train.full_parameter) entry.fail("nodes", "GPU ranks train LoRA adapters only (adapter.method: full runs on the CPU)");
+      p.train.device = Device::cuda;
+    }
     // Participants on one host need rendezvous ports of their own.
     p.master_port = static_cast<int>(entry.get<int64_t>("master_port", p.master_port + static_cast<int64_t>(config.participants.size()),
                                                         Bounds::between(1, 65535)));

@@ -169,6 +169,43 @@ TEST_F(CliWorkflow, SameSeedSameAdapterAndTrainingResumesFromAnAdapter) {
   EXPECT_THAT(resumed.output, HasSubstr("eval  step 0 | " + from_adapter.output.substr(0, from_adapter.output.find(" |"))));
 }
 
+// train.device: cuda trains, evaluates and generates with the bf16 model in GPU memory, and the
+// adapter it writes evaluates the same on the CPU; where the GPU cannot be used, the run stops at
+// once and says why.
+TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
+  write_file(dir_.path("gpu_model.json"), R"({"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 320, "tie_word_embeddings": true})");
+  ASSERT_EQ(run_cli("init-model --config " + dir_.path("gpu_model.json") + " --out " + dir_.path("gpu_base")).status, 0);
+  auto config = [&](const std::string& device) {  // head_dim 64, as the GPU attention kernel takes
+    write_file(dir_.path(device + ".yaml"), "model: gpu_base\ntokenizer: data/tokenizer.model\ndata:\n"
+               "  train: data/shift/train.jsonl\n  eval: data/shift/eval.jsonl\ntrain:\n  steps: 8\n"
+               "  micro_batch_size: 8\n  lr: 1.0e-2\n  device: " + device + "\neval:\n  max_new_tokens: 4\n"
+               "output:\n  dir: gpu_run\n  log_every: 1\n");
+    return dir_.path(device + ".yaml");
+  };
+  const CliResult r = run_cli("train " + config("cuda"));
+  if (const std::string reason = gpu_unavailable_reason(); !reason.empty()) {
+    EXPECT_NE(r.status, 0);
+    EXPECT_THAT(r.output, AllOf(HasSubstr("train.device is cuda, but"), HasSubstr(reason)));
+    GTEST_SKIP() << "training on the GPU needs one: " << reason;
+  }
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, AllOf(HasSubstr("on the GPU in bf16"), HasSubstr("step 8/8"), HasSubstr("exact match")));
+  std::vector<double> losses;
+  std::istringstream metrics(slurp(dir_.path("gpu_run/metrics.jsonl")));
+  for (std::string line; std::getline(metrics, line);)
+    if (const auto record = nlohmann::json::parse(line); record.contains("loss")) losses.push_back(record["loss"]);
+  ASSERT_EQ(losses.size(), 8u);
+  EXPECT_LT(losses.back(), losses.front());
+
+  const std::string adapter = " --adapter " + dir_.path("gpu_run/adapter") + " --json";
+  const CliResult on_gpu = run_cli("eval " + config("cuda") + adapter), on_cpu = run_cli("eval " + config("cpu") + adapter);
+  ASSERT_EQ(on_gpu.status, 0) << on_gpu.output;
+  ASSERT_EQ(on_cpu.status, 0) << on_cpu.output;
+  const double gpu_loss = nlohmann::json::parse(on_gpu.output)["loss"], cpu_loss = nlohmann::json::parse(on_cpu.output)["loss"];
+  EXPECT_NEAR(gpu_loss, cpu_loss, 2e-2 * cpu_loss);
+}
+
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   CliResult r = run_cli("train " + write_config("typo.yaml", "adapter:\n  rnak: 4\n"));
   EXPECT_NE(r.status, 0);

@@ -61,6 +61,9 @@ TEST_F(FederationConfigNodes, RanksAcrossNodesAndTheirEnvironment) {
   EXPECT_EQ(p.world_size(), 4);
   EXPECT_EQ(p.first_rank(1), 3);
   EXPECT_TRUE(p.uses_gpus());
+  EXPECT_EQ(p.train.device, Device::cuda);  // GPU ranks train on their GPUs
+  EXPECT_EQ(read("").participants.at(0).train.device, Device::cpu);
+  EXPECT_EQ(read("    train: {device: cuda}\n").participants.at(0).train.device, Device::cuda);  // one GPU rank
   const auto env = node_environment(p, 1);
   const std::vector<std::pair<std::string, std::string>> expected = {
       {"WORLD_SIZE", "4"}, {"LOCAL_WORLD_SIZE", "1"}, {"MASTER_ADDR", "10.1.0.1"}, {"MASTER_PORT", "29777"},
@@ -76,6 +79,11 @@ TEST_F(FederationConfigNodes, BadNodesAreRefusedWithTheKey) {
               HasSubstr("participants[0].nodes[1].gpus: either every node of a participant lists gpus"));
   EXPECT_THAT(error_of("    nodes: [{host: a, gpus: [0, 1], ranks: 3}]\n"), HasSubstr("one rank per listed GPU (2)"));
   EXPECT_THAT(error_of("    nodes: [{host: a}, {host: a}]\n"), HasSubstr("\"a\" is listed twice"));
+  EXPECT_THAT(error_of("    nodes: [{host: a, gpus: [0]}]\n    adapter: {method: full}\n"),
+              HasSubstr("participants[0].nodes: GPU ranks train LoRA adapters only"));
+  EXPECT_THAT(error_of("    train: {device: tpu}\n"), HasSubstr("train.device"));
+  EXPECT_THAT(error_of("    train: {device: cuda}\n    adapter: {method: full}\n"),
+              HasSubstr("full-parameter training (adapter.method: full) runs on the CPU only"));
   EXPECT_THAT(error_of("    nodes: [{host: localhost, ranks: 2}, {host: gpu-b}]\n"),
               HasSubstr("the first node hosts rank 0's rendezvous"));
   EXPECT_THAT(error_of("    nodes: [{host: a, ranks: 0}]\n"), HasSubstr("ranks: must be in [1, 4096]"));

@@ -213,7 +213,8 @@ TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
   server->kill_now();
   server = std::make_unique<Process>(std::vector<std::string>{"server", config, "--resume"}, dir_.path("server2.log"));
   ASSERT_EQ(server->wait(), 0) << server->output();
-  EXPECT_THAT(server->output(), HasSubstr("resuming after round 2"));
+  // Round 3 may have been checkpointed in the moment between the metrics line and the kill.
+  EXPECT_THAT(server->output(), ::testing::ContainsRegex("resuming after round [23]"));
   EXPECT_EQ(slurp(dir_.path("out/adapter/adapter_model.safetensors")), expected);
 }
 
