@@ -158,6 +158,27 @@ TEST(Model, MicroBatchesAccumulateToTheFullBatchGradient) {
     EXPECT_LT(relative_error(accumulated.named_tensors()[i].second, once.named_tensors()[i].second), 1e-12);
 }
 
+// The GPU keeps fp32 LoRA masters beside a bf16 model: an adapter in another dtype than the
+// model's is computed with through a copy in the model's dtype. Here an f32 adapter beside an f64
+// model computes exactly what the same values in f64 compute.
+TEST(Model, AdapterInAnotherDtypeIsUsedThroughACopy) {
+  const LlamaConfig c = tiny_config({});
+  const LlamaModel model(tiny_weights(c, 61));
+  const LoraAdapter narrow = tiny_lora(c, false, 62).converted(DType::f32);
+  const LoraAdapter wide = narrow.converted(DType::f64);
+  const Batch batch = random_batch(2, 5, c.vocab_size, 63);
+  LoraAdapter narrow_grads = wide.zeros_like(), wide_grads = wide.zeros_like();
+  for (bool recompute : {false, true}) {
+    const LlamaModel m(tiny_weights(c, 61), {.recompute_activations = recompute});
+    EXPECT_EQ(m.forward_backward(batch.ids, batch.labels, &narrow, &narrow_grads, 0.3).sum,
+              m.forward_backward(batch.ids, batch.labels, &wide, &wide_grads, 0.3).sum);
+  }
+  for (size_t i = 0; i < wide_grads.named_tensors().size(); ++i)
+    EXPECT_EQ(relative_error(narrow_grads.named_tensors()[i].second, wide_grads.named_tensors()[i].second), 0.0);
+  EXPECT_EQ(narrow.dtype(), DType::f32);  // untouched
+  EXPECT_EQ(relative_error(model.logits(batch.ids, &narrow), model.logits(batch.ids, &wide)), 0.0);
+}
+
 TEST(Model, LossChunkingDoesNotChangeResults) {
   const LlamaConfig c = tiny_config({});
   const LlamaWeights weights = tiny_weights(c, 51);
