@@ -9,7 +9,7 @@
 // Model FLOPs per token: 4·(matmul parameters) — the forward's 2 and the backward's 2 for dX; a LoRA
 // step computes no dW for the base — plus attention's 2·T·H·hd forward and 5·T·H·hd backward
 // (causal, FlashAttention's convention) per layer; LoRA's own products are left out. MFU divides
-// the rate by --peak-tflops (default: 989 on H100/H200, the dense bf16 peak; else not printed).
+// the rate by --peak-tflops (default: the dense bf16 peak of an H100/H200; else not printed).
 //
 //   bench_train [--shape llama-100m|llama-400m|llama-1b] [--hidden D] [--layers L] [--heads H]
 //               [--kv-heads K] [--ffn F] [--vocab V] [--seq T] [--batch B] [--micro-batch M]
@@ -187,11 +187,11 @@ double model_flops_per_token(const LlamaConfig& c, int64_t seq) {
   return 4.0 * matmul_parameters + attention;
 }
 
-double default_peak_tflops() {
-  cudaDeviceProp prop{};
-  FE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const std::string name = prop.name;
-  return name.find("H100") != std::string::npos || name.find("H200") != std::string::npos ? 989.0 : 0.0;
+// Dense bf16 peaks: H100/H200 SXM 989 TFLOP/s, H100 PCIe 756; other devices need --peak-tflops.
+double default_peak_tflops(const std::string& device) {
+  const bool hopper = device.find("H100") != std::string::npos || device.find("H200") != std::string::npos;
+  if (!hopper) return 0.0;
+  return device.find("PCIe") != std::string::npos ? 756.0 : 989.0;
 }
 
 int run(int argc, char** argv) {
@@ -202,7 +202,10 @@ int run(int argc, char** argv) {
   LoraAdapter adapter = LoraAdapter::init(c, lora_config(a), 3, DType::f32).to_device(Device::cuda);
   Trainer trainer(model, adapter, {.lr = 1e-4});
   const std::vector<Batch> batches = random_batches(a, c.vocab_size);
-  print_device(Options{.iters = a.steps}, " (optimizer steps)");
+  cudaDeviceProp prop{};
+  FE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs; %d warm-up and %d timed optimizer steps\n", prop.name, prop.multiProcessorCount,
+              a.warmup, a.steps);
   std::printf("model: %lld parameters, D=%lld L=%lld H=%lld Hkv=%lld F=%lld V=%lld; seq %lld, batch %lld in micro-batches "
               "of %lld, LoRA r%lld on %s%s\n",
               static_cast<long long>(c.num_parameters()), static_cast<long long>(c.hidden_size),
@@ -224,7 +227,7 @@ int run(int argc, char** argv) {
 
   const double tokens_per_s = static_cast<double>(a.batch * a.seq * a.steps) / seconds;
   const double tflops = tokens_per_s * model_flops_per_token(c, a.seq) / 1e12;
-  const double peak = a.peak_tflops > 0 ? a.peak_tflops : default_peak_tflops();
+  const double peak = a.peak_tflops > 0 ? a.peak_tflops : default_peak_tflops(prop.name);
   const size_t memory = gpu_tensor_memory().peak;
   std::printf("%.1f ms/step, %.0f tokens/s, %.1f model TFLOP/s", 1e3 * seconds / a.steps, tokens_per_s, tflops);
   if (peak > 0) std::printf(", MFU %.1f%% of %.0f", 100 * tflops / peak, peak);

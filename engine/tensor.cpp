@@ -1,6 +1,9 @@
 #include "engine/tensor.h"
 
 #include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
 #include <cstdlib>
 #include <cstring>
 
@@ -21,6 +24,41 @@ void count_gpu_allocation(size_t bytes) {
   while (now > peak && !gpu_bytes_peak.compare_exchange_weak(peak, now)) {
   }
 }
+
+// The device's default memory pool keeps what is freed (no release threshold), so the activations
+// of the next step reuse it instead of going back to the driver.
+void keep_pool_cached(int device) {
+  static std::mutex mutex;
+  static std::vector<bool> cached;
+  const std::lock_guard lock(mutex);
+  if (static_cast<size_t>(device) >= cached.size()) cached.resize(device + 1);
+  if (cached[device]) return;
+  cudaMemPool_t pool = nullptr;
+  FE_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t no_limit = UINT64_MAX;
+  FE_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &no_limit));
+  cached[device] = true;
+}
+
+// Stream-ordered on the default stream, where every kernel runs: a training step frees hundreds
+// of activations, and cudaFree would wait for the whole device each time. The storage is freed on
+// the device it came from, whichever device the freeing thread is on.
+std::shared_ptr<void> allocate_on_gpu(size_t size) {
+  int device = 0;
+  FE_CUDA_CHECK(cudaGetDevice(&device));
+  keep_pool_cached(device);
+  void* p = nullptr;
+  FE_CUDA_CHECK(cudaMallocAsync(&p, size, nullptr));
+  count_gpu_allocation(size);
+  return std::shared_ptr<void>(p, [size, device](void* q) {
+    int current = device;
+    cudaGetDevice(&current);
+    if (current != device) cudaSetDevice(device);
+    cudaFreeAsync(q, nullptr);
+    if (current != device) cudaSetDevice(current);
+    gpu_bytes_in_use -= size;
+  });
+}
 #endif
 
 std::shared_ptr<void> allocate(size_t nbytes, Device device) {
@@ -31,13 +69,7 @@ std::shared_ptr<void> allocate(size_t nbytes, Device device) {
     return std::shared_ptr<void>(p, std::free);
   }
 #ifdef FE_HAVE_CUDA
-  void* p = nullptr;
-  FE_CUDA_CHECK(cudaMalloc(&p, size));
-  count_gpu_allocation(size);
-  return std::shared_ptr<void>(p, [size](void* q) {
-    cudaFree(q);
-    gpu_bytes_in_use -= size;
-  });
+  return allocate_on_gpu(size);
 #else
   throw Error("Tensor: this build has no CUDA backend (nvcc was not found at configure time)");
 #endif

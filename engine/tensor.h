@@ -2,7 +2,9 @@
 //
 // A Tensor is a View plus shared ownership of its storage. Copies share storage (like
 // torch.Tensor); clone() copies the data. Memory comes from the device's allocator: 64-byte aligned
-// host memory on the CPU, cudaMalloc on a GPU.
+// host memory on the CPU; on a GPU, the current device's default memory pool, allocated and freed
+// in order on the default stream (where every kernel runs), so freeing never waits for the GPU.
+// Work on another stream (NCCL's) must be finished before its tensors are released.
 #pragma once
 
 #include <memory>
@@ -46,7 +48,7 @@ class Tensor {
   View view_;
 };
 
-// GPU memory held by tensors (cudaMalloc'd storage, not cuBLASLt's workspace or kernels' scratch):
+// GPU memory held by tensors (not cuBLASLt's workspace or kernels' scratch):
 // now, and the most at once since the last reset. What the training benchmark reports as peak memory.
 struct GpuTensorMemory {
   size_t in_use = 0;

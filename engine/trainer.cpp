@@ -36,6 +36,9 @@ void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
     throw Error("Trainer: lr, max_grad_norm and warmup_steps must not be negative");
   if (options_.dp_sgd.enabled() && !adapter_) throw Error("Trainer: DP-SGD trains LoRA adapters only");
   if (options_.dp_sgd.noise_multiplier < 0) throw Error("Trainer: the DP-SGD noise multiplier must not be negative");
+  if (ranks_ && ranks_->size() > 1 && grads.front().second.dtype() != DType::f32 && grads.front().second.dtype() != DType::f64)
+    throw Error(std::string("Trainer: data-parallel ranks sum f32 or f64 gradients; these are ") +
+                dtype_name(grads.front().second.dtype()) + " (keep the adapter's master weights in f32)");
   for (size_t i = 0; i < params.size(); ++i) {
     params_.push_back(params[i].second);
     grads_.push_back(grads[i].second);

@@ -265,6 +265,8 @@ FederationConfig read_federation_config(const std::string& path) {
       if (p.train.full_parameter) entry.fail("nodes", "GPU ranks train LoRA adapters only (adapter.method: full runs on the CPU)");
       p.train.device = Device::cuda;
     }
+    if (p.train.device == Device::cuda && !p.uses_gpus() && p.world_size() > 1)
+      entry.fail("nodes", "several GPU ranks need their GPUs listed: {host: h, gpus: [0, 1, ...]} instead of ranks");
     // Participants on one host need rendezvous ports of their own.
     p.master_port = static_cast<int>(entry.get<int64_t>("master_port", p.master_port + static_cast<int64_t>(config.participants.size()),
                                                         Bounds::between(1, 65535)));

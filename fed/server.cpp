@@ -108,7 +108,9 @@ struct Server::Impl {
     if (c.server.privacy.mode != DpMode::off) dp.emplace(c.server.privacy);
     if (resume) restore(model);
     if (!c.shared.eval_file.empty()) {
-      eval_run = load_run(c.shared, false);
+      TrainConfig eval_config = c.shared;
+      eval_config.device = Device::cpu;  // where the global adapter lives; the server needs no GPU
+      eval_run = load_run(eval_config, false);
       eval_model.emplace(eval_run.weights);
     }
     fs::create_directories(c.shared.output_dir);

@@ -82,6 +82,8 @@ TEST_F(FederationConfigNodes, BadNodesAreRefusedWithTheKey) {
   EXPECT_THAT(error_of("    nodes: [{host: a, gpus: [0]}]\n    adapter: {method: full}\n"),
               HasSubstr("participants[0].nodes: GPU ranks train LoRA adapters only"));
   EXPECT_THAT(error_of("    train: {device: tpu}\n"), HasSubstr("train.device"));
+  EXPECT_THAT(error_of("    train: {device: cuda}\n    nodes: [{host: localhost, ranks: 2}]\n"),
+              HasSubstr("participants[0].nodes: several GPU ranks need their GPUs listed"));
   EXPECT_THAT(error_of("    train: {device: cuda}\n    adapter: {method: full}\n"),
               HasSubstr("full-parameter training (adapter.method: full) runs on the CPU only"));
   EXPECT_THAT(error_of("    nodes: [{host: localhost, ranks: 2}, {host: gpu-b}]\n"),
