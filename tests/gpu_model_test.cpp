@@ -46,7 +46,11 @@ Tensor flattened(const LoraAdapter& adapter) {
 }
 
 // Every matrix within `per_tensor` (a wrong projection is off by ~1) and all of them together
-// within `overall` (relative L2).
+// within `overall` (relative L2). Calibration (tools/bf16_tolerance.py): PyTorch on the CPU, this
+// config and batch, bf16
+// weights and activations with fp32 matmul accumulation against fp32, puts the loss 5e-5 apart
+// and the LoRA gradients 0.9% apart overall, 1.7% for the worst matrix; the tolerances below
+// leave about 3x (overall) and 6x (per matrix) of room.
 void expect_close_adapters(const LoraAdapter& gpu, const LoraAdapter& cpu, double overall, double per_tensor,
                            const std::string& what) {
   const auto g = gpu.named_tensors(), c = cpu.named_tensors();
@@ -120,7 +124,8 @@ TEST(GpuModel, PerExampleNormsAndWeightedGradientsMatchTheCpuEngine) {
   const std::vector<double> cpu_norms = cpu_model.per_example_lora_sq_norms(batch.input_ids, batch.labels, &lora, example_weights);
   const std::vector<double> gpu_norms = gpu_model.per_example_lora_sq_norms(batch.input_ids, batch.labels, &gpu_lora, example_weights);
   ASSERT_EQ(gpu_norms.size(), cpu_norms.size());
-  for (size_t b = 0; b < cpu_norms.size(); ++b) EXPECT_NEAR(gpu_norms[b], cpu_norms[b], 4e-2 * cpu_norms[b]) << "example " << b;
+  // Squared norms of one example's gradient: twice its relative error, over fewer tokens.
+  for (size_t b = 0; b < cpu_norms.size(); ++b) EXPECT_NEAR(gpu_norms[b], cpu_norms[b], 6e-2 * cpu_norms[b]) << "example " << b;
 
   LoraAdapter cpu_grads = lora.zeros_like(), gpu_grads = gpu_lora.zeros_like();
   cpu_model.forward_backward_per_example(batch.input_ids, batch.labels, &lora, &cpu_grads, example_weights);
@@ -235,6 +240,8 @@ class ThreadRanks {
 };
 
 // Two ranks on shares of each global batch against one rank on the whole batch, on one device.
+// The arithmetic is the same but on fewer rows, for which cuBLASLt may sum in another order and
+// move a bf16 result by its last bit now and then; a missing all-reduce is off by ~50%.
 void expect_two_thread_ranks_train_like_one(Device device) {
   const TrainedRun alone = train(device, parity_options(false), 5, nullptr);
   ThreadRanks world;
@@ -253,7 +260,7 @@ void expect_two_thread_ranks_train_like_one(Device device) {
   for (std::thread& t : threads) t.join();
   for (int r = 0; r < 2; ++r) {
     EXPECT_EQ(errors[r], "") << "rank " << r;
-    if (errors[r].empty()) expect_same_training(runs[r], alone, 2e-3, test::numbered("thread rank ", r));
+    if (errors[r].empty()) expect_same_training(runs[r], alone, 5e-3, test::numbered("thread rank ", r));
   }
 }
 
@@ -292,7 +299,7 @@ TEST(GpuTrainer, TwoNcclRanksOnHalfBatchesTrainLikeOneGpu) {
   for (std::thread& t : threads) t.join();
   for (int r = 0; r < 2; ++r) {
     EXPECT_EQ(errors[r], "") << "rank " << r;
-    if (errors[r].empty()) expect_same_training(runs[r], alone, 2e-3, test::numbered("NCCL rank ", r));
+    if (errors[r].empty()) expect_same_training(runs[r], alone, 5e-3, test::numbered("NCCL rank ", r));
   }
 }
 
