@@ -129,6 +129,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
                              {"label_tokens", stats.tokens}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
                              {"epoch", batches.epoch()}};
     if (dp.enabled()) record["epsilon"] = epsilon();
+    const bool on_gpu = c.device == Device::cuda;
+    if (on_gpu) record["gpu_memory_peak_bytes"] = gpu_tensor_memory().peak;
     metrics.write(record);
     if (step % c.log_every == 0 || step == c.steps) {
       char line[200];
@@ -137,6 +139,10 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
                     stats.grad_norm, tokens_per_s, format_duration(elapsed / step * (c.steps - step)).c_str());
       progress << line;
       if (dp.enabled()) progress << " | DP-SGD ε " << epsilon() << " (δ " << c.dp_sgd_delta << ")";
+      if (on_gpu) {
+        std::snprintf(line, sizeof line, " | GPU memory peak %.2f GiB", static_cast<double>(gpu_tensor_memory().peak) / (1 << 30));
+        progress << line;
+      }
       progress << std::endl;
     }
     if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps)

@@ -190,7 +190,8 @@ TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
     GTEST_SKIP() << "training on the GPU needs one: " << reason;
   }
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_THAT(r.output, AllOf(HasSubstr("on the GPU in bf16"), HasSubstr("step 8/8"), HasSubstr("exact match")));
+  EXPECT_THAT(r.output, AllOf(HasSubstr("on the GPU in bf16"), HasSubstr("step 8/8"), HasSubstr("exact match"),
+                              HasSubstr("GPU memory peak")));
   std::vector<double> losses;
   std::istringstream metrics(slurp(dir_.path("gpu_run/metrics.jsonl")));
   for (std::string line; std::getline(metrics, line);)
