@@ -22,7 +22,7 @@ struct CliResult {
 };
 
 CliResult run_cli(const std::string& args) {
-  const std::string command = std::string(FE_CLI_PATH) + " " + args + " 2>&1";
+  const std::string command = test::cli_path() + " " + args + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   std::string output;
   char buffer[4096];

@@ -39,7 +39,7 @@ std::string slurp(const fs::path& path) {
 class Process {
  public:
   Process(std::vector<std::string> args, const fs::path& log) : log_(log) {
-    args.insert(args.begin(), FE_CLI_PATH);
+    args.insert(args.begin(), test::cli_path());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -47,7 +47,7 @@ class Process {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    EXPECT_EQ(posix_spawn(&pid_, FE_CLI_PATH, &actions, nullptr, argv.data(), environ), 0);
+    EXPECT_EQ(posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&actions);
   }
   ~Process() {
@@ -220,7 +220,7 @@ TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
 
 TEST_F(Federation, UnknownOrBorrowedCurveKeysAreRefused) {
   for (const char* name : {"server", "p0", "p1", "p2", "intruder"})
-    ASSERT_EQ(std::system((std::string(FE_CLI_PATH) + " keygen " + dir_.path(std::string("keys/") + name) + " > /dev/null").c_str()), 0);
+    ASSERT_EQ(std::system((test::cli_path() + " keygen " + dir_.path(std::string("keys/") + name) + " > /dev/null").c_str()), 0);
   const std::string keys = dir_.path("keys/");
   std::string config = write_config(server_section(free_port(), 1, "  server_key: " + keys + "server.key\n  server_public_key: " +
                                                                        keys + "server.pub\n"));
@@ -445,7 +445,7 @@ TEST_F(Federation, RunStartsRemoteNodesOverSsh) {
   std::ofstream(fake_ssh) << "#!/bin/sh\n[ \"$1\" = -- ] && shift\necho \"ssh to $1\" >&2\nshift\nexec sh -c \"$*\"\n";
   fs::permissions(fake_ssh, fs::perms::owner_all);
   const std::string remote = "    nodes: [{host: build-node-7}]\n    launch: ssh\n    ssh: {command: " + fake_ssh +
-                             ", fedengine: " + FE_CLI_PATH + "}\n";
+                             ", fedengine: " + test::cli_path() + "}\n";
   const std::string config = write_config(server_section(free_port(), 2), "", "", {"", "", remote});
   Process run({"run", config}, dir_.path("run.log"));
   ASSERT_EQ(run.wait(), 0) << run.output() << slurp(dir_.path("out/participants/p2/client.log"));

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -98,6 +99,15 @@ inline LlamaConfig tiny_llama(const TinyLlama& t) {
 
 // prefix + i ("c3"), spelled so that GCC 12's -Wrestrict false positive on "literal" + string&&
 // stays quiet.
+#ifdef FE_CLI_PATH
+// The fedengine binary the CLI and federation tests run: $FEDENGINE_CLI where set (a bundle run
+// on another machine, whose build directory is not this one's), else the one built beside the tests.
+inline std::string cli_path() {
+  const char* set = std::getenv("FEDENGINE_CLI");
+  return set && *set ? set : FE_CLI_PATH;
+}
+#endif
+
 inline std::string numbered(const char* prefix, int64_t i) {
   std::string name = prefix;
   name += std::to_string(i);
