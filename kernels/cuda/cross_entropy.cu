@@ -33,7 +33,9 @@ namespace fe::kernels::cuda {
 namespace {
 
 inline constexpr float kLog2e = 1.4426950408889634f;
-inline constexpr long long kNoBadRow = LLONG_MAX;
+// What cudaMemsetAsync(…, 0x7f, 8) leaves in the bad-row word: above any row, so atomicMin keeps
+// the first bad one. (LLONG_MAX, 0x7fff…ff, is not a byte pattern a memset can write.)
+inline constexpr long long kNoBadRow = 0x7f7f7f7f7f7f7f7fLL;
 
 struct DeviceResult {
   double loss_sum;
@@ -195,7 +197,7 @@ CrossEntropySums cross_entropy(const View& dlogits, const View& logits, const Vi
   auto* result = static_cast<DeviceResult*>(scratch.get());
   auto* bad_row = reinterpret_cast<long long*>(result + 1);
   auto* row_loss = reinterpret_cast<double*>(bad_row + 1);
-  FE_CUDA_CHECK(cudaMemsetAsync(bad_row, 0x7f, sizeof(long long), 0));  // 0x7f7f…7f: above any row
+  FE_CUDA_CHECK(cudaMemsetAsync(bad_row, 0x7f, sizeof(long long), 0));  // kNoBadRow
   check_targets_kernel<<<grid_for(rows), kBlock>>>(bad_row, targets.as<int32_t>(), rows, vocab);
   FE_CUDA_CHECK(cudaGetLastError());
   with_float_type(logits.dtype, [&](auto type) {
