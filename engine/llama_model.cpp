@@ -50,7 +50,7 @@ struct LlamaModel::Grads {
   LlamaWeights* weights = nullptr;
   Tensor dresid;                   // ∂L/∂(residual stream) at the current depth [N, D]
   std::vector<double> example_weights;  // when set: example b's token losses weigh this much
-  Tensor example_sq_norms;              // when set (f64 [B]): per-example ‖∇ LoRA‖², accumulated
+  Tensor example_sq_norms;              // when set (f64 [B], on the model's device): per-example ‖∇ LoRA‖²
 };
 
 namespace {
@@ -375,10 +375,12 @@ std::vector<double> LlamaModel::per_example_lora_sq_norms(const View& input_ids,
                                                           const LoraAdapter* lora,
                                                           const std::vector<double>& example_weights) const {
   require_example_weights(input_ids, example_weights);
+  // Summed where the model computes: on the GPU each projection's norms add without a wait.
   Grads grads{nullptr, nullptr, {}, example_weights,
-              Tensor::zeros(Shape{static_cast<int64_t>(example_weights.size())}, DType::f64)};
+              Tensor::zeros(Shape{static_cast<int64_t>(example_weights.size())}, DType::f64, device())};
   backward(input_ids, labels, lora, grads, 0.0);
-  const double* norms = grads.example_sq_norms.as<double>();
+  const Tensor host_norms = grads.example_sq_norms.to_device(Device::cpu);
+  const double* norms = host_norms.as<double>();
   return std::vector<double>(norms, norms + example_weights.size());
 }
 
