@@ -151,7 +151,7 @@ void LlamaModel::layer_forward(int64_t l, Activations& acts) const {
 
   cache.x_in = acts.x;
   cache.h1 = new_rows(c.hidden_size);
-  cache.rstd1 = empty(Shape{n});
+  cache.rstd1 = empty(Shape{n}, statistics_dtype());
   kernels::rmsnorm_forward(cache.h1, cache.rstd1, cache.x_in, w.input_layernorm, c.rms_norm_eps);
 
   cache.q = empty(Shape{n, c.num_attention_heads, c.head_dim});
@@ -175,9 +175,7 @@ void LlamaModel::layer_forward(int64_t l, Activations& acts) const {
   }
   const Shape kv4{acts.batch, keys.shape()[0] / acts.batch, c.num_key_value_heads, c.head_dim};
   cache.att = new_rows(c.q_dim());
-  // A bf16 log-sum-exp would put an error of ~1% into every recomputed probability.
-  const DType lse_dtype = device() == Device::cuda ? DType::f32 : dtype();
-  cache.lse = empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, lse_dtype);
+  cache.lse = empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, statistics_dtype());
   kernels::attention_forward(cache.att.view().reshaped(q4), cache.lse, cache.q.view().reshaped(q4),
                              keys.view().reshaped(kv4), values.view().reshaped(kv4));
 
@@ -186,7 +184,7 @@ void LlamaModel::layer_forward(int64_t l, Activations& acts) const {
   kernels::axpy(cache.x_mid, cache.x_in, 1.0);
 
   cache.h2 = new_rows(c.hidden_size);
-  cache.rstd2 = empty(Shape{n});
+  cache.rstd2 = empty(Shape{n}, statistics_dtype());
   kernels::rmsnorm_forward(cache.h2, cache.rstd2, cache.x_mid, w.post_attention_layernorm, c.rms_norm_eps);
   cache.gate = new_rows(c.intermediate_size);
   cache.up = new_rows(c.intermediate_size);
@@ -309,7 +307,7 @@ void LlamaModel::forward_layers(const View& input_ids, const LoraAdapter* lora, 
     if (keep == LayerKeep::inputs) acts.layers[l].keep_only_input();
   }
   acts.final_hidden = empty(acts.x.shape());
-  acts.final_rstd = empty(Shape{acts.tokens});
+  acts.final_rstd = empty(Shape{acts.tokens}, statistics_dtype());
   kernels::rmsnorm_forward(acts.final_hidden, acts.final_rstd, acts.x, weights_.norm, config().rms_norm_eps);
 }
 

@@ -87,6 +87,9 @@ class LlamaModel {
   // Uninitialised storage on the model's device, in the model's dtype unless given.
   Tensor empty(Shape shape) const { return empty(shape, dtype()); }
   Tensor empty(Shape shape, DType dtype) const { return Tensor::empty(shape, dtype, device()); }
+  // Row statistics kept for the backward (1/rms, the attention log-sum-exp): f32 on the GPU,
+  // where bf16 would round what the backward rescales by; the model's dtype on the CPU.
+  DType statistics_dtype() const { return device() == Device::cuda ? DType::f32 : dtype(); }
   // A copy of host data (token ids, positions, targets) where the model computes.
   Tensor on_device(const Tensor& host) const { return host.device() == device() ? host : host.to_device(device()); }
   void embed(const View& input_ids, Activations& acts) const;

@@ -7,13 +7,27 @@
 #include "kernels/cuda/ops.h"
 
 namespace fe::kernels {
+namespace {
+
+// On the GPU, rstd may be f32 beside bf16 rows (the backward then scales by the unrounded 1/rms);
+// the other floating views share one dtype.
+bool rmsnorm_on_gpu(const detail::OpCheck& check, const char* op, const View& rstd,
+                    std::initializer_list<std::pair<const char*, const View*>> rows) {
+  if (!cpu::on_gpu(check, *rows.begin()->second)) return false;
+  cpu::require_gpu_float(detail::OpCheck(op, rows), *rows.begin()->second);
+  check.require(rstd.dtype == DType::f32 || rstd.dtype == rows.begin()->second->dtype,
+                "rstd must be f32 or the dtype of x");
+  return true;
+}
+
+}  // namespace
 
 void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View& w, double eps) {
   detail::OpCheck check("rmsnorm_forward", {{"y", &y}, {"rstd", &rstd}, {"x", &x}, {"w", &w}});
   const int64_t dim = w.numel();
   check.require(dim > 0 && x.shape[-1] == dim && y.shape == x.shape && rstd.numel() == x.numel() / dim,
                 "expects x, y [N, D], w [D], rstd [N]");
-  if (cpu::on_gpu_float(check, x)) {
+  if (rmsnorm_on_gpu(check, "rmsnorm_forward", rstd, {{"x", &x}, {"y", &y}, {"w", &w}})) {
     if constexpr (cpu::kHaveCuda) cuda::rmsnorm_forward(y, rstd, x, w, eps);
     return;
   }
@@ -42,7 +56,7 @@ void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View
   check.require(dim > 0 && x.shape[-1] == dim && dy.shape == x.shape && dx.shape == x.shape &&
                     rstd.numel() == x.numel() / dim && (dw.empty() || dw.numel() == dim),
                 "expects x, dx, dy [N, D], w and dw [D], rstd [N]");
-  if (cpu::on_gpu_float(check, x)) {
+  if (rmsnorm_on_gpu(check, "rmsnorm_backward", rstd, {{"x", &x}, {"dx", &dx}, {"dw", &dw}, {"dy", &dy}, {"w", &w}})) {
     if constexpr (cpu::kHaveCuda) cuda::rmsnorm_backward(dx, dw, dy, x, w, rstd, accumulate);
     return;
   }

@@ -33,7 +33,7 @@ struct AdamWStep {
 void adamw_step(const View* params, const View* grads, const View* m, const View* v, size_t count,
                 const AdamWStep& s);
 
-// rmsnorm.cu
+// rmsnorm.cu (rstd f32 or x's dtype)
 void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View& w, double eps);
 void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View& x, const View& w,
                       const View& rstd, bool accumulate);

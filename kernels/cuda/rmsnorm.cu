@@ -31,8 +31,8 @@ __device__ inline int64_t warp_index() {
 }
 __device__ inline int64_t warp_count() { return static_cast<int64_t>(gridDim.x) * blockDim.x / kWarp; }
 
-template <class T>
-__global__ void rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, int64_t rows, int dim,
+template <class T, class R>
+__global__ void rmsnorm_forward_kernel(T* y, R* rstd, const T* x, const T* w, int64_t rows, int dim,
                                        float eps, bool vector) {
   for (int64_t row = warp_index(); row < rows; row += warp_count()) {
     const T* xr = x + row * dim;
@@ -46,7 +46,7 @@ __global__ void rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, in
       for (int k = 0; k < W; ++k) sum_sq += v[k] * v[k];
     });
     const float r = 1.0f / sqrtf(warp_sum(sum_sq) / dim + eps);
-    if (threadIdx.x % kWarp == 0) rstd[row] = narrow<T>(r);
+    if (threadIdx.x % kWarp == 0) rstd[row] = narrow<R>(r);
     for_each_lane_pack<T>(dim, vector, [&](auto width, int64_t d) {
       constexpr int W = decltype(width)::value;
       float v[W], vw[W];
@@ -60,8 +60,8 @@ __global__ void rmsnorm_forward_kernel(T* y, T* rstd, const T* x, const T* w, in
 }
 
 // With x̂ = x·r and g = dy ⊙ w: dx = r·(g − x̂·mean(g ⊙ x̂)).
-template <class T>
-__global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, const T* rstd, int64_t rows,
+template <class T, class R>
+__global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, const R* rstd, int64_t rows,
                                   int dim, bool accumulate, bool vector) {
   for (int64_t row = warp_index(); row < rows; row += warp_count()) {
     const T* xr = x + row * dim;
@@ -97,18 +97,27 @@ __global__ void rmsnorm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, co
 }
 
 // dw's term: dy ⊙ x·r of one element.
-template <class T>
+template <class T, class R>
 struct DwTerm {
-  const T *dy, *x, *rstd;
+  const T *dy, *x;
+  const R* rstd;
   int64_t dim;
   __device__ float operator()(int64_t row, int64_t col) const {
     return widen(dy[row * dim + col]) * widen(x[row * dim + col]) * widen(rstd[row]);
   }
 };
 
-template <class T>
+template <class T, class R>
 void rmsnorm_dw(const View& dw, const View& dy, const View& x, const View& rstd, int64_t rows, int dim) {
-  add_column_sums(dw.as<T>(), DwTerm<T>{dy.as<T>(), x.as<T>(), rstd.as<T>(), dim}, rows, dim);
+  add_column_sums(dw.as<T>(), DwTerm<T, R>{dy.as<T>(), x.as<T>(), rstd.as<R>(), dim}, rows, dim);
+}
+
+// body(T{}, R{}) for the dtypes of x and of rstd (f32, or x's dtype).
+template <class Body>
+void with_row_types(const View& x, const View& rstd, Body&& body) {
+  with_float_type(x.dtype, [&](auto type) {
+    with_float_type(rstd.dtype, [&](auto rstd_type) { body(type, rstd_type); });
+  });
 }
 
 }  // namespace
@@ -117,11 +126,12 @@ void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View&
   const int dim = static_cast<int>(w.numel());
   const int64_t rows = x.numel() / dim;
   if (rows == 0) return;
-  with_float_type(x.dtype, [&](auto type) {
+  with_row_types(x, rstd, [&](auto type, auto rstd_type) {
     using T = decltype(type);
+    using R = decltype(rstd_type);
     const bool vector = rows_vectorise<T>(dim, {y.data, x.data, w.data});
-    rmsnorm_forward_kernel<T><<<grid_for(rows * kWarp), kBlock>>>(y.as<T>(), rstd.as<T>(), x.as<T>(), w.as<T>(),
-                                                                  rows, dim, static_cast<float>(eps), vector);
+    rmsnorm_forward_kernel<T, R><<<grid_for(rows * kWarp), kBlock>>>(y.as<T>(), rstd.as<R>(), x.as<T>(), w.as<T>(),
+                                                                     rows, dim, static_cast<float>(eps), vector);
     FE_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -131,13 +141,14 @@ void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View
   const int dim = static_cast<int>(w.numel());
   const int64_t rows = x.numel() / dim;
   if (rows == 0) return;
-  with_float_type(x.dtype, [&](auto type) {
+  with_row_types(x, rstd, [&](auto type, auto rstd_type) {
     using T = decltype(type);
+    using R = decltype(rstd_type);
     const bool vector = rows_vectorise<T>(dim, {dx.data, dy.data, x.data, w.data});
-    rmsnorm_dx_kernel<T><<<grid_for(rows * kWarp), kBlock>>>(dx.as<T>(), dy.as<T>(), x.as<T>(), w.as<T>(),
-                                                             rstd.as<T>(), rows, dim, accumulate, vector);
+    rmsnorm_dx_kernel<T, R><<<grid_for(rows * kWarp), kBlock>>>(dx.as<T>(), dy.as<T>(), x.as<T>(), w.as<T>(),
+                                                                rstd.as<R>(), rows, dim, accumulate, vector);
     FE_CUDA_CHECK(cudaGetLastError());
-    if (!dw.empty()) rmsnorm_dw<T>(dw, dy, x, rstd, rows, dim);
+    if (!dw.empty()) rmsnorm_dw<T, R>(dw, dy, x, rstd, rows, dim);
   });
 }
 
