@@ -10,8 +10,9 @@
 //   ‖dB_b‖² = scale²·‖dy_bᵀ xa_b‖²,   ‖dA_b‖² = ‖x_bᵀ dxa_b‖²,   dxa = scale·dy·B.
 //
 // Three kernels, no atomics, the same bits on every run:
-//  1. dxa_kernel: dxa = scale·dy·B in fp32 ([M, r] scratch), a warp per (row, chunk of 16 of r);
-//     lanes stride over `out`, warp butterfly sums.
+//  1. dxa = scale·dy·B in fp32 ([M, r] scratch): through cuBLASLt (gemm) when dy and B share a
+//     dtype, as linear_backward computes it; else dxa_kernel, a warp per (row, chunk of 16 of r),
+//     lanes striding over `out`, warp butterfly sums.
 //  2. example_grad_sq_kernel: block (128 columns of U, chunk of 16 of r, example b) accumulates its
 //     [128, 16] tile of U_bᵀ V_b in fp32 registers over the example's T rows (V's rows staged in
 //     shared memory 64 at a time, U read coalesced along the columns), then squares and sums it
@@ -142,22 +143,27 @@ void lora_per_example_sq_norms(const View& sq_norms, const View& dy, const View&
   const int64_t db_per_example = ceil_div(out, kNormThreads) * chunks;
   const int64_t da_per_example = ceil_div(in, kNormThreads) * chunks;
   const bool on_device = sq_norms.device == Device::cuda;
-  // Scratch: partials for dB and dA, the totals (host sq_norms only), then dxa.
+  // Scratch: partials for dB and dA, the totals (host sq_norms only), then dxa (256-byte aligned
+  // for cuBLASLt).
   const int64_t doubles = examples * (db_per_example + da_per_example) + (on_device ? 0 : examples);
-  const DeviceScratch scratch = device_scratch(doubles * sizeof(double) + rows * rank * sizeof(float));
+  const size_t dxa_offset = (static_cast<size_t>(doubles) * sizeof(double) + 255) / 256 * 256;
+  const DeviceScratch scratch = device_scratch(dxa_offset + rows * rank * sizeof(float));
   double* partials_db = static_cast<double*>(scratch.get());
   double* partials_da = partials_db + examples * db_per_example;
   double* totals = on_device ? sq_norms.as<double>() : partials_da + examples * da_per_example;
-  float* dxa = reinterpret_cast<float*>(partials_db + doubles);
+  float* dxa = reinterpret_cast<float*>(static_cast<char*>(scratch.get()) + dxa_offset);
+  if (dy.dtype == lora_b.dtype)
+    gemm(View{dxa, DType::f32, Shape{rows, rank}, Device::cuda}, dy, false, lora_b, false, scale, 0.0);
 
   with_float_type(dy.dtype, [&](auto type) {
     using T = decltype(type);
-    with_float_type(lora_b.dtype, [&](auto weight_type) {
-      using TW = decltype(weight_type);
-      dxa_kernel<T, TW><<<grid_for(rows * chunks * kWarp), kBlock>>>(dxa, dy.as<T>(), lora_b.as<TW>(), rows, out,
-                                                                      rank, static_cast<float>(scale));
-      FE_CUDA_CHECK(cudaGetLastError());
-    });
+    if (dy.dtype != lora_b.dtype)
+      with_float_type(lora_b.dtype, [&](auto weight_type) {
+        using TW = decltype(weight_type);
+        dxa_kernel<T, TW><<<grid_for(rows * chunks * kWarp), kBlock>>>(dxa, dy.as<T>(), lora_b.as<TW>(), rows, out,
+                                                                        rank, static_cast<float>(scale));
+        FE_CUDA_CHECK(cudaGetLastError());
+      });
     launch_example_grad_sq<T, T>(partials_db, dy.as<T>(), out, xa.as<T>(), rank, rows_per_example, examples);
     launch_example_grad_sq<T, float>(partials_da, x.as<T>(), in, dxa, rank, rows_per_example, examples);
   });
