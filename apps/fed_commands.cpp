@@ -36,8 +36,8 @@ const std::atomic<bool>* stop_on_signals() {
 }
 
 // A PEFT adapter directory as named tensors, without needing the base model.
-fed::NamedTensors read_adapter_tensors(const std::string& dir) {
-  return fed::read_named_tensors((fs::path(dir) / "adapter_model.safetensors").string());
+NamedTensors read_adapter_tensors(const std::string& dir) {
+  return read_named_tensors((fs::path(dir) / "adapter_model.safetensors").string());
 }
 
 }  // namespace
@@ -230,13 +230,13 @@ void add_aggregate(CLI::App& app) {
   cmd->callback([args] {
     if (!args->examples.empty() && args->examples.size() != args->adapters.size())
       throw Error("--examples needs one count per adapter (" + std::to_string(args->adapters.size()) + ")");
-    const fed::NamedTensors base = read_adapter_tensors(args->base);
+    const NamedTensors base = read_adapter_tensors(args->base);
     std::vector<fed::ClientResult> results;
     for (size_t i = 0; i < args->adapters.size(); ++i)
       results.push_back({args->adapters[i], read_adapter_tensors(args->adapters[i]), args->examples.empty() ? 1 : args->examples[i]});
-    const fed::NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
+    const NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
     fs::create_directories(args->out);
-    fed::write_named_tensors((fs::path(args->out) / "adapter_model.safetensors").string(), merged);
+    write_named_tensors((fs::path(args->out) / "adapter_model.safetensors").string(), merged);
     fs::copy_file(fs::path(args->base) / "adapter_config.json", fs::path(args->out) / "adapter_config.json",
                   fs::copy_options::overwrite_existing);
     std::cout << "wrote " << args->out << ": " << args->strategy.name << " of " << args->adapters.size() << " adapters\n";

@@ -27,8 +27,12 @@ void add_train(CLI::App& app) {
       "Prints progress (step, loss, tokens/s, ETA), evaluates before/during/after training when\n"
       "data.eval is set, writes OUTPUT/metrics.jsonl and saves OUTPUT/adapter (PEFT) or OUTPUT/model.");
   cmd->add_option("config", *path, kConfigHelp)->required()->check(CLI::ExistingFile);
-  cmd->callback([path] {
-    const TrainSummary summary = run_training(read_config(*path, true), std::cout);
+  auto resume = std::make_shared<bool>(false);
+  cmd->add_flag("--resume", *resume,
+                "continue from the newest OUTPUT/checkpoint-N (output.save_every) where a run stopped: same\n"
+                "result as an uninterrupted run, bit for bit");
+  cmd->callback([path, resume] {
+    const TrainSummary summary = run_training(read_config(*path, true), std::cout, *resume);
     std::cout << "done: " << summary.steps << " steps, final train loss " << summary.final_train_loss << "\n";
   });
 }

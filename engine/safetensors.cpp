@@ -438,4 +438,21 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   out.commit();
 }
 
+void write_named_tensors(const std::string& path, const NamedTensors& tensors) {
+  NamedTensors host;
+  for (const auto& [name, t] : tensors) host.emplace_back(name, t.device() == Device::cpu ? t : t.to_device(Device::cpu));
+  const std::vector<std::pair<std::string, View>> views(host.begin(), host.end());
+  write_safetensors(path, views, {{"format", "pt"}});
+}
+
+NamedTensors read_named_tensors(const std::string& path) {
+  const SafetensorsCheckpoint file(path);
+  NamedTensors tensors;
+  for (const std::string& name : file.names()) {
+    const TensorInfo* info = file.find(name);
+    tensors.emplace_back(name, file.load(name, info->shape, info->dtype));
+  }
+  return tensors;
+}
+
 }  // namespace fe

@@ -98,4 +98,11 @@ void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, View>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+// Named tensors to and from a safetensors file (checkpoints, adapters read without their model):
+// GPU tensors are written from a host copy; reading keeps each tensor's stored dtype, in name
+// order, on the host.
+void write_named_tensors(const std::string& path, const NamedTensors& tensors);
+NamedTensors read_named_tensors(const std::string& path);
+
 }  // namespace fe

@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <ostream>
+
+#include "kernels/elementwise.h"
 
 namespace fe {
 namespace {
@@ -24,6 +27,8 @@ std::string format_duration(double seconds) {
   return text;
 }
 
+constexpr const char* kTrainerState = "trainer_state.safetensors";
+
 void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter, const fs::path& dir) {
   if (adapter) {
     adapter->save_peft((dir / "adapter").string(), c.model_dir);
@@ -33,6 +38,52 @@ void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAd
   const fs::path tokenizer = fs::is_directory(c.tokenizer_path) ? fs::path(c.tokenizer_path) / "tokenizer.model"
                                                                 : fs::path(c.tokenizer_path);
   fs::copy_file(tokenizer, dir / "model" / "tokenizer.model", fs::copy_options::overwrite_existing);
+}
+
+// OUTPUT/checkpoint-N: the result so far and the optimizer's state, written under another name and
+// renamed into place, so a crash leaves either a whole checkpoint or none.
+void save_checkpoint(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter,
+                     const Trainer& trainer, int64_t step) {
+  const fs::path dir = fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step));
+  const fs::path staging = dir.string() + ".tmp";
+  fs::remove_all(staging);
+  save_result(c, weights, adapter, staging);
+  write_named_tensors((staging / kTrainerState).string(), trainer.optimizer_state());
+  fs::remove_all(dir);
+  fs::rename(staging, dir);
+}
+
+// The newest complete checkpoint's step and directory.
+std::pair<int64_t, fs::path> newest_checkpoint(const TrainConfig& c) {
+  std::pair<int64_t, fs::path> newest{0, {}};
+  if (fs::is_directory(c.output_dir))
+    for (const auto& entry : fs::directory_iterator(c.output_dir)) {
+      const std::string name = entry.path().filename().string();
+      if (!name.starts_with("checkpoint-") || !fs::exists(entry.path() / kTrainerState)) continue;
+      const std::string digits = name.substr(std::string("checkpoint-").size());
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const int64_t step = std::stoll(digits);
+      if (step > newest.first) newest = {step, entry.path()};
+    }
+  if (newest.first == 0)
+    throw Error(c.output_dir + ": no checkpoint to resume from (output.save_every writes checkpoint-N with the optimizer's state)");
+  return newest;
+}
+
+// Keeps the metrics of steps up to `step` (a resumed run writes the later ones again).
+void keep_metrics_up_to(const fs::path& file, int64_t step) {
+  std::ifstream in(file);
+  std::string kept;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+  in.close();
+  std::ofstream(file, std::ios::trunc) << kept;
+}
+
+// The trained tensors take a checkpoint's values, in place (the model shares their storage).
+void copy_into(const NamedTensors& into, const NamedTensors& from, const std::string& source) {
+  if (into.size() != from.size()) throw Error(source + ": holds " + std::to_string(from.size()) + " tensors, training " + std::to_string(into.size()));
+  for (size_t i = 0; i < into.size(); ++i) kernels::copy(into[i].second, from[i].second.to_device(into[i].second.device()));
 }
 
 }  // namespace
@@ -68,7 +119,7 @@ LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
   return run;
 }
 
-TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
+TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool resume) {
   LoadedRun run = load_run(c, true);
   const LlamaConfig& model_config = run.weights.config;
   const LlamaModel model(run.weights, {.recompute_activations = c.recompute_activations});
@@ -83,9 +134,23 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
     trainer = std::make_unique<Trainer>(model, adapter, c.optimizer);
   }
   const LoraAdapter* lora = c.full_parameter ? nullptr : &adapter;
+  int64_t first_step = 1;
+  if (resume) {
+    const auto [step, dir] = newest_checkpoint(c);
+    if (lora)
+      copy_into(adapter.named_tensors(), LoraAdapter::load_peft((dir / "adapter").string(), model_config, DType::f32).named_tensors(),
+                (dir / "adapter").string());
+    else
+      copy_into(run.weights.named_tensors(), LlamaWeights::load((dir / "model").string(), DType::f32).named_tensors(),
+                (dir / "model").string());
+    trainer->load_optimizer_state(read_named_tensors((dir / kTrainerState).string()));
+    keep_metrics_up_to(fs::path(c.output_dir) / "metrics.jsonl", step);
+    first_step = step + 1;
+    progress << "resuming after step " << step << " from " << dir.string() << "\n";
+  }
 
   fs::create_directories(c.output_dir);
-  MetricsLog metrics((fs::path(c.output_dir) / "metrics.jsonl").string());
+  MetricsLog metrics((fs::path(c.output_dir) / "metrics.jsonl").string(), resume);
   progress << "training " << (c.full_parameter ? "all parameters" : "a LoRA adapter") << " of " << c.model_dir << " ("
            << model_config.num_parameters() << " parameters) on " << run.train.size() << " examples, " << c.steps
            << " steps of " << c.micro_batch_size * c.grad_accum_steps << " sequences"
@@ -107,13 +172,16 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
   const double sampling_rate = std::min(1.0, static_cast<double>(c.micro_batch_size * c.grad_accum_steps) /
                                                  static_cast<double>(run.train.size()));
   auto epsilon = [&] { return dp.noise_multiplier > 0 ? accountant.epsilon(c.dp_sgd_delta) : INFINITY; };
+  if (dp.enabled() && dp.noise_multiplier > 0 && first_step > 1) accountant.add_steps(sampling_rate, dp.noise_multiplier, first_step - 1);
 
   TrainSummary summary;
-  summary.before = evaluate_now(0);
+  if (first_step == 1) summary.before = evaluate_now(0);
   BatchIterator batches(run.train, c.micro_batch_size, c.seed, c.bucket_by_length, run.tokenizer->pad_id());
+  const int64_t consumed = (first_step - 1) * c.grad_accum_steps;  // micro-batches of the steps done
+  batches.seek(consumed / batches.batches_per_epoch(), consumed % batches.batches_per_epoch());
   const auto start = Clock::now();
   int64_t tokens_seen = 0;
-  for (int64_t step = 1; step <= c.steps; ++step) {
+  for (int64_t step = first_step; step <= c.steps; ++step) {
     std::vector<Batch> micro_batches;
     for (int64_t i = 0; i < c.grad_accum_steps; ++i) {
       micro_batches.push_back(batches.next());
@@ -136,7 +204,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
       char line[200];
       std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s",
                     static_cast<long long>(step), static_cast<long long>(c.steps), stats.loss, stats.lr,
-                    stats.grad_norm, tokens_per_s, format_duration(elapsed / step * (c.steps - step)).c_str());
+                    stats.grad_norm, tokens_per_s,
+                    format_duration(elapsed / static_cast<double>(step - first_step + 1) * static_cast<double>(c.steps - step)).c_str());
       progress << line;
       if (dp.enabled()) progress << " | DP-SGD ε " << epsilon() << " (δ " << c.dp_sgd_delta << ")";
       if (on_gpu) {
@@ -145,9 +214,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress) {
       }
       progress << std::endl;
     }
-    if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps)
-      save_result(c, run.weights, lora, fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step)));
     if (c.eval_every > 0 && step % c.eval_every == 0 && step < c.steps) evaluate_now(step);
+    if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps) save_checkpoint(c, run.weights, lora, *trainer, step);
   }
   summary.after = evaluate_now(c.steps);
   save_result(c, run.weights, lora, c.output_dir);

@@ -31,7 +31,11 @@ struct TrainSummary {
   int64_t steps = 0;
 };
 
-TrainSummary run_training(const TrainConfig& config, std::ostream& progress);
+// With `resume`, continues from the newest OUTPUT/checkpoint-N (written every output.save_every
+// steps with the optimizer's state): the trained tensors, AdamW's moments, the step, the data
+// order and the learning-rate schedule carry on, so the result is the uninterrupted run's, bit for
+// bit; metrics.jsonl keeps its lines up to step N. An Error when there is no checkpoint.
+TrainSummary run_training(const TrainConfig& config, std::ostream& progress, bool resume = false);
 
 // One line: "loss 0.123 | ppl 1.13 | exact match 87/100 (87.0%)".
 std::string describe(const EvalResult& result);

@@ -1,6 +1,7 @@
 #include "engine/trainer.h"
 
 #include <cmath>
+#include <map>
 #include <numbers>
 
 #include "engine/rng.h"
@@ -40,6 +41,7 @@ void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
     throw Error(std::string("Trainer: data-parallel ranks sum f32 or f64 gradients; these are ") +
                 dtype_name(grads.front().second.dtype()) + " (keep the adapter's master weights in f32)");
   for (size_t i = 0; i < params.size(); ++i) {
+    names_.push_back(params[i].first);
     params_.push_back(params[i].second);
     grads_.push_back(grads[i].second);
     grad_views_.push_back(grads[i].second);
@@ -70,6 +72,36 @@ void Trainer::add_proximal_gradient() {
     kernels::axpy(grads_[i], params_[i], proximal_mu_);
     kernels::axpy(grads_[i], proximal_anchor_[i], -proximal_mu_);
   }
+}
+
+NamedTensors Trainer::optimizer_state() const {
+  Tensor step = Tensor::empty(Shape{1}, DType::i64);
+  step.as<int64_t>()[0] = step_;
+  NamedTensors state{{"step", step}};
+  for (size_t i = 0; i < first_moments_.size(); ++i) {
+    state.emplace_back("exp_avg/" + names_[i], first_moments_[i]);
+    state.emplace_back("exp_avg_sq/" + names_[i], second_moments_[i]);
+  }
+  return state;
+}
+
+void Trainer::load_optimizer_state(const NamedTensors& state) {
+  std::map<std::string, Tensor> by_name(state.begin(), state.end());
+  auto take = [&](const std::string& name, const Tensor& into) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw Error("Trainer: the optimizer state has no tensor \"" + name + "\"");
+    if (!(it->second.shape() == into.shape()))
+      throw Error("Trainer: optimizer state \"" + name + "\" is " + it->second.view().str() + ", expected the shape " +
+                  into.shape().str());
+    kernels::convert(into, it->second.to_device(into.device()));
+  };
+  Tensor step = Tensor::empty(Shape{1}, DType::i64);
+  take("step", step);
+  for (size_t i = 0; i < first_moments_.size(); ++i) {
+    take("exp_avg/" + names_[i], first_moments_[i]);
+    take("exp_avg_sq/" + names_[i], second_moments_[i]);
+  }
+  step_ = step.as<int64_t>()[0];
 }
 
 double Trainer::clip_gradients() {

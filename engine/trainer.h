@@ -28,6 +28,7 @@
 #include "engine/communicator.h"
 #include "engine/dataset.h"
 #include "engine/llama_model.h"
+#include "engine/safetensors.h"
 
 namespace fe {
 
@@ -84,6 +85,12 @@ class Trainer {
   // tensor per trained tensor, in named_tensors() order (the round's global parameters).
   void set_proximal_term(double mu, std::vector<Tensor> anchor);
   int64_t steps_done() const { return step_; }
+  // What resuming needs besides the trained tensors: the optimizer steps done ("step", i64 [1])
+  // and AdamW's moments ("exp_avg/NAME", "exp_avg_sq/NAME" for each trained tensor's NAME).
+  NamedTensors optimizer_state() const;
+  // Restores an optimizer_state() of the same trained tensors; an Error names a tensor that is
+  // missing or has another shape.
+  void load_optimizer_state(const NamedTensors& state);
 
  private:
   void track(const std::vector<std::pair<std::string, Tensor>>& params,
@@ -108,6 +115,7 @@ class Trainer {
   OptimizerOptions options_;
   Communicator* ranks_ = nullptr;
   Tensor bucket_;  // all-reduce staging: gradients of consecutive tensors, packed
+  std::vector<std::string> names_;  // of the trained tensors
   std::vector<Tensor> params_, grads_, first_moments_, second_moments_;
   std::vector<View> grad_views_;  // grads_ as the list the multi-tensor kernels take
   int64_t step_ = 0;

@@ -28,19 +28,4 @@ std::vector<NamedTensor> to_wire(const NamedTensors& tensors) {
   return wire;
 }
 
-void write_named_tensors(const std::string& path, const NamedTensors& tensors) {
-  const std::vector<std::pair<std::string, View>> views(tensors.begin(), tensors.end());
-  write_safetensors(path, views, {{"format", "pt"}});
-}
-
-NamedTensors read_named_tensors(const std::string& path) {
-  const SafetensorsCheckpoint file(path);
-  NamedTensors tensors;
-  for (const std::string& name : file.names()) {
-    const TensorInfo* info = file.find(name);
-    tensors.emplace_back(name, file.load(name, info->shape, info->dtype));
-  }
-  return tensors;
-}
-
 }  // namespace fe::fed

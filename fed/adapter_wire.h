@@ -14,9 +14,4 @@ std::vector<TensorSpec> adapter_specs(const LoraAdapter& adapter);
 void load_adapter_tensors(LoraAdapter& adapter, const std::vector<NamedTensor>& tensors);
 std::vector<NamedTensor> to_wire(const NamedTensors& tensors);
 
-// Named tensors to and from a safetensors file (checkpoints, adapters read without their model);
-// reading keeps each tensor's stored dtype, in name order.
-void write_named_tensors(const std::string& path, const NamedTensors& tensors);
-NamedTensors read_named_tensors(const std::string& path);
-
 }  // namespace fe::fed

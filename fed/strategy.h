@@ -26,12 +26,10 @@
 #include <utility>
 #include <vector>
 
-#include "engine/tensor.h"
+#include "engine/safetensors.h"
 #include "fed/protocol.h"
 
 namespace fe::fed {
-
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 struct StrategyOptions {
   std::string name = "fedavg";  // fedavg | fedprox | fedadagrad | fedadam | fedyogi

@@ -169,6 +169,57 @@ TEST_F(CliWorkflow, SameSeedSameAdapterAndTrainingResumesFromAnAdapter) {
   EXPECT_THAT(resumed.output, HasSubstr("eval  step 0 | " + from_adapter.output.substr(0, from_adapter.output.find(" |"))));
 }
 
+// A run that stopped continues with --resume from its newest checkpoint (within an epoch of the
+// data, and after the data wrapped into a second epoch) and ends with the adapter an
+// uninterrupted run makes, bit for bit, with one metrics line per step.
+TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
+  namespace fs = std::filesystem;
+  write_file(dir_.path("resume.yaml"), R"(model: base
+tokenizer: data/tokenizer.model
+data:
+  train: data/shift/train.jsonl
+  eval: data/shift/eval.jsonl
+train:
+  steps: 8
+  micro_batch_size: 8
+  grad_accum_steps: 2
+  lr: 1.0e-2
+  schedule: cosine
+  warmup_steps: 2
+eval:
+  every: 3
+  max_examples: 2
+  max_new_tokens: 2
+output:
+  dir: resumed
+  save_every: 3
+)");
+  const std::string config = dir_.path("resume.yaml");
+  CliResult r = run_cli("train " + config + " --resume");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("no checkpoint to resume from"));
+
+  ASSERT_EQ(run_cli("train " + config).status, 0);
+  const std::string adapter = dir_.path("resumed/adapter/adapter_model.safetensors");
+  const std::string uninterrupted = slurp(adapter);
+  ASSERT_TRUE(fs::exists(dir_.path("resumed/checkpoint-3")) && fs::exists(dir_.path("resumed/checkpoint-6")));
+
+  // 64 examples in micro-batches of 8 and 2 per step: the data wraps into epoch 2 during step 4.
+  for (const int resume_after : {3, 6}) {
+    fs::remove_all(dir_.path("resumed/adapter"));
+    if (resume_after == 3) fs::remove_all(dir_.path("resumed/checkpoint-6"));
+    r = run_cli("train " + config + " --resume");
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("resuming after step " + std::to_string(resume_after)));
+    EXPECT_EQ(slurp(adapter), uninterrupted) << "resumed after step " << resume_after;
+    std::vector<int64_t> steps;
+    std::istringstream metrics(slurp(dir_.path("resumed/metrics.jsonl")));
+    for (std::string line; std::getline(metrics, line);)
+      if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
+    EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  }
+}
+
 // train.device: cuda trains, evaluates and generates with the bf16 model in GPU memory, and the
 // adapter it writes evaluates the same on the CPU; where the GPU cannot be used, the run stops at
 // once and says why.
