@@ -174,49 +174,39 @@ TEST_F(CliWorkflow, SameSeedSameAdapterAndTrainingResumesFromAnAdapter) {
 // uninterrupted run makes, bit for bit, with one metrics line per step.
 TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
   namespace fs = std::filesystem;
-  write_file(dir_.path("resume.yaml"), R"(model: base
-tokenizer: data/tokenizer.model
-data:
-  train: data/shift/train.jsonl
-  eval: data/shift/eval.jsonl
-train:
-  steps: 8
-  micro_batch_size: 8
-  grad_accum_steps: 2
-  lr: 1.0e-2
-  schedule: cosine
-  warmup_steps: 2
-eval:
-  every: 3
-  max_examples: 2
-  max_new_tokens: 2
-output:
-  dir: resumed
-  save_every: 3
-)");
-  const std::string config = dir_.path("resume.yaml");
-  CliResult r = run_cli("train " + config + " --resume");
-  EXPECT_NE(r.status, 0);
-  EXPECT_THAT(r.output, HasSubstr("no checkpoint to resume from"));
+  // LoRA, and full-parameter training (whose checkpoints are whole models).
+  for (const auto& [method, result] : {std::pair{"lora", "adapter/adapter_model.safetensors"},
+                                       std::pair{"full", "model/model.safetensors"}}) {
+    const std::string out = std::string("resumed-") + method;
+    write_file(dir_.path(out + ".yaml"), "model: base\ntokenizer: data/tokenizer.model\ndata:\n"
+               "  train: data/shift/train.jsonl\n  eval: data/shift/eval.jsonl\nadapter: {method: " + std::string(method) +
+               "}\ntrain:\n  steps: 8\n  micro_batch_size: 8\n  grad_accum_steps: 2\n  lr: 1.0e-2\n"
+               "  schedule: cosine\n  warmup_steps: 2\neval:\n  every: 3\n  max_examples: 2\n  max_new_tokens: 2\n"
+               "output:\n  dir: " + out + "\n  save_every: 3\n");
+    const std::string config = dir_.path(out + ".yaml");
+    CliResult r = run_cli("train " + config + " --resume");
+    EXPECT_NE(r.status, 0);
+    EXPECT_THAT(r.output, HasSubstr("no checkpoint to resume from"));
 
-  ASSERT_EQ(run_cli("train " + config).status, 0);
-  const std::string adapter = dir_.path("resumed/adapter/adapter_model.safetensors");
-  const std::string uninterrupted = slurp(adapter);
-  ASSERT_TRUE(fs::exists(dir_.path("resumed/checkpoint-3")) && fs::exists(dir_.path("resumed/checkpoint-6")));
+    ASSERT_EQ(run_cli("train " + config).status, 0);
+    const std::string file = dir_.path(out + "/" + result);
+    const std::string uninterrupted = slurp(file);
+    ASSERT_TRUE(fs::exists(dir_.path(out + "/checkpoint-3")) && fs::exists(dir_.path(out + "/checkpoint-6")));
 
-  // 64 examples in micro-batches of 8 and 2 per step: the data wraps into epoch 2 during step 4.
-  for (const int resume_after : {3, 6}) {
-    fs::remove_all(dir_.path("resumed/adapter"));
-    if (resume_after == 3) fs::remove_all(dir_.path("resumed/checkpoint-6"));
-    r = run_cli("train " + config + " --resume");
-    ASSERT_EQ(r.status, 0) << r.output;
-    EXPECT_THAT(r.output, HasSubstr("resuming after step " + std::to_string(resume_after)));
-    EXPECT_EQ(slurp(adapter), uninterrupted) << "resumed after step " << resume_after;
-    std::vector<int64_t> steps;
-    std::istringstream metrics(slurp(dir_.path("resumed/metrics.jsonl")));
-    for (std::string line; std::getline(metrics, line);)
-      if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
-    EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+    // 64 examples in micro-batches of 8, 2 per step: the data starts its second epoch at step 5.
+    for (const int resume_after : {3, 6}) {
+      fs::remove(file);
+      if (resume_after == 3) fs::remove_all(dir_.path(out + "/checkpoint-6"));
+      r = run_cli("train " + config + " --resume");
+      ASSERT_EQ(r.status, 0) << r.output;
+      EXPECT_THAT(r.output, HasSubstr("resuming after step " + std::to_string(resume_after)));
+      EXPECT_EQ(slurp(file), uninterrupted) << method << ", resumed after step " << resume_after;
+      std::vector<int64_t> steps;
+      std::istringstream metrics(slurp(dir_.path(out + "/metrics.jsonl")));
+      for (std::string line; std::getline(metrics, line);)
+        if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
+      EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8})) << method;
+    }
   }
 }
 
