@@ -28,19 +28,18 @@ std::string self_executable() { return fs::read_symlink("/proc/self/exe").string
 
 std::atomic<bool> g_stop_requested = false;
 
-// SIGINT and SIGTERM set a flag the long-running roles poll, so they leave cleanly.
-const std::atomic<bool>* stop_on_signals() {
-  std::signal(SIGINT, [](int) { g_stop_requested = true; });
-  std::signal(SIGTERM, [](int) { g_stop_requested = true; });
-  return &g_stop_requested;
-}
-
 // A PEFT adapter directory as named tensors, without needing the base model.
 NamedTensors read_adapter_tensors(const std::string& dir) {
   return read_named_tensors((fs::path(dir) / "adapter_model.safetensors").string());
 }
 
 }  // namespace
+
+const std::atomic<bool>* stop_on_signals() {
+  std::signal(SIGINT, [](int) { g_stop_requested = true; });
+  std::signal(SIGTERM, [](int) { g_stop_requested = true; });
+  return &g_stop_requested;
+}
 
 void add_run(CLI::App& app) {
   struct Args {

@@ -25,14 +25,17 @@ void add_train(CLI::App& app) {
       "train",
       "Fine-tune a LoRA adapter (or, with adapter.method: full, every weight) on a JSONL dataset.\n"
       "Prints progress (step, loss, tokens/s, ETA), evaluates before/during/after training when\n"
-      "data.eval is set, writes OUTPUT/metrics.jsonl and saves OUTPUT/adapter (PEFT) or OUTPUT/model.");
+      "data.eval is set, writes OUTPUT/metrics.jsonl and saves OUTPUT/adapter (PEFT) or OUTPUT/model.\n"
+      "Ctrl-C (or SIGTERM) stops after the current step with a checkpoint that --resume continues from.");
   cmd->add_option("config", *path, kConfigHelp)->required()->check(CLI::ExistingFile);
   auto resume = std::make_shared<bool>(false);
   cmd->add_flag("--resume", *resume,
                 "continue from the newest OUTPUT/checkpoint-N (output.save_every) where a run stopped: same\n"
                 "result as an uninterrupted run, bit for bit");
   cmd->callback([path, resume] {
-    const TrainSummary summary = run_training(read_config(*path, true), std::cout, *resume);
+    const std::atomic<bool>* stop = stop_on_signals();  // before any work, so no signal finds the default action
+    const TrainSummary summary = run_training(read_config(*path, true), std::cout, *resume, stop);
+    if (summary.stopped) std::exit(130);  // the shell's code for an interrupted command
     std::cout << "done: " << summary.steps << " steps, final train loss " << summary.final_train_loss << "\n";
   });
 }

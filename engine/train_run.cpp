@@ -119,7 +119,7 @@ LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
   return run;
 }
 
-TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool resume) {
+TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool resume, const std::atomic<bool>* stop) {
   LoadedRun run = load_run(c, true);
   const LlamaConfig& model_config = run.weights.config;
   const LlamaModel model(run.weights, {.recompute_activations = c.recompute_activations});
@@ -215,7 +215,15 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
       progress << std::endl;
     }
     if (c.eval_every > 0 && step % c.eval_every == 0 && step < c.steps) evaluate_now(step);
-    if (c.save_every > 0 && step % c.save_every == 0 && step < c.steps) save_checkpoint(c, run.weights, lora, *trainer, step);
+    const bool stopping = stop && *stop && step < c.steps;
+    if (step < c.steps && (stopping || (c.save_every > 0 && step % c.save_every == 0)))
+      save_checkpoint(c, run.weights, lora, *trainer, step);
+    if (stopping) {
+      progress << "stopped after step " << step << ": saved checkpoint-" << step << "; --resume continues from it"
+               << std::endl;
+      summary.stopped = true;
+      return summary;
+    }
   }
   summary.after = evaluate_now(c.steps);
   save_result(c, run.weights, lora, c.output_dir);

@@ -5,6 +5,7 @@
 // result (<output>/adapter in PEFT format, or <output>/model for full-parameter training).
 #pragma once
 
+#include <atomic>
 #include <iosfwd>
 #include <memory>
 
@@ -29,13 +30,17 @@ struct TrainSummary {
   EvalResult before, after;  // on the eval set (zeros without one)
   double final_train_loss = 0;
   int64_t steps = 0;
+  bool stopped = false;      // by the stop flag, after a checkpoint of `steps`
 };
 
 // With `resume`, continues from the newest OUTPUT/checkpoint-N (written every output.save_every
 // steps with the optimizer's state): the trained tensors, AdamW's moments, the step, the data
 // order and the learning-rate schedule carry on, so the result is the uninterrupted run's, bit for
 // bit; metrics.jsonl keeps its lines up to step N. An Error when there is no checkpoint.
-TrainSummary run_training(const TrainConfig& config, std::ostream& progress, bool resume = false);
+// When *stop becomes true (a signal), the run finishes its step, writes checkpoint-N and returns
+// with `stopped` set.
+TrainSummary run_training(const TrainConfig& config, std::ostream& progress, bool resume = false,
+                          const std::atomic<bool>* stop = nullptr);
 
 // One line: "loss 0.123 | ppl 1.13 | exact match 87/100 (87.0%)".
 std::string describe(const EvalResult& result);

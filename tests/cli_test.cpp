@@ -21,15 +21,17 @@ struct CliResult {
   std::string output;  // stdout and stderr
 };
 
-CliResult run_cli(const std::string& args) {
-  const std::string command = test::cli_path() + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
+// A shell command line, its output and exit status.
+CliResult run_command(const std::string& command) {
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   std::string output;
   char buffer[4096];
   while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
+
+CliResult run_cli(const std::string& args) { return run_command(test::cli_path() + " " + args); }
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -208,6 +210,38 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
       EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8})) << method;
     }
   }
+}
+
+// Ctrl-C stops a run after its step with a checkpoint (exit status 130), and --resume continues
+// from it.
+TEST_F(CliWorkflow, InterruptedTrainingSavesACheckpointThatResumeContinues) {
+  write_file(dir_.path("long.yaml"), "model: base\ntokenizer: data/tokenizer.model\ndata: {train: data/shift/train.jsonl}\n"
+             "train: {steps: 1000000, micro_batch_size: 2}\noutput: {dir: long, log_every: 1000}\n");
+  auto loss_steps = [&] {
+    std::vector<int64_t> steps;
+    std::istringstream metrics(slurp(dir_.path("long/metrics.jsonl")));
+    for (std::string line; std::getline(metrics, line);)
+      if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
+    return steps;
+  };
+  // SIGINT after 2 s, long before a million steps.
+  auto run_interrupted = [&](const std::string& flags) {
+    return run_command("timeout --preserve-status -s INT 2 " + test::cli_path() + " train " + dir_.path("long.yaml") + flags);
+  };
+  const CliResult first = run_interrupted("");
+  EXPECT_EQ(first.status, 130) << first.output;
+  const std::vector<int64_t> steps = loss_steps();
+  ASSERT_FALSE(steps.empty()) << first.output;
+  const int64_t stopped_after = steps.back();
+  EXPECT_THAT(first.output, HasSubstr("stopped after step " + std::to_string(stopped_after) + ": saved checkpoint-"));
+  EXPECT_TRUE(std::filesystem::exists(dir_.path("long/checkpoint-" + std::to_string(stopped_after) + "/trainer_state.safetensors")));
+
+  const CliResult second = run_interrupted(" --resume");
+  EXPECT_EQ(second.status, 130) << second.output;
+  EXPECT_THAT(second.output, HasSubstr("resuming after step " + std::to_string(stopped_after)));
+  const std::vector<int64_t> more = loss_steps();
+  ASSERT_GT(more.size(), steps.size());
+  for (size_t i = 0; i < more.size(); ++i) EXPECT_EQ(more[i], static_cast<int64_t>(i) + 1);
 }
 
 // train.device: cuda trains, evaluates and generates with the bf16 model in GPU memory, and the
