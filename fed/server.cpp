@@ -92,6 +92,7 @@ struct Server::Impl {
   std::map<std::string, ClientResult> results;
   std::map<std::string, double> clipped_bits;  // client-side adaptive DP
   RoundRecord record;
+  Clock::time_point round_started;  // of the round's first attempt
 
   static std::vector<std::string> names(const FederationConfig& c) {
     std::vector<std::string> all;
@@ -439,9 +440,13 @@ struct Server::Impl {
 
   // One attempt at a round; false when too few results came back.
   bool try_round(int64_t round, const std::atomic<bool>* stop) {
-    const auto start = Clock::now();
     current_round = round;
-    record = RoundRecord{.round = round};
+    // A repeated round counts the time and traffic of its failed attempts too.
+    const bool repeated = record.round == round;
+    if (!repeated) round_started = Clock::now();
+    record = repeated ? RoundRecord{.round = round, .bytes_sent = record.bytes_sent, .bytes_received = record.bytes_received,
+                                    .attempts = record.attempts + 1}
+                      : RoundRecord{.round = round};
     results.clear();
     clipped_bits.clear();
     // Heartbeats queued during the last evaluation and checkpoint tell who is alive now.
@@ -475,7 +480,7 @@ struct Server::Impl {
     load_adapter_tensors(global, wire);
     if (eval_model) record.eval = beside_messages([&] { return evaluate_global(); });
     checkpoint(round);
-    record.seconds = seconds_since(start);
+    record.seconds = seconds_since(round_started);
     report();
     return true;
   }
@@ -507,6 +512,7 @@ struct Server::Impl {
     nlohmann::json entry = {{"round", record.round}, {"sampled", sampled}, {"contributors", record.contributors},
                             {"train_loss", losses}, {"examples", record.examples},
                             {"bytes_sent", record.bytes_sent}, {"bytes_received", record.bytes_received},
+                            {"attempts", record.attempts},
                             {"seconds", record.seconds}};
     if (!record.dp_sgd_epsilon.empty()) entry["dp_sgd_epsilon"] = record.dp_sgd_epsilon;
     if (dp && record.round > 0) {

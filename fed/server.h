@@ -36,7 +36,8 @@ struct RoundRecord {
   std::map<std::string, int64_t> examples;   // trained on this round, per participant
   EvalResult eval;                           // of the new global adapter (when data.eval is set)
   double epsilon = 0;                        // spent so far, with differential privacy
-  int64_t bytes_sent = 0, bytes_received = 0;
+  int64_t bytes_sent = 0, bytes_received = 0;  // all attempts at the round together
+  int attempts = 1;                            // a round with too few results is repeated
   double seconds = 0;
 };
 

@@ -142,5 +142,48 @@ TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
   EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 14) << text;
 }
 
+// A round with too few results is repeated; its record counts every attempt's traffic.
+TEST_F(ServerUnderAttack, RepeatedRoundCountsEveryAttempt) {
+  std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
+                                          "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
+                                          "server: {address: 'tcp://127.0.0.1:0', rounds: 1, min_clients: 2,"
+                                          " min_results: 2, heartbeat: 5, round_timeout: 1}\n"
+                                          "participants: [{name: good}, {name: other}]\n";
+  config_ = read_federation_config(dir_.path("fed.yaml"));
+  SharedLog log_buffer;
+  std::ostream log(&log_buffer);
+  Server server(config_, false, log);
+  std::thread runner([&] { server.run(); });
+  ClientSocket good(server.endpoint(), std::nullopt, ""), other(server.endpoint(), std::nullopt, "");
+  for (const auto& [socket, name] : {std::pair{&good, "good"}, std::pair{&other, "other"}}) {
+    Message join{.type = MessageType::join, .client_id = name};
+    join.metrics["num_examples"] = 10;
+    socket->send(encode(join));
+  }
+  auto result_from = [](const Message& fit, const std::string& who) {
+    Message r{.type = MessageType::fit_result, .round = 1, .client_id = who, .num_examples = 4};
+    r.tensors = fit.tensors;
+    return encode(r);
+  };
+  // Attempt 1: only good answers, and the round times out. Attempt 2: both answer.
+  const Message fit = expect_message(good, MessageType::fit);
+  expect_message(other, MessageType::fit);
+  good.send(result_from(fit, "good"));
+  expect_message(good, MessageType::fit);
+  expect_message(other, MessageType::fit);
+  good.send(result_from(fit, "good"));
+  other.send(result_from(fit, "other"));
+  runner.join();
+
+  EXPECT_THAT(log_buffer.text(), HasSubstr("1 results, 2 needed; repeating the round"));
+  const RoundRecord& round = server.history().back();
+  EXPECT_EQ(round.round, 1);
+  EXPECT_EQ(round.attempts, 2);
+  const auto fit_bytes = static_cast<int64_t>(encode(fit).size());
+  EXPECT_GE(round.bytes_sent, 4 * fit_bytes);     // two fits per attempt
+  EXPECT_GE(round.bytes_received, 3 * static_cast<int64_t>(result_from(fit, "good").size()));  // three results
+  EXPECT_GE(round.seconds, 1.0);                    // the first attempt's timeout included
+}
+
 }  // namespace
 }  // namespace fe::fed
