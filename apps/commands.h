@@ -23,7 +23,8 @@ void add_plan(CLI::App& app);
 void add_split(CLI::App& app);
 void add_aggregate(CLI::App& app);
 
-// SIGINT and SIGTERM set the returned flag, which long-running commands poll to stop cleanly.
+// SIGINT and SIGTERM set the returned flag, which long-running commands poll to stop cleanly; a
+// second signal ends the process at once.
 const std::atomic<bool>* stop_on_signals();
 
 // --dtype values for files written to disk.

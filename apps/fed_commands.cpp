@@ -2,10 +2,12 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "apps/commands.h"
 #include "fed/adapter_wire.h"
@@ -35,9 +37,32 @@ NamedTensors read_adapter_tensors(const std::string& dir) {
 
 }  // namespace
 
+std::atomic<int64_t> g_first_signal_ns = 0;
+
+int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+// The first signal asks for a clean stop; another one a second or more later ends the process at
+// once (the default action), for a user who cannot wait for the current step. Copies of one
+// signal arriving together (to the process and to its group, as `timeout` sends them) count once.
+void request_stop(int signal) {
+  if (!g_stop_requested.exchange(true)) {
+    g_first_signal_ns = monotonic_ns();
+    constexpr char kNote[] = "fedengine: stopping cleanly; Ctrl-C again (after a second) quits at once\n";
+    [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, kNote, sizeof kNote - 1);
+    return;
+  }
+  if (monotonic_ns() - g_first_signal_ns < 1'000'000'000) return;
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
+}
+
 const std::atomic<bool>* stop_on_signals() {
-  std::signal(SIGINT, [](int) { g_stop_requested = true; });
-  std::signal(SIGTERM, [](int) { g_stop_requested = true; });
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
   return &g_stop_requested;
 }
 

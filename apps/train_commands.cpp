@@ -30,8 +30,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("config", *path, kConfigHelp)->required()->check(CLI::ExistingFile);
   auto resume = std::make_shared<bool>(false);
   cmd->add_flag("--resume", *resume,
-                "continue from the newest OUTPUT/checkpoint-N (output.save_every) where a run stopped: same\n"
-                "result as an uninterrupted run, bit for bit");
+                "continue from the newest OUTPUT/checkpoint-N (output.save_every, or Ctrl-C) where a run\n"
+                "stopped, with the same settings: the uninterrupted run's result (bit for bit on the CPU)");
   cmd->callback([path, resume] {
     const std::atomic<bool>* stop = stop_on_signals();  // before any work, so no signal finds the default action
     const TrainSummary summary = run_training(read_config(*path, true), std::cout, *resume, stop);

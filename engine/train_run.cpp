@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -28,6 +29,20 @@ std::string format_duration(double seconds) {
 }
 
 constexpr const char* kTrainerState = "trainer_state.safetensors";
+constexpr const char* kRunSettings = "run_settings.json";
+
+// What a checkpoint's step means depends on these: --resume refuses a config that changes them.
+nlohmann::json run_settings(const TrainConfig& c, size_t train_examples) {
+  nlohmann::json settings = {{"train.steps", c.steps},
+                             {"train.micro_batch_size", c.micro_batch_size},
+                             {"train.grad_accum_steps", c.grad_accum_steps},
+                             {"train.seed", c.seed},
+                             {"data.train", c.train_file},
+                             {"examples in data.train", train_examples},
+                             {"adapter.method", c.full_parameter ? "full" : "lora"}};
+  if (!c.full_parameter) settings["adapter"] = c.lora.to_peft_json("");
+  return settings;
+}
 
 void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter, const fs::path& dir) {
   if (adapter) {
@@ -42,15 +57,34 @@ void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAd
 
 // OUTPUT/checkpoint-N: the result so far and the optimizer's state, written under another name and
 // renamed into place, so a crash leaves either a whole checkpoint or none.
-void save_checkpoint(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter,
-                     const Trainer& trainer, int64_t step) {
+void save_checkpoint(const TrainConfig& c, const nlohmann::json& settings, const LlamaWeights& weights,
+                     const LoraAdapter* adapter, const Trainer& trainer, int64_t step) {
   const fs::path dir = fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step));
   const fs::path staging = dir.string() + ".tmp";
   fs::remove_all(staging);
   save_result(c, weights, adapter, staging);
   write_named_tensors((staging / kTrainerState).string(), trainer.optimizer_state());
+  std::ofstream(staging / kRunSettings) << settings.dump(2) << "\n";
   fs::remove_all(dir);
   fs::rename(staging, dir);
+}
+
+bool is_checkpoint_name(const std::string& name) {
+  return name.starts_with("checkpoint-") && name.find_first_not_of("0123456789", 11) == std::string::npos &&
+         name.size() > 11 && name.size() <= 11 + 18;
+}
+
+// A fresh run owns its output directory: checkpoints of an earlier run there would otherwise be
+// what --resume picks up later.
+void remove_earlier_checkpoints(const TrainConfig& c, std::ostream& progress) {
+  if (!fs::is_directory(c.output_dir)) return;
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(c.output_dir)) {
+    std::string name = entry.path().filename().string();
+    if (name.ends_with(".tmp")) name.resize(name.size() - 4);
+    if (is_checkpoint_name(name)) removed += fs::remove_all(entry.path()) > 0;
+  }
+  if (removed) progress << "removed " << removed << " checkpoint(s) of an earlier run in " << c.output_dir << "\n";
 }
 
 // The newest complete checkpoint's step and directory.
@@ -59,10 +93,8 @@ std::pair<int64_t, fs::path> newest_checkpoint(const TrainConfig& c) {
   if (fs::is_directory(c.output_dir))
     for (const auto& entry : fs::directory_iterator(c.output_dir)) {
       const std::string name = entry.path().filename().string();
-      if (!name.starts_with("checkpoint-") || !fs::exists(entry.path() / kTrainerState)) continue;
-      const std::string digits = name.substr(std::string("checkpoint-").size());
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-      const int64_t step = std::stoll(digits);
+      if (!is_checkpoint_name(name) || !fs::exists(entry.path() / kTrainerState)) continue;
+      const int64_t step = std::stoll(name.substr(11));
       if (step > newest.first) newest = {step, entry.path()};
     }
   if (newest.first == 0)
@@ -70,20 +102,46 @@ std::pair<int64_t, fs::path> newest_checkpoint(const TrainConfig& c) {
   return newest;
 }
 
-// Keeps the metrics of steps up to `step` (a resumed run writes the later ones again).
-void keep_metrics_up_to(const fs::path& file, int64_t step) {
-  std::ifstream in(file);
-  std::string kept;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty() && nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
-  in.close();
-  std::ofstream(file, std::ios::trunc) << kept;
+void require_same_settings(const fs::path& checkpoint, const nlohmann::json& now) {
+  const nlohmann::json then = nlohmann::json::parse(std::ifstream(checkpoint / kRunSettings), nullptr, false);
+  if (then.is_discarded()) throw Error((checkpoint / kRunSettings).string() + ": unreadable; cannot check the run's settings");
+  for (const auto& [key, value] : now.items())
+    if (!then.contains(key) || then[key] != value)
+      throw Error(checkpoint.string() + " was written by a run with " + key + " = " + (then.contains(key) ? then[key].dump() : "(unset)") +
+                  "; this config has " + value.dump() + ". Resume with the run's settings, or start afresh without --resume");
 }
 
-// The trained tensors take a checkpoint's values, in place (the model shares their storage).
+// Keeps the metrics of steps up to `step` (a resumed run writes the later ones again), dropping a
+// line a crash cut short; rewritten under another name and renamed. Returns the run's elapsed
+// seconds at that step, where the resumed run's clock continues.
+double keep_metrics_up_to(const fs::path& file, int64_t step) {
+  std::ifstream in(file);
+  std::string kept;
+  double elapsed = 0;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
+    if (!record.is_object() || record.value("step", int64_t{0}) > step) continue;
+    kept += line + "\n";
+    elapsed = std::max(elapsed, record.value("elapsed_s", 0.0));
+  }
+  in.close();
+  const fs::path staging = file.string() + ".tmp";
+  std::ofstream(staging, std::ios::trunc) << kept;
+  fs::rename(staging, file);
+  return elapsed;
+}
+
+// The trained tensors take a checkpoint's values in place (the model shares their storage),
+// matched by name and shape.
 void copy_into(const NamedTensors& into, const NamedTensors& from, const std::string& source) {
-  if (into.size() != from.size()) throw Error(source + ": holds " + std::to_string(from.size()) + " tensors, training " + std::to_string(into.size()));
-  for (size_t i = 0; i < into.size(); ++i) kernels::copy(into[i].second, from[i].second.to_device(into[i].second.device()));
+  std::map<std::string, Tensor> by_name(from.begin(), from.end());
+  for (const auto& [name, tensor] : into) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw Error(source + ": has no tensor " + name);
+    if (!(it->second.shape() == tensor.shape()))
+      throw Error(source + ": " + name + " is " + it->second.view().str() + ", training " + tensor.view().str());
+    kernels::convert(tensor, it->second.to_device(tensor.device()));
+  }
 }
 
 }  // namespace
@@ -135,8 +193,12 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
   }
   const LoraAdapter* lora = c.full_parameter ? nullptr : &adapter;
   int64_t first_step = 1;
+  double elapsed_before = 0;  // seconds the run had trained before it resumed
+  const nlohmann::json settings = run_settings(c, run.train.size());
+  if (!resume) remove_earlier_checkpoints(c, progress);
   if (resume) {
     const auto [step, dir] = newest_checkpoint(c);
+    require_same_settings(dir, settings);
     if (lora)
       copy_into(adapter.named_tensors(), LoraAdapter::load_peft((dir / "adapter").string(), model_config, DType::f32).named_tensors(),
                 (dir / "adapter").string());
@@ -144,7 +206,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
       copy_into(run.weights.named_tensors(), LlamaWeights::load((dir / "model").string(), DType::f32).named_tensors(),
                 (dir / "model").string());
     trainer->load_optimizer_state(read_named_tensors((dir / kTrainerState).string()));
-    keep_metrics_up_to(fs::path(c.output_dir) / "metrics.jsonl", step);
+    elapsed_before = keep_metrics_up_to(fs::path(c.output_dir) / "metrics.jsonl", step);
     first_step = step + 1;
     progress << "resuming after step " << step << " from " << dir.string() << "\n";
   }
@@ -194,7 +256,8 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const double tokens_per_s = tokens_seen / std::max(elapsed, 1e-9);
     nlohmann::json record = {{"step", step}, {"loss", stats.loss}, {"lr", stats.lr}, {"grad_norm", stats.grad_norm},
-                             {"label_tokens", stats.tokens}, {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed},
+                             {"label_tokens", stats.tokens}, {"tokens_per_s", tokens_per_s},
+                             {"elapsed_s", elapsed_before + elapsed},
                              {"epoch", batches.epoch()}};
     if (dp.enabled()) record["epsilon"] = epsilon();
     const bool on_gpu = c.device == Device::cuda;
@@ -217,7 +280,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
     if (c.eval_every > 0 && step % c.eval_every == 0 && step < c.steps) evaluate_now(step);
     const bool stopping = stop && *stop && step < c.steps;
     if (step < c.steps && (stopping || (c.save_every > 0 && step % c.save_every == 0)))
-      save_checkpoint(c, run.weights, lora, *trainer, step);
+      save_checkpoint(c, settings, run.weights, lora, *trainer, step);
     if (stopping) {
       progress << "stopped after step " << step << ": saved checkpoint-" << step << "; --resume continues from it"
                << std::endl;

@@ -35,8 +35,10 @@ struct TrainSummary {
 
 // With `resume`, continues from the newest OUTPUT/checkpoint-N (written every output.save_every
 // steps with the optimizer's state): the trained tensors, AdamW's moments, the step, the data
-// order and the learning-rate schedule carry on, so the result is the uninterrupted run's, bit for
-// bit; metrics.jsonl keeps its lines up to step N. An Error when there is no checkpoint.
+// order and the learning-rate schedule carry on, so the result is the uninterrupted run's (bit
+// for bit on the CPU); metrics.jsonl keeps its lines up to step N. An Error when there is no
+// checkpoint, or when the config changes what a step means (steps, batch sizes, seed, data,
+// adapter). A run without `resume` removes the checkpoints an earlier run left in OUTPUT.
 // When *stop becomes true (a signal), the run finishes its step, writes checkpoint-N and returns
 // with `stopped` set.
 TrainSummary run_training(const TrainConfig& config, std::ostream& progress, bool resume = false,

@@ -335,12 +335,14 @@ class Participant {
   }
 
   // What the model leaves free where it computes: RAM on the CPU; on the GPU, the free memory of
-  // the GPUs this node's ranks see (NVML; RAM where NVML reports none).
+  // the GPUs this node's ranks train on (NVML; RAM where NVML reports none): those its nodes list
+  // (CUDA_VISIBLE_DEVICES), or the first one for a participant that lists none.
   double free_memory() {
     const ResourceSample sample = resources_.sample();
     if (model_.device() == Device::cpu || sample.gpus.empty()) return sample.ram_available_bytes;
+    const size_t used = me_.uses_gpus() ? sample.gpus.size() : 1;
     double free = 0;
-    for (const GpuSample& gpu : sample.gpus) free += gpu.memory_free_bytes;
+    for (size_t g = 0; g < used; ++g) free += sample.gpus[g].memory_free_bytes;
     return free;
   }
 

@@ -443,7 +443,6 @@ struct Server::Impl {
     current_round = round;
     // A repeated round counts the time and traffic of its failed attempts too.
     const bool repeated = record.round == round;
-    if (!repeated) round_started = Clock::now();
     record = repeated ? RoundRecord{.round = round, .bytes_sent = record.bytes_sent, .bytes_received = record.bytes_received,
                                     .attempts = record.attempts + 1}
                       : RoundRecord{.round = round};
@@ -507,6 +506,7 @@ struct Server::Impl {
       line += text;
     }
     std::snprintf(text, sizeof text, " | %.1f s", record.seconds);
+    if (record.attempts > 1) line += " | attempt " + std::to_string(record.attempts);
     line += " | " + format_megabytes(record.bytes_sent) + " out, " + format_megabytes(record.bytes_received) + " in" + text;
     say(line);
     nlohmann::json entry = {{"round", record.round}, {"sampled", sampled}, {"contributors", record.contributors},
@@ -575,6 +575,7 @@ struct Server::Impl {
         break;
       }
       bool done = false;
+      round_started = Clock::now();
       for (int attempt = 0; attempt < kAttempts && !done && !(stop && *stop); ++attempt) {
         wait_for_participants(stop);
         done = try_round(round, stop);

@@ -199,6 +199,7 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
     for (const int resume_after : {3, 6}) {
       fs::remove(file);
       if (resume_after == 3) fs::remove_all(dir_.path(out + "/checkpoint-6"));
+      if (resume_after == 6) std::ofstream(dir_.path(out + "/metrics.jsonl"), std::ios::app) << "{\"step\": 7, \"lo";  // cut by a crash
       r = run_cli("train " + config + " --resume");
       ASSERT_EQ(r.status, 0) << r.output;
       EXPECT_THAT(r.output, HasSubstr("resuming after step " + std::to_string(resume_after)));
@@ -209,6 +210,20 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
         if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
       EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8})) << method;
     }
+
+    // A config that changes what a step means is refused; a fresh run clears the old checkpoints.
+    std::string changed = slurp(config);
+    changed.replace(changed.find("steps: 8"), 8, "steps: 9");
+    changed.replace(changed.find("save_every: 3"), 13, "save_every: 4");
+    write_file(config, changed);
+    r = run_cli("train " + config + " --resume");
+    EXPECT_NE(r.status, 0);
+    EXPECT_THAT(r.output, HasSubstr("was written by a run with train.steps = 8; this config has 9"));
+    r = run_cli("train " + config);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("removed 2 checkpoint(s) of an earlier run"));
+    EXPECT_FALSE(fs::exists(dir_.path(out + "/checkpoint-3")));
+    EXPECT_TRUE(fs::exists(dir_.path(out + "/checkpoint-8")));
   }
 }
 
