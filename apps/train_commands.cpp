@@ -77,7 +77,7 @@ void add_eval(CLI::App& app) {
 
 void add_generate(CLI::App& app) {
   struct Args {
-    std::string model, adapter, tokenizer, prompt;
+    std::string model, adapter, tokenizer, prompt, device = "cpu";
     SamplingOptions sampling;
     bool no_bos = false;
   };
@@ -92,11 +92,15 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_flag("--no-bos", args->no_bos, "do not start the prompt with the BOS token");
+  cmd->add_option("--device", args->device, "cpu (f32) or cuda (bf16 in GPU memory)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   cmd->callback([args] {
-    const LlamaWeights weights = LlamaWeights::load(args->model, DType::f32);
+    const Device device = args->device == "cuda" ? Device::cuda : Device::cpu;
+    const LlamaWeights weights = compute_weights(LlamaWeights::load(args->model, DType::f32), device, "--device");
     const auto tokenizer = Tokenizer::load(args->tokenizer.empty() ? args->model : args->tokenizer);
     LoraAdapter adapter;
-    if (!args->adapter.empty()) adapter = LoraAdapter::load_peft(args->adapter, weights.config, DType::f32);
+    if (!args->adapter.empty()) adapter = LoraAdapter::load_peft(args->adapter, weights.config, DType::f32).to_device(device);
     std::vector<int32_t> prompt;
     if (!args->no_bos && tokenizer->bos_id() >= 0) prompt.push_back(tokenizer->bos_id());
     for (int32_t id : tokenizer->encode(args->prompt)) prompt.push_back(id);

@@ -158,10 +158,10 @@ std::string describe(const EvalResult& r) {
   return line;
 }
 
-LlamaWeights compute_weights(const LlamaWeights& host, Device device) {
+LlamaWeights compute_weights(const LlamaWeights& host, Device device, const std::string& setting) {
   if (device == Device::cpu) return host;
   if (const std::string reason = gpu_unavailable_reason(); !reason.empty())
-    throw Error("train.device is cuda, but " + reason);
+    throw Error(setting + " is cuda, but " + reason);
   return host.converted(DType::bf16).to_device(device);
 }
 

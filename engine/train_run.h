@@ -23,8 +23,8 @@ LoadedRun load_run(const TrainConfig& config, bool load_train_data);
 
 // The base weights in the form the model computes with on `device`: as given (f32) on the CPU,
 // converted to bf16 and copied into GPU memory on the GPU. An Error when the GPU cannot be used
-// (a build without CUDA, no visible device), naming train.device.
-LlamaWeights compute_weights(const LlamaWeights& host, Device device);
+// (a build without CUDA, no visible device), naming `setting`, what asked for the GPU.
+LlamaWeights compute_weights(const LlamaWeights& host, Device device, const std::string& setting = "train.device");
 
 struct TrainSummary {
   EvalResult before, after;  // on the eval set (zeros without one)

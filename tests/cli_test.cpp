@@ -304,6 +304,9 @@ TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
   ASSERT_EQ(on_cpu.status, 0) << on_cpu.output;
   const double gpu_loss = nlohmann::json::parse(on_gpu.output)["loss"], cpu_loss = nlohmann::json::parse(on_cpu.output)["loss"];
   EXPECT_NEAR(gpu_loss, cpu_loss, 2e-2 * cpu_loss);
+  const CliResult generated = run_cli("generate --model " + dir_.path("gpu_base") + " --tokenizer " + dir_.path("data") +
+                                      " --adapter " + dir_.path("gpu_run/adapter") + " --prompt 'shift 1 2 3 =' --device cuda");
+  EXPECT_EQ(generated.status, 0) << generated.output;
 }
 
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
