@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <barrier>
+#include <functional>
 #include <thread>
 
 #include "engine/communicator.h"
@@ -239,29 +240,36 @@ class ThreadRanks {
   std::vector<double> values_[2];
 };
 
-// Two ranks on shares of each global batch against one rank on the whole batch, on one device.
-// The arithmetic is the same but on fewer rows, for which cuBLASLt may sum in another order and
-// move a bf16 result by its last bit now and then; a missing all-reduce is off by ~50%.
-void expect_two_thread_ranks_train_like_one(Device device) {
+// Two ranks, threads of this process, each with the communicator connect(rank), on shares of
+// every global batch against one rank on the whole batch. The arithmetic is the same but on fewer
+// rows, for which cuBLASLt may sum in another order and move a bf16 result by its last bit now and
+// then; a missing all-reduce is off by ~50%.
+void expect_two_ranks_train_like_one(Device device, const std::function<std::unique_ptr<Communicator>(int)>& connect,
+                                     const char* what) {
   const TrainedRun alone = train(device, parity_options(false), 5, nullptr);
-  ThreadRanks world;
   std::vector<TrainedRun> runs(2);
   std::vector<std::string> errors(2);
   std::vector<std::thread> threads;
   for (int r = 0; r < 2; ++r)
     threads.emplace_back([&, r] {
       try {
-        ThreadRanks::Rank rank(world, r);
-        runs[r] = train(device, parity_options(false), 5, &rank);
+        const std::unique_ptr<Communicator> ranks = connect(r);
+        runs[r] = train(device, parity_options(false), 5, ranks.get());
       } catch (const std::exception& e) {
         errors[r] = e.what();
       }
     });
   for (std::thread& t : threads) t.join();
   for (int r = 0; r < 2; ++r) {
-    EXPECT_EQ(errors[r], "") << "rank " << r;
-    if (errors[r].empty()) expect_same_training(runs[r], alone, 5e-3, test::numbered("thread rank ", r));
+    EXPECT_EQ(errors[r], "") << what << r;
+    if (errors[r].empty()) expect_same_training(runs[r], alone, 5e-3, test::numbered(what, r));
   }
+}
+
+void expect_two_thread_ranks_train_like_one(Device device) {
+  ThreadRanks world;
+  expect_two_ranks_train_like_one(
+      device, [&](int r) { return std::make_unique<ThreadRanks::Rank>(world, r); }, "thread rank ");
 }
 
 TEST(GpuTrainer, GradientBucketsInGpuMemorySumOverRanks) {
@@ -281,26 +289,14 @@ TEST(GpuTrainer, TwoNcclRanksOnHalfBatchesTrainLikeOneGpu) {
   if (cuda::device_count() < 2)
     GTEST_SKIP() << "NCCL with 2 ranks needs 2 GPUs; this machine has " << cuda::device_count();
 #endif
-  const TrainedRun alone = train(Device::cuda, parity_options(false), 4, nullptr);
   const int port = test::free_tcp_port();
-  std::vector<TrainedRun> runs(2);
-  std::vector<std::string> errors(2);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 2; ++r)
-    threads.emplace_back([&, r] {
-      try {
+  expect_two_ranks_train_like_one(
+      Device::cuda,
+      [&](int r) {
         const RankInfo info{.rank = r, .world_size = 2, .local_rank = r, .local_world_size = 2, .master_port = port};
-        const auto ranks = connect_ranks(CommBackend::nccl, info, std::chrono::seconds(30));  // selects GPU r
-        runs[r] = train(Device::cuda, parity_options(false), 4, ranks.get());
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (std::thread& t : threads) t.join();
-  for (int r = 0; r < 2; ++r) {
-    EXPECT_EQ(errors[r], "") << "rank " << r;
-    if (errors[r].empty()) expect_same_training(runs[r], alone, 5e-3, test::numbered("NCCL rank ", r));
-  }
+        return connect_ranks(CommBackend::nccl, info, std::chrono::seconds(30));  // selects GPU r
+      },
+      "NCCL rank ");
 }
 
 }  // namespace

@@ -51,12 +51,17 @@ class ServerUnderAttack : public ::testing::Test {
     const LlamaConfig c = test::tiny_llama({.hidden = 16, .intermediate = 32, .heads = 2, .kv_heads = 1, .vocab = 16});
     LlamaWeights::random(c, 1, DType::f32).save(dir_.path("base"), DType::f32);
     std::ofstream(dir_.path("train.jsonl")) << R"({"input_ids": [1, 2, 3]})" << "\n";
+    config_ = federation(30, "{name: good, train: {lr: 0.25, steps: 7}}, {name: other}, {name: absent}");
+  }
+
+  // One round of two results, within round_timeout seconds, among `participants`.
+  FederationConfig federation(int round_timeout, const std::string& participants) {
     std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
                                             "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
                                             "server: {address: 'tcp://127.0.0.1:0', rounds: 1, min_clients: 2,"
-                                            " min_results: 2, heartbeat: 5, round_timeout: 30}\n"
-                                            "participants: [{name: good, train: {lr: 0.25, steps: 7}}, {name: other}, {name: absent}]\n";
-    config_ = read_federation_config(dir_.path("fed.yaml"));
+                                            " min_results: 2, heartbeat: 5, round_timeout: "
+                                         << round_timeout << "}\nparticipants: [" << participants << "]\n";
+    return read_federation_config(dir_.path("fed.yaml"));
   }
 
   test::TempDir dir_;
@@ -144,12 +149,7 @@ TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
 
 // A round with too few results is repeated; its record counts every attempt's traffic.
 TEST_F(ServerUnderAttack, RepeatedRoundCountsEveryAttempt) {
-  std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
-                                          "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
-                                          "server: {address: 'tcp://127.0.0.1:0', rounds: 1, min_clients: 2,"
-                                          " min_results: 2, heartbeat: 5, round_timeout: 1}\n"
-                                          "participants: [{name: good}, {name: other}]\n";
-  config_ = read_federation_config(dir_.path("fed.yaml"));
+  config_ = federation(1, "{name: good}, {name: other}");
   SharedLog log_buffer;
   std::ostream log(&log_buffer);
   Server server(config_, false, log);
