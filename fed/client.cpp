@@ -1,8 +1,11 @@
 #include "fed/client.h"
 
 #include <chrono>
+#include <fstream>
+#include <filesystem>
 #include <cmath>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <ostream>
 #include <thread>
 
@@ -69,6 +72,52 @@ class Connection {
   std::unique_ptr<ClientSocket> socket_;
 };
 
+// DP-SGD's privacy spent by a participant over a run, one entry per round trained (sampling
+// rate, noise multiplier, steps), kept in a file so that a restarted participant goes on counting
+// where it stopped instead of from zero. A file of another run (another run_id) starts afresh.
+class DpSgdLedger {
+ public:
+  explicit DpSgdLedger(std::filesystem::path file) : file_(std::move(file)) {}
+
+  // Adds a round to run `run_id`'s ledger, writes it, and returns the ε spent for `delta`.
+  double add(const std::string& run_id, double sampling_rate, double noise_multiplier, int64_t steps, double delta) {
+    if (!loaded_ || run_id != run_id_) load(run_id);
+    add_round(sampling_rate, noise_multiplier, steps);
+    save();
+    return accountant_.epsilon(delta);
+  }
+
+ private:
+  void load(const std::string& run_id) {
+    run_id_ = run_id;
+    accountant_ = RdpAccountant();
+    rounds_ = nlohmann::json::array();
+    loaded_ = true;
+    std::ifstream in(file_);
+    const nlohmann::json saved = nlohmann::json::parse(in, nullptr, false);
+    if (!in.is_open() || !saved.is_object() || saved.value("run_id", "") != run_id) return;
+    for (const nlohmann::json& round : saved.value("rounds", nlohmann::json::array()))
+      add_round(round.value("sampling_rate", 1.0), round.value("noise_multiplier", 0.0), round.value("steps", int64_t{0}));
+  }
+  void add_round(double sampling_rate, double noise_multiplier, int64_t steps) {
+    if (noise_multiplier <= 0 || steps <= 0) return;
+    accountant_.add_steps(sampling_rate, noise_multiplier, steps);
+    rounds_.push_back({{"sampling_rate", sampling_rate}, {"noise_multiplier", noise_multiplier}, {"steps", steps}});
+  }
+  void save() const {  // whole or not at all
+    std::filesystem::create_directories(file_.parent_path());
+    const std::filesystem::path staging = file_.string() + ".tmp";
+    std::ofstream(staging) << nlohmann::json{{"run_id", run_id_}, {"rounds", rounds_}}.dump(1) << "\n";
+    std::filesystem::rename(staging, file_);
+  }
+
+  std::filesystem::path file_;
+  std::string run_id_;
+  bool loaded_ = false;
+  nlohmann::json rounds_ = nlohmann::json::array();
+  RdpAccountant accountant_;
+};
+
 // What rank 0 tells the other ranks of its participant, as the first byte of a broadcast.
 enum class RankCommand : char { idle = 'i', fit = 'f', stop = 's' };
 
@@ -87,6 +136,7 @@ class Participant {
         model_(run_.weights, {.recompute_activations = me.train.recompute_activations}),
         adapter_(LoraAdapter::init(run_.weights.config, config.shared.lora, 0, DType::f32)),
         batches_(run_.train, global_micro_batch(), me.train.seed, me.train.bucket_by_length, run_.tokenizer->pad_id()),
+        dp_sgd_ledger_(participant_dir(config, me) / "dp_sgd_ledger.json"),
         heartbeat_s_(config.server.heartbeat_s) {
     if (ranks_->rank() == 0) connection_.emplace(config, me, endpoint);
   }
@@ -326,7 +376,8 @@ class Participant {
     result.metrics["train_loss"] = loss_sum / static_cast<double>(data.steps);
     if (const double clip = pushed<double>(fit, "clip_norm", 0.0); clip > 0)
       result.metrics["clipped_bit"] = clip_own_update(global, clip);
-    if (const double epsilon = dp_sgd_epsilon(data.steps); std::isfinite(epsilon)) result.metrics["dp_sgd_epsilon"] = epsilon;
+    if (ranks_->rank() == 0)  // the rank that reports keeps the ledger
+      if (const double epsilon = dp_sgd_epsilon(fit, data.steps); std::isfinite(epsilon)) result.metrics["dp_sgd_epsilon"] = epsilon;
     result.metrics["seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
     result.tensors = to_wire(adapter_.named_tensors());
     log_ << tag() << "round " << fit.round << ": " << data.steps << " steps on " << examples
@@ -353,15 +404,14 @@ class Participant {
     for (size_t i = 0; i < host.size(); ++i) kernels::copy(host[i].second, trained[i].second);
   }
 
-  // DP-SGD's ε spent by this participant so far (+∞ without DP-SGD noise): each step samples one
-  // global batch from its data. It covers the rounds this process trained; a restarted
-  // participant starts counting again.
-  double dp_sgd_epsilon(int64_t steps) {
+  // DP-SGD's ε spent by this participant in the run so far (+∞ without DP-SGD noise): each step
+  // samples one global batch from its data. Rounds trained before a restart count too (the ledger).
+  double dp_sgd_epsilon(const Message& fit, int64_t steps) {
     const DpSgdOptions& dp = me_.train.optimizer.dp_sgd;
     if (!dp.enabled() || dp.noise_multiplier <= 0) return INFINITY;
     const double batch = static_cast<double>(global_micro_batch() * me_.train.grad_accum_steps);
-    dp_sgd_accountant_.add_steps(std::min(1.0, batch / static_cast<double>(run_.train.size())), dp.noise_multiplier, steps);
-    return dp_sgd_accountant_.epsilon(me_.train.dp_sgd_delta);
+    return dp_sgd_ledger_.add(pushed<std::string>(fit, "run_id", ""), std::min(1.0, batch / static_cast<double>(run_.train.size())),
+                              dp.noise_multiplier, steps, me_.train.dp_sgd_delta);
   }
 
   static NamedTensors clone_tensors(const NamedTensors& tensors) {
@@ -416,7 +466,7 @@ class Participant {
   ResourceSampler rank_resources_;        // the training thread's: this rank's GPU
   std::mutex rank_gpus_mutex_;
   std::vector<double> rank_gpus_;         // on rank 0: every rank's GPU slot (share_gpus)
-  RdpAccountant dp_sgd_accountant_;
+  DpSgdLedger dp_sgd_ledger_;             // rank 0's, in OUTPUT/participants/NAME/
   Clock::time_point last_command_ = Clock::now();
   double heartbeat_s_;
   bool welcomed_ = false;

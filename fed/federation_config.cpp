@@ -285,4 +285,8 @@ FederationConfig read_federation_config(const std::string& path) {
   return config;
 }
 
+std::filesystem::path participant_dir(const FederationConfig& config, const ParticipantConfig& participant) {
+  return std::filesystem::path(config.shared.output_dir) / "participants" / participant.name;
+}
+
 }  // namespace fe::fed

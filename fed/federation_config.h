@@ -50,6 +50,7 @@
 // (checkpoint/), metrics.jsonl (one line per round) and participants/<name>/ (their logs).
 #pragma once
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,11 @@ std::vector<std::pair<std::string, std::string>> node_environment(const Particip
 // Whether `host` names this machine (localhost, a loopback address or this machine's hostname):
 // `fedengine run` starts such nodes itself.
 bool is_local_host(const std::string& host);
+
+struct FederationConfig;
+// OUTPUT/participants/NAME: a participant's logs and the state it keeps across restarts, on each
+// machine it runs on.
+std::filesystem::path participant_dir(const FederationConfig& config, const ParticipantConfig& participant);
 
 struct FederationConfig {
   std::string path;               // the YAML file

@@ -24,10 +24,6 @@ std::atomic<bool> g_stop_requested = false;
 
 void request_stop(int) { g_stop_requested = true; }
 
-fs::path participant_dir(const FederationConfig& config, const ParticipantConfig& p) {
-  return fs::path(config.shared.output_dir) / "participants" / p.name;
-}
-
 std::string node_label(const ParticipantConfig& p, size_t node) {
   return p.nodes.size() == 1 ? p.name : p.name + " node " + std::to_string(node);
 }

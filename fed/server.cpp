@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <future>
 #include <mutex>
 #include <limits>
@@ -71,6 +72,7 @@ struct Server::Impl {
   std::map<std::string, Participant> participants;
   std::map<std::string, std::string> public_keys;  // with CurveZMQ: each participant's own key
   int64_t first_round = 1;
+  std::string run_id = new_run_id();  // tells participants' state of this run from an earlier one's
   std::vector<RoundRecord> history;
   std::optional<MetricsLog> metrics;
   Monitor monitor;
@@ -93,6 +95,13 @@ struct Server::Impl {
   std::map<std::string, double> clipped_bits;  // client-side adaptive DP
   RoundRecord record;
   Clock::time_point round_started;  // of the round's first attempt
+
+  static std::string new_run_id() {
+    std::random_device entropy;
+    char text[17];
+    std::snprintf(text, sizeof text, "%08x%08x", entropy(), entropy());
+    return text;
+  }
 
   static std::vector<std::string> names(const FederationConfig& c) {
     std::vector<std::string> all;
@@ -156,6 +165,7 @@ struct Server::Impl {
       for (double q : state.at("dp_sampling_rates")) account(q);
     }
     first_round = state.at("round").get<int64_t>() + 1;
+    run_id = state.value("run_id", run_id);
     say("resuming after round " + std::to_string(first_round - 1) + " from " + dir.string());
   }
 
@@ -166,7 +176,8 @@ struct Server::Impl {
     if (const NamedTensors state = strategy->state(); !state.empty())
       write_named_tensors((staging / "strategy.safetensors").string(), state);
     if (dp) write_named_tensors((staging / "privacy.safetensors").string(), dp->state());
-    const nlohmann::json state = {{"round", round}, {"strategy", strategy->name()}, {"dp_sampling_rates", sampling_rates}};
+    const nlohmann::json state = {{"round", round}, {"strategy", strategy->name()}, {"dp_sampling_rates", sampling_rates},
+                                  {"run_id", run_id}};
     std::ofstream state_file(staging / "state.json");
     state_file << state.dump() << "\n";
     if (!state_file.flush()) throw Error((staging / "state.json").string() + ": write failed");
@@ -396,6 +407,7 @@ struct Server::Impl {
     std::map<std::string, ConfigValue> settings = strategy->fit_config(round);
     settings["steps"] = p.train.steps;
     settings["lr"] = p.train.optimizer.lr;
+    settings["run_id"] = run_id;
     if (dp && (dp->options().mode == DpMode::client_fixed || dp->options().mode == DpMode::client_adaptive))
       settings["clip_norm"] = dp->clip_norm();
     if (p.partition.strategy != PartitionStrategy::all) settings["examples"] = round_examples(p);

@@ -515,16 +515,34 @@ TEST_F(Federation, DpSgdParticipantsReportTheirEpsilon) {
                                           "  heartbeat: 0.5\n", "", "", {dp_sgd, dp_sgd});
   Process run({"run", config}, dir_.path("run.log"));
   ASSERT_EQ(run.wait(), 0) << run.output();
-  const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
-  ASSERT_EQ(metrics.size(), 3u) << run.output();
   // Each round: 3 steps, each a Poisson sample of 8 of a participant's 100 sequences.
-  RdpAccountant expected;
-  for (int round = 1; round <= 2; ++round) {
-    expected.add_steps(8.0 / 100.0, 1.0, 3);
-    const nlohmann::json& reported = metrics[round]["dp_sgd_epsilon"];
+  auto expect_epsilon_after = [&](size_t metrics_line, int rounds_of_run) {
+    const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+    ASSERT_GT(metrics.size(), metrics_line);
+    RdpAccountant expected;
+    expected.add_steps(8.0 / 100.0, 1.0, 3 * rounds_of_run);
+    const nlohmann::json& reported = metrics[metrics_line]["dp_sgd_epsilon"];
     EXPECT_EQ(reported.size(), 2u) << reported;  // p2 trains without DP-SGD
-    for (const char* name : {"p0", "p1"}) EXPECT_NEAR(reported[name].get<double>(), expected.epsilon(1e-5), 1e-9) << name;
-  }
+    for (const char* name : {"p0", "p1"})
+      EXPECT_NEAR(reported[name].get<double>(), expected.epsilon(1e-5), 1e-9) << name << ", line " << metrics_line;
+  };
+  expect_epsilon_after(1, 1);
+  expect_epsilon_after(2, 2);
+
+  // Resumed with two more rounds: the participants are new processes, and their ledgers go on
+  // counting the run's rounds.
+  std::string yaml = slurp(config);
+  yaml.replace(yaml.find("rounds: 2"), 9, "rounds: 4");
+  std::ofstream(config) << yaml;
+  Process resumed({"run", config, "--resume"}, dir_.path("resumed.log"));
+  ASSERT_EQ(resumed.wait(), 0) << resumed.output();
+  expect_epsilon_after(3, 3);
+  expect_epsilon_after(4, 4);
+
+  // A fresh run is another run: its ε starts from its own first round.
+  Process fresh({"run", config}, dir_.path("fresh.log"));
+  ASSERT_EQ(fresh.wait(), 0) << fresh.output();
+  expect_epsilon_after(1, 1);
 }
 
 }  // namespace
