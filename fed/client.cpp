@@ -96,7 +96,8 @@ class DpSgdLedger {
     std::ifstream in(file_);
     const nlohmann::json saved = nlohmann::json::parse(in, nullptr, false);
     if (!in.is_open() || !saved.is_object() || saved.value("run_id", "") != run_id) return;
-    for (const nlohmann::json& round : saved.value("rounds", nlohmann::json::array()))
+    const nlohmann::json rounds = saved.value("rounds", nlohmann::json::array());
+    for (const nlohmann::json& round : rounds)
       add_round(round.value("sampling_rate", 1.0), round.value("noise_multiplier", 0.0), round.value("steps", int64_t{0}));
   }
   void add_round(double sampling_rate, double noise_multiplier, int64_t steps) {

@@ -73,6 +73,9 @@ struct Server::Impl {
   std::map<std::string, std::string> public_keys;  // with CurveZMQ: each participant's own key
   int64_t first_round = 1;
   std::string run_id = new_run_id();  // tells participants' state of this run from an earlier one's
+  // Volumes from the checkpoint a resumed run started from: a participant's share of data does
+  // not shrink while the largest participant has yet to rejoin.
+  std::map<std::string, ParticipantVolume> checkpointed_volumes;
   std::vector<RoundRecord> history;
   std::optional<MetricsLog> metrics;
   Monitor monitor;
@@ -166,6 +169,9 @@ struct Server::Impl {
     }
     first_round = state.at("round").get<int64_t>() + 1;
     run_id = state.value("run_id", run_id);
+    const nlohmann::json volumes = state.value("volumes", nlohmann::json::object());  // outlives the loop
+    for (const auto& [name, volume] : volumes.items())
+      checkpointed_volumes[name] = {volume.value("examples", int64_t{0}), volume.value("free_memory_bytes", 0.0)};
     say("resuming after round " + std::to_string(first_round - 1) + " from " + dir.string());
   }
 
@@ -176,8 +182,12 @@ struct Server::Impl {
     if (const NamedTensors state = strategy->state(); !state.empty())
       write_named_tensors((staging / "strategy.safetensors").string(), state);
     if (dp) write_named_tensors((staging / "privacy.safetensors").string(), dp->state());
+    nlohmann::json volumes = nlohmann::json::object();
+    for (const ParticipantConfig& p : config.participants)
+      if (const ParticipantVolume volume = volume_of(p.name); volume.examples > 0)
+        volumes[p.name] = {{"examples", volume.examples}, {"free_memory_bytes", volume.free_memory_bytes}};
     const nlohmann::json state = {{"round", round}, {"strategy", strategy->name()}, {"dp_sampling_rates", sampling_rates},
-                                  {"run_id", run_id}};
+                                  {"run_id", run_id}, {"volumes", volumes}};
     std::ofstream state_file(staging / "state.json");
     state_file << state.dump() << "\n";
     if (!state_file.flush()) throw Error((staging / "state.json").string() + ": write failed");
@@ -420,10 +430,16 @@ struct Server::Impl {
     size_t index = 0;
     for (const ParticipantConfig& q : config.participants) {
       if (q.name == p.name) index = volumes.size();
-      const auto it = participants.find(q.name);
-      volumes.push_back(it == participants.end() ? ParticipantVolume{} : it->second.volume);
+      volumes.push_back(volume_of(q.name));
     }
     return examples_per_round(p.partition, volumes, index, config.server.rounds);
+  }
+
+  // As the participant reported it at its last join, or as the checkpoint knew it.
+  ParticipantVolume volume_of(const std::string& name) const {
+    if (const auto it = participants.find(name); it != participants.end()) return it->second.volume;
+    const auto it = checkpointed_volumes.find(name);
+    return it == checkpointed_volumes.end() ? ParticipantVolume{} : it->second;
   }
 
   // Adds a round to the privacy accountant; without noise there is no finite ε to track.

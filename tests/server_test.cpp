@@ -185,5 +185,58 @@ TEST_F(ServerUnderAttack, RepeatedRoundCountsEveryAttempt) {
   EXPECT_GE(round.seconds, 1.0);                    // the first attempt's timeout included
 }
 
+// A resumed server shares data out by the volumes its checkpoint knew, before every participant
+// has rejoined: max_data_volume's share follows the largest participant even while it is away.
+TEST_F(ServerUnderAttack, ResumedServerKeepsTheVolumesOfParticipantsNotYetBack) {
+  auto write = [&](int rounds, int min_clients) {
+    std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
+                                            "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
+                                            "partition: {strategy: max_data_volume}\n"
+                                            "server: {address: 'tcp://127.0.0.1:0', rounds: " << rounds
+                                         << ", min_clients: " << min_clients << ", min_results: " << min_clients
+                                         << ", heartbeat: 5, round_timeout: 30}\n"
+                                            "participants: [{name: big}, {name: medium}]\n";
+    return read_federation_config(dir_.path("fed.yaml"));
+  };
+  auto join = [](ClientSocket& socket, const std::string& name, double examples) {
+    Message m{.type = MessageType::join, .client_id = name};
+    m.metrics["num_examples"] = examples;
+    socket.send(encode(m));
+  };
+  auto answer = [](ClientSocket& socket, const Message& fit, const std::string& name) {
+    Message r{.type = MessageType::fit_result, .round = fit.round, .client_id = name, .num_examples = 4};
+    r.tensors = fit.tensors;
+    socket.send(encode(r));
+  };
+  SharedLog log_buffer;
+  std::ostream log(&log_buffer);
+  {  // a run of 1 round with both: max_j n_j / rounds = 1000 examples, capped at medium's 400
+    const FederationConfig first = write(1, 2);
+    Server server(first, false, log);
+    std::thread runner([&] { server.run(); });
+    ClientSocket big(server.endpoint(), std::nullopt, ""), medium(server.endpoint(), std::nullopt, "");
+    join(big, "big", 1000);
+    join(medium, "medium", 400);
+    const Message big_fit = expect_message(big, MessageType::fit), medium_fit = expect_message(medium, MessageType::fit);
+    EXPECT_EQ(std::get<int64_t>(big_fit.config.at("examples")), 1000);
+    EXPECT_EQ(std::get<int64_t>(medium_fit.config.at("examples")), 400);
+    answer(big, big_fit, "big");
+    answer(medium, medium_fit, "medium");
+    runner.join();
+  }
+  // Resumed with 2 rounds and only medium back: big's 1000 still sets the share, 1000 / 2 = 500
+  // capped at 400 (from medium's 400 alone it would be 200).
+  const FederationConfig second = write(2, 1);
+  Server server(second, true, log);
+  std::thread runner([&] { server.run(); });
+  ClientSocket medium(server.endpoint(), std::nullopt, "");
+  join(medium, "medium", 400);
+  const Message fit = expect_message(medium, MessageType::fit);
+  EXPECT_EQ(fit.round, 2);
+  EXPECT_EQ(std::get<int64_t>(fit.config.at("examples")), 400) << log_buffer.text();
+  answer(medium, fit, "medium");
+  runner.join();
+}
+
 }  // namespace
 }  // namespace fe::fed
