@@ -65,8 +65,10 @@ void save_checkpoint(const TrainConfig& c, const nlohmann::json& settings, const
   save_result(c, weights, adapter, staging);
   write_named_tensors((staging / kTrainerState).string(), trainer.optimizer_state());
   std::ofstream(staging / kRunSettings) << settings.dump(2) << "\n";
+  sync_to_disk(staging.string());
   fs::remove_all(dir);
   fs::rename(staging, dir);
+  sync_to_disk(c.output_dir, false);  // the rename itself
 }
 
 bool is_checkpoint_name(const std::string& name) {

@@ -1,11 +1,7 @@
 #include "fed/server.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -40,17 +36,6 @@ struct Participant {
   ParticipantVolume volume;      // dataset size and free memory, from its join
   bool left = false;             // said goodbye
 };
-
-// fsync of a file, or of a directory and everything in it: a power cut after the checkpoint's
-// rename must not leave a checkpoint whose files are empty.
-void sync_to_disk(const fs::path& path) {
-  if (fs::is_directory(path))
-    for (const fs::directory_entry& entry : fs::directory_iterator(path)) sync_to_disk(entry.path());
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  const bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!synced) throw Error(path.string() + ": cannot flush to disk: " + std::strerror(errno));
-}
 
 std::string format_megabytes(int64_t bytes) {
   char text[32];
@@ -200,7 +185,7 @@ struct Server::Impl {
       fs::rename(dir, old);
     }
     fs::rename(staging, dir);
-    sync_to_disk(dir.parent_path());  // the renames themselves
+    sync_to_disk(dir.parent_path(), false);  // the renames themselves
     fs::remove_all(old);
   }
 
