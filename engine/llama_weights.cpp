@@ -1,9 +1,9 @@
 #include "engine/llama_weights.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "engine/durable_file.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "kernels/elementwise.h"
@@ -157,9 +157,7 @@ void LlamaWeights::save(const std::string& dir, DType dtype) const {
   write_safetensors((fs::path(dir) / "model.safetensors").string(), views, {{"format", "pt"}});
   nlohmann::json j = config.to_json();
   j["torch_dtype"] = dtype == DType::bf16 ? "bfloat16" : dtype == DType::f16 ? "float16" : "float32";
-  const fs::path config_path = fs::path(dir) / "config.json";
-  std::ofstream(config_path.string() + ".tmp") << j.dump(2) << "\n";
-  fs::rename(config_path.string() + ".tmp", config_path);
+  write_file_whole((fs::path(dir) / "config.json").string(), j.dump(2) + "\n");
 }
 
 }  // namespace fe

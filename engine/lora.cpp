@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "engine/durable_file.h"
 #include "engine/rng.h"
 #include "engine/safetensors.h"
 #include "kernels/linear.h"
@@ -149,9 +150,7 @@ void LoraAdapter::save_peft(const std::string& dir, const std::string& base_mode
   const auto named = named_tensors();  // stored in the adapter's own dtype
   std::vector<std::pair<std::string, View>> views(named.begin(), named.end());
   write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
-  const fs::path config_path = fs::path(dir) / "adapter_config.json";
-  std::ofstream(config_path.string() + ".tmp") << config.to_peft_json(base_model).dump(2) << "\n";
-  fs::rename(config_path.string() + ".tmp", config_path);
+  write_file_whole((fs::path(dir) / "adapter_config.json").string(), config.to_peft_json(base_model).dump(2) + "\n");
 }
 
 LoraAdapter LoraAdapter::zeros_like(DType dtype) const {

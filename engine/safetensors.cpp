@@ -455,14 +455,4 @@ NamedTensors read_named_tensors(const std::string& path) {
   return tensors;
 }
 
-void sync_to_disk(const std::string& path, bool contents) {
-  namespace fs = std::filesystem;
-  if (contents && fs::is_directory(path))
-    for (const fs::directory_entry& entry : fs::directory_iterator(path)) sync_to_disk(entry.path().string());
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  const bool synced = fd >= 0 && ::fsync(fd) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!synced) throw Error(path + ": cannot flush to disk: " + std::strerror(errno));
-}
-
 }  // namespace fe

@@ -98,11 +98,6 @@ void write_safetensors(const std::string& path,
                        const std::vector<std::pair<std::string, View>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
-// fsync of a file, or of a directory and (with `contents`) everything in it, so that a power cut
-// after a checkpoint's rename cannot leave a checkpoint whose files are empty. An Error naming the
-// path when the system refuses.
-void sync_to_disk(const std::string& path, bool contents = true);
-
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 // Named tensors to and from a safetensors file (checkpoints, adapters read without their model):
 // GPU tensors are written from a host copy; reading keeps each tensor's stored dtype, in name

@@ -1,6 +1,7 @@
 #include "engine/train_run.h"
 
 #include "engine/accountant.h"
+#include "engine/durable_file.h"
 #include "engine/metrics_log.h"
 
 #include <chrono>
@@ -64,7 +65,7 @@ void save_checkpoint(const TrainConfig& c, const nlohmann::json& settings, const
   fs::remove_all(staging);
   save_result(c, weights, adapter, staging);
   write_named_tensors((staging / kTrainerState).string(), trainer.optimizer_state());
-  std::ofstream(staging / kRunSettings) << settings.dump(2) << "\n";
+  write_file_whole((staging / kRunSettings).string(), settings.dump(2) + "\n");
   sync_to_disk(staging.string());
   fs::remove_all(dir);
   fs::rename(staging, dir);
@@ -114,7 +115,7 @@ void require_same_settings(const fs::path& checkpoint, const nlohmann::json& now
 }
 
 // Keeps the metrics of steps up to `step` (a resumed run writes the later ones again), dropping a
-// line a crash cut short; rewritten under another name and renamed. Returns the run's elapsed
+// line a crash cut short; the file is rewritten whole. Returns the run's elapsed
 // seconds at that step, where the resumed run's clock continues.
 double keep_metrics_up_to(const fs::path& file, int64_t step) {
   std::ifstream in(file);
@@ -127,9 +128,7 @@ double keep_metrics_up_to(const fs::path& file, int64_t step) {
     elapsed = std::max(elapsed, record.value("elapsed_s", 0.0));
   }
   in.close();
-  const fs::path staging = file.string() + ".tmp";
-  std::ofstream(staging, std::ios::trunc) << kept;
-  fs::rename(staging, file);
+  write_file_whole(file.string(), kept);
   return elapsed;
 }
 

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "engine/accountant.h"
+#include "engine/durable_file.h"
 #include "engine/communicator.h"
 #include "engine/train_run.h"
 #include "kernels/elementwise.h"
@@ -105,11 +106,9 @@ class DpSgdLedger {
     accountant_.add_steps(sampling_rate, noise_multiplier, steps);
     rounds_.push_back({{"sampling_rate", sampling_rate}, {"noise_multiplier", noise_multiplier}, {"steps", steps}});
   }
-  void save() const {  // whole or not at all
+  void save() const {
     std::filesystem::create_directories(file_.parent_path());
-    const std::filesystem::path staging = file_.string() + ".tmp";
-    std::ofstream(staging) << nlohmann::json{{"run_id", run_id_}, {"rounds", rounds_}}.dump(1) << "\n";
-    std::filesystem::rename(staging, file_);
+    write_file_whole(file_.string(), nlohmann::json{{"run_id", run_id_}, {"rounds", rounds_}}.dump(1) + "\n");
   }
 
   std::filesystem::path file_;

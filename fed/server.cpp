@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "engine/durable_file.h"
 #include "engine/rng.h"
 #include "engine/metrics_log.h"
 #include "engine/train_run.h"
