@@ -455,4 +455,15 @@ NamedTensors read_named_tensors(const std::string& path) {
   return tensors;
 }
 
+void copy_named_tensors(const NamedTensors& into, const NamedTensors& from, const std::string& source) {
+  const std::map<std::string, Tensor> by_name(from.begin(), from.end());
+  for (const auto& [name, tensor] : into) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw Error(source + ": has no tensor " + name);
+    if (!(it->second.shape() == tensor.shape()))
+      throw Error(source + ": " + name + " is " + it->second.view().str() + ", expected the shape " + tensor.shape().str());
+    kernels::convert(tensor, it->second.to_device(tensor.device()));
+  }
+}
+
 }  // namespace fe

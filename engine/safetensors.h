@@ -104,5 +104,9 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 // order, on the host.
 void write_named_tensors(const std::string& path, const NamedTensors& tensors);
 NamedTensors read_named_tensors(const std::string& path);
+// Each tensor of `into` takes the values of the tensor of `from` with its name (converted to its
+// dtype and device, in place); an Error names `source` and a tensor that is missing or has another
+// shape. How checkpoints are restored into tensors a model or trainer already shares.
+void copy_named_tensors(const NamedTensors& into, const NamedTensors& from, const std::string& source);
 
 }  // namespace fe

@@ -9,11 +9,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
-#include "kernels/elementwise.h"
 
 namespace fe {
 namespace {
@@ -132,19 +130,6 @@ double keep_metrics_up_to(const fs::path& file, int64_t step) {
   return elapsed;
 }
 
-// The trained tensors take a checkpoint's values in place (the model shares their storage),
-// matched by name and shape.
-void copy_into(const NamedTensors& into, const NamedTensors& from, const std::string& source) {
-  std::map<std::string, Tensor> by_name(from.begin(), from.end());
-  for (const auto& [name, tensor] : into) {
-    const auto it = by_name.find(name);
-    if (it == by_name.end()) throw Error(source + ": has no tensor " + name);
-    if (!(it->second.shape() == tensor.shape()))
-      throw Error(source + ": " + name + " is " + it->second.view().str() + ", training " + tensor.view().str());
-    kernels::convert(tensor, it->second.to_device(tensor.device()));
-  }
-}
-
 }  // namespace
 
 std::string describe(const EvalResult& r) {
@@ -200,11 +185,12 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
   if (resume) {
     const auto [step, dir] = newest_checkpoint(c);
     require_same_settings(dir, settings);
+    // In place: the model and the trainer share the trained tensors.
     if (lora)
-      copy_into(adapter.named_tensors(), LoraAdapter::load_peft((dir / "adapter").string(), model_config, DType::f32).named_tensors(),
+      copy_named_tensors(adapter.named_tensors(), LoraAdapter::load_peft((dir / "adapter").string(), model_config, DType::f32).named_tensors(),
                 (dir / "adapter").string());
     else
-      copy_into(run.weights.named_tensors(), LlamaWeights::load((dir / "model").string(), DType::f32).named_tensors(),
+      copy_named_tensors(run.weights.named_tensors(), LlamaWeights::load((dir / "model").string(), DType::f32).named_tensors(),
                 (dir / "model").string());
     trainer->load_optimizer_state(read_named_tensors((dir / kTrainerState).string()));
     elapsed_before = keep_metrics_up_to(fs::path(c.output_dir) / "metrics.jsonl", step);

@@ -1,7 +1,6 @@
 #include "engine/trainer.h"
 
 #include <cmath>
-#include <map>
 #include <numbers>
 
 #include "engine/rng.h"
@@ -86,22 +85,9 @@ NamedTensors Trainer::optimizer_state() const {
 }
 
 void Trainer::load_optimizer_state(const NamedTensors& state) {
-  std::map<std::string, Tensor> by_name(state.begin(), state.end());
-  auto take = [&](const std::string& name, const Tensor& into) {
-    const auto it = by_name.find(name);
-    if (it == by_name.end()) throw Error("Trainer: the optimizer state has no tensor \"" + name + "\"");
-    if (!(it->second.shape() == into.shape()))
-      throw Error("Trainer: optimizer state \"" + name + "\" is " + it->second.view().str() + ", expected the shape " +
-                  into.shape().str());
-    kernels::convert(into, it->second.to_device(into.device()));
-  };
-  Tensor step = Tensor::empty(Shape{1}, DType::i64);
-  take("step", step);
-  for (size_t i = 0; i < first_moments_.size(); ++i) {
-    take("exp_avg/" + names_[i], first_moments_[i]);
-    take("exp_avg_sq/" + names_[i], second_moments_[i]);
-  }
-  step_ = step.as<int64_t>()[0];
+  const NamedTensors into = optimizer_state();  // the moments themselves, and a new step tensor
+  copy_named_tensors(into, state, "Trainer: the optimizer state");
+  step_ = into.front().second.as<int64_t>()[0];
 }
 
 double Trainer::clip_gradients() {
