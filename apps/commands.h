@@ -3,7 +3,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-#include <atomic>
 
 #include "kernels/view.h"
 
@@ -22,10 +21,6 @@ void add_keygen(CLI::App& app);
 void add_plan(CLI::App& app);
 void add_split(CLI::App& app);
 void add_aggregate(CLI::App& app);
-
-// SIGINT and SIGTERM set the returned flag, which long-running commands poll to stop cleanly; a
-// second signal ends the process at once.
-const std::atomic<bool>* stop_on_signals();
 
 // --dtype values for files written to disk.
 DType parse_storage_dtype(const std::string& name);

@@ -1,13 +1,10 @@
 // run, server, client, keygen, aggregate: the federation.
 #include <atomic>
-#include <csignal>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "apps/commands.h"
 #include "fed/adapter_wire.h"
@@ -28,43 +25,12 @@ const char* kFederationHelp = "federation YAML (see configs/federation.yaml)";
 
 std::string self_executable() { return fs::read_symlink("/proc/self/exe").string(); }
 
-std::atomic<bool> g_stop_requested = false;
-
 // A PEFT adapter directory as named tensors, without needing the base model.
 NamedTensors read_adapter_tensors(const std::string& dir) {
   return read_named_tensors((fs::path(dir) / "adapter_model.safetensors").string());
 }
 
 }  // namespace
-
-std::atomic<int64_t> g_first_signal_ns = 0;
-
-int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
-}
-
-// The first signal asks for a clean stop; another one a second or more later ends the process at
-// once (the default action), for a user who cannot wait for the current step. Copies of one
-// signal arriving together (to the process and to its group, as `timeout` sends them) count once.
-void request_stop(int signal) {
-  if (!g_stop_requested.exchange(true)) {
-    g_first_signal_ns = monotonic_ns();
-    constexpr char kNote[] = "fedengine: stopping cleanly; Ctrl-C again (after a second) quits at once\n";
-    [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, kNote, sizeof kNote - 1);
-    return;
-  }
-  if (monotonic_ns() - g_first_signal_ns < 1'000'000'000) return;
-  std::signal(signal, SIG_DFL);
-  std::raise(signal);
-}
-
-const std::atomic<bool>* stop_on_signals() {
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
-  return &g_stop_requested;
-}
 
 void add_run(CLI::App& app) {
   struct Args {
@@ -122,7 +88,7 @@ void add_client(CLI::App& app) {
   cmd->callback([args] {
     fed::end_with_parent();
     const fed::FederationConfig config = fed::read_federation_config(args->config);
-    const std::atomic<bool>* stop = stop_on_signals();
+    const std::atomic<bool>* stop = fed::stop_on_signals();
     const int status = std::getenv("RANK")
                            ? fed::run_client(config, args->name, args->server, std::cout, stop, RankInfo::from_environment())
                            : fed::run_participant_node(config, args->name, args->node, args->server, self_executable(),

@@ -4,6 +4,7 @@
 
 #include "apps/commands.h"
 #include "engine/train_run.h"
+#include "fed/processes.h"
 
 namespace fe::cli {
 namespace {
@@ -33,7 +34,7 @@ void add_train(CLI::App& app) {
                 "continue from the newest OUTPUT/checkpoint-N (output.save_every, or Ctrl-C) where a run\n"
                 "stopped, with the same settings: the uninterrupted run's result (bit for bit on the CPU)");
   cmd->callback([path, resume] {
-    const std::atomic<bool>* stop = stop_on_signals();  // before any work, so no signal finds the default action
+    const std::atomic<bool>* stop = fed::stop_on_signals();  // before any work, so no signal finds the default action
     const TrainSummary summary = run_training(read_config(*path, true), std::cout, *resume, stop);
     if (summary.stopped) std::exit(130);  // the shell's code for an interrupted command
     std::cout << "done: " << summary.steps << " steps, final train loss " << summary.final_train_loss << "\n";

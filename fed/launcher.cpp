@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -19,10 +18,6 @@ namespace fe::fed {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::atomic<bool> g_stop_requested = false;
-
-void request_stop(int) { g_stop_requested = true; }
 
 std::string node_label(const ParticipantConfig& p, size_t node) {
   return p.nodes.size() == 1 ? p.name : p.name + " node " + std::to_string(node);
@@ -157,9 +152,7 @@ class Participants {
 
 int launch_federation(const std::string& config_path, const std::string& self_executable, bool resume, std::ostream& log) {
   const FederationConfig config = read_federation_config(config_path);
-  g_stop_requested = false;
-  std::signal(SIGINT, request_stop);
-  std::signal(SIGTERM, request_stop);
+  const std::atomic<bool>* stop = stop_on_signals();
   Server server(config, resume, log);
   Participants participants(config, config_path, self_executable, server.endpoint(), log);
   const std::jthread watcher([&](std::stop_token done) {  // stopped however the server ends
@@ -168,10 +161,10 @@ int launch_federation(const std::string& config_path, const std::string& self_ex
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
-  server.run(&g_stop_requested);
-  if (g_stop_requested) log << "[run] stopped by a signal" << std::endl;
+  server.run(stop);
+  if (*stop) log << "[run] stopped by a signal" << std::endl;
   participants.stop(std::chrono::seconds(10));
-  return g_stop_requested ? 130 : 0;
+  return *stop ? 130 : 0;
 }
 
 }  // namespace fe::fed

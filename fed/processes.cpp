@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -46,6 +48,27 @@ std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
   return "stopped";
+}
+
+std::atomic<bool> g_stop_requested = false;
+std::atomic<int64_t> g_first_signal_ns = 0;
+
+int64_t monotonic_ns() {  // clock_gettime is async-signal-safe
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+void request_stop(int signal) {
+  if (!g_stop_requested.exchange(true)) {
+    g_first_signal_ns = monotonic_ns();
+    constexpr char kNote[] = "fedengine: stopping cleanly; Ctrl-C again (after a second) quits at once\n";
+    [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, kNote, sizeof kNote - 1);
+    return;
+  }
+  if (monotonic_ns() - g_first_signal_ns < 1'000'000'000) return;
+  std::signal(signal, SIG_DFL);
+  std::raise(signal);
 }
 
 }  // namespace
@@ -149,6 +172,13 @@ void Children::stop_all(std::chrono::milliseconds grace) {
   for (const auto& [pid, child] : running_) kill(-pid, SIGKILL);
   for (const auto& [pid, child] : running_) waitpid(pid, nullptr, 0);
   running_.clear();
+}
+
+const std::atomic<bool>* stop_on_signals() {
+  g_stop_requested = false;
+  std::signal(SIGINT, request_stop);
+  std::signal(SIGTERM, request_stop);
+  return &g_stop_requested;
 }
 
 }  // namespace fe::fed

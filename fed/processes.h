@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <iosfwd>
@@ -38,6 +39,12 @@ inline constexpr const char* kParentPidVariable = "FEDENGINE_PARENT_PID";
 // through the parent, which SIGTERMs its children first). Exits at once if the parent is already
 // gone.
 void end_with_parent();
+
+// From now on SIGINT and SIGTERM set the returned flag (cleared here), which long-running
+// commands poll to stop cleanly. Another signal a second or more after the first ends the process
+// at once (the default action), for a user who cannot wait; copies of one signal arriving together
+// (to the process and to its group, as `timeout` sends them) count once.
+const std::atomic<bool>* stop_on_signals();
 
 // The last `lines` lines of a file, indented: what a failed child printed last.
 std::string tail_of(const std::string& file, size_t lines);
