@@ -13,7 +13,9 @@ packages=(
   libsentencepiece-dev sentencepiece
   libgloo-dev                          # CPU ranks of a participant (engine/communicator.h)
   libcpp-httplib-dev                   # the monitoring endpoint (fed/monitor.h)
+  libpcre2-dev libutf8proc-dev         # tokenizer.json: Unicode regex pre-tokenizers, NFC
   python3-torch python3-numpy          # independent reference implementations in the tests
+  python3-jinja2 python3-venv          # chat-template reference; the venv for PyPI references (scripts/reference_env.sh)
 )
 
 missing=()
