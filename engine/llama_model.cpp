@@ -165,7 +165,7 @@ void LlamaModel::layer_forward(int64_t l, Activations& acts) const {
 
   const Shape q4{acts.batch, acts.seq, c.num_attention_heads, c.head_dim};
   Tensor keys = cache.k, values = cache.v;
-  if (acts.cache) {  // attend over every cached token plus these
+  if (acts.cache) {  // attend over the cached tokens plus these (the kernel applies the window)
     KvCache& kv = *acts.cache;
     const int64_t end = acts.first_position + n;
     kernels::convert(kv.keys[l].rows(acts.first_position, end), cache.k);
@@ -177,7 +177,7 @@ void LlamaModel::layer_forward(int64_t l, Activations& acts) const {
   cache.att = new_rows(c.q_dim());
   cache.lse = empty(Shape{acts.batch, c.num_attention_heads, acts.seq}, statistics_dtype());
   kernels::attention_forward(cache.att.view().reshaped(q4), cache.lse, cache.q.view().reshaped(q4),
-                             keys.view().reshaped(kv4), values.view().reshaped(kv4));
+                             keys.view().reshaped(kv4), values.view().reshaped(kv4), c.attention_window(l));
 
   cache.x_mid = new_rows(c.hidden_size);
   project(Proj::o, cache.att, cache.x_mid);
@@ -248,7 +248,7 @@ void LlamaModel::layer_backward(int64_t l, Activations& acts, Grads& grads) cons
   kernels::attention_backward(dq.view().reshaped(q4), dk.view().reshaped(kv4), dv.view().reshaped(kv4),
                               datt.view().reshaped(q4), cache.q.view().reshaped(q4),
                               cache.k.view().reshaped(kv4), cache.v.view().reshaped(kv4),
-                              cache.att.view().reshaped(q4), cache.lse);
+                              cache.att.view().reshaped(q4), cache.lse, c.attention_window(l));
   kernels::rope_apply(dq, acts.cos, acts.sin, true);
   kernels::rope_apply(dk, acts.cos, acts.sin, true);
   project_back(Proj::q, dq, cache.h1, dh, false);

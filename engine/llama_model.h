@@ -1,5 +1,9 @@
 // engine/llama_model.h — forward and backward of a Llama decoder with LoRA.
 //
+// The config's architecture (llama, mistral, qwen2) decides which projections carry biases and
+// which layers attend through a sliding window (LlamaConfig::attention_window); training, the loss
+// and KV-cache decoding all apply the same window.
+//
 // The model computes in the dtype and on the device of its weights: f32 on the CPU (f64 for
 // gradient checks), bf16 on the GPU (LlamaWeights::converted(DType::bf16).to_device(Device::cuda)).
 // Token ids and labels are always host tensors; the model copies them where it computes. An
@@ -37,7 +41,8 @@ struct LossSum {
 // Label tokens after HF's shift (labels[t+1] is the target of position t) that are not -100.
 int64_t count_label_tokens(const View& labels);
 
-// Keys and values of the tokens seen so far, per layer, for decoding one sequence.
+// Keys and values of the tokens seen so far, per layer, for decoding one sequence (all of them, also
+// in sliding layers, which read only their window's).
 struct KvCache {
   int64_t length = 0;                // tokens cached
   int64_t capacity = 0;

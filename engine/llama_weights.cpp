@@ -83,8 +83,16 @@ std::pair<int64_t, int64_t> proj_shape(const LlamaConfig& c, Proj p) {
 }
 
 bool proj_has_bias(const LlamaConfig& c, Proj p) {
-  const bool attention = p == Proj::q || p == Proj::k || p == Proj::v || p == Proj::o;
-  return attention ? c.attention_bias : c.mlp_bias;
+  switch (p) {
+    case Proj::q:
+    case Proj::k:
+    case Proj::v: return c.qkv_bias();
+    case Proj::o: return c.o_bias();
+    case Proj::gate:
+    case Proj::up:
+    case Proj::down: return c.mlp_has_bias();
+  }
+  return false;
 }
 
 LlamaWeights LlamaWeights::load(const std::string& dir, DType dtype) {

@@ -1,9 +1,9 @@
 // engine/llama_weights.h — the frozen base model's tensors, by HF name.
 //
-// Loaded from an HF checkpoint (config.json + safetensors, single or sharded, f32/bf16/f16 on
-// disk) and converted to the compute dtype, or drawn at random the way HF initialises a
-// LlamaForCausalLM (normal(0, initializer_range) matrices, zero biases, unit norms), which is how
-// the tests and the quickstart get small models.
+// Loaded from an HF checkpoint of any architecture LlamaConfig reads (config.json + safetensors,
+// single or sharded, f32/bf16/f16 on disk) and converted to the compute dtype, or drawn at random
+// the way HF initialises a LlamaForCausalLM (normal(0, initializer_range) matrices, zero biases,
+// unit norms), which is how the tests and the quickstart get small models.
 #pragma once
 
 #include <array>
@@ -30,6 +30,7 @@ std::optional<Proj> proj_from_name(std::string_view name);
 std::string proj_path(int64_t layer, Proj p);
 // {out_features, in_features} of a projection.
 std::pair<int64_t, int64_t> proj_shape(const LlamaConfig& c, Proj p);
+// Whether the projection has a bias under the config's architecture (LlamaConfig::qkv_bias, ...).
 bool proj_has_bias(const LlamaConfig& c, Proj p);
 
 struct Linear {

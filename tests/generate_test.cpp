@@ -1,6 +1,7 @@
 // Generation: the KV-cache path against full forward passes, and the sampler's distribution.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/generate.h"
@@ -62,6 +63,50 @@ TEST(Generate, GreedyMatchesRecomputingEverything) {
   options.stop_ids = {generated[2]};
   EXPECT_EQ(generate(model, nullptr, prompt, options),
             std::vector<int32_t>(generated.begin(), generated.begin() + 2));
+}
+
+// A Mistral model whose window (3) is shorter than the sequence: decoding against the KV cache
+// applies the same window as the full forward, chunk by chunk and in greedy generation.
+TEST(Generate, SlidingWindowDecodingMatchesFullForward) {
+  LlamaConfig c = small_config();
+  c.model_type = ModelType::mistral;
+  c.sliding_window = 3;
+  const LlamaWeights weights = LlamaWeights::random(c, 6, DType::f64);
+  const LlamaModel model(weights);
+  const std::vector<int32_t> tokens = {1, 5, 9, 30, 2, 17, 4, 4, 11, 23};
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  Tensor all = Tensor::empty(Shape{1, n}, DType::i32);
+  std::copy(tokens.begin(), tokens.end(), all.as<int32_t>());
+  const Tensor full = model.logits(all, nullptr);
+  LlamaWeights full_attention = weights;
+  full_attention.config.sliding_window = 0;
+  EXPECT_GT(relative_error(LlamaModel(full_attention).logits(all, nullptr), full), 1e-3);  // the window matters
+
+  KvCache cache = model.new_kv_cache(n);
+  int64_t fed = 0;
+  for (int64_t chunk : {4, 1, 1, 3, 1}) {
+    const View next{all.as<int32_t>() + fed, DType::i32, Shape{1, chunk}, Device::cpu};
+    const Tensor last = model.decode(next, cache, nullptr);
+    fed += chunk;
+    const Tensor expected =
+        full.reshaped(Shape{n, c.vocab_size}).rows(fed - 1, fed).reshaped(Shape{c.vocab_size}).clone();
+    EXPECT_LT(relative_error(last, expected), 1e-12) << "after " << fed << " tokens";
+  }
+
+  const std::vector<int32_t> prompt = {1, 7, 3, 12};
+  SamplingOptions options;
+  options.max_new_tokens = 8;
+  const std::vector<int32_t> generated = generate(model, nullptr, prompt, options);
+  ASSERT_EQ(generated.size(), 8u);
+  std::vector<int32_t> sequence = prompt;
+  for (int32_t token : generated) {
+    Tensor ids = Tensor::empty(Shape{1, static_cast<int64_t>(sequence.size())}, DType::i32);
+    std::copy(sequence.begin(), sequence.end(), ids.as<int32_t>());
+    const Tensor logits = model.logits(ids, nullptr);
+    const double* last = logits.as<double>() + (sequence.size() - 1) * c.vocab_size;
+    EXPECT_EQ(token, std::max_element(last, last + c.vocab_size) - last);
+    sequence.push_back(token);
+  }
 }
 
 TEST(Generate, SamplingFollowsSoftmaxAndTopP) {

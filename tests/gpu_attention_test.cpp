@@ -3,7 +3,9 @@
 // unwritten element fails, relative L2 errors below 1e-4 for f32 and 2e-2 for bf16. The CPU runs in
 // f32 on the same (bf16-rounded) inputs. B = 2, H = 8, Hkv ∈ {2, 8}, hd ∈ {64, 128},
 // T ∈ {1, 17, 128, 257} (tile edges of 32 and 64), Tq < Tk for the forward, lse f32 and (the CPU
-// convention) in the activations' dtype. Skipped without a GPU (tests/gpu_util.h).
+// convention) in the activations' dtype, and sliding windows W ∈ {1, 5, 32, 64, 100, 300} (within
+// one tile, on tile edges, spanning tiles, longer than the sequence). Skipped without a GPU
+// (tests/gpu_util.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -46,20 +48,23 @@ void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, DType dtyp
   test::expect_close(gpu_result, cpu_result, dtype, tolerance(dtype), what, error_of);
 }
 
-std::string describe(int64_t tq, int64_t tk, int64_t kv_heads, int64_t hd) {
+std::string describe(int64_t tq, int64_t tk, int64_t kv_heads, int64_t hd, int64_t window) {
   return "Tq=" + std::to_string(tq) + " Tk=" + std::to_string(tk) + " Hkv=" + std::to_string(kv_heads) +
-         " hd=" + std::to_string(hd);
+         " hd=" + std::to_string(hd) + " W=" + std::to_string(window);
 }
 
+const int64_t kWindows[] = {1, 5, 32, 64, 100, 300};
+
 // Forward on both devices; out and lse compared.
-void check_forward(DType dtype, DType lse_dtype, int64_t tq, int64_t tk, int64_t kv_heads, int64_t hd, Rng& rng) {
+void check_forward(DType dtype, DType lse_dtype, int64_t tq, int64_t tk, int64_t kv_heads, int64_t hd, Rng& rng,
+                   int64_t window = 0) {
   const Shape qs{kBatch, tq, kHeads, hd}, kvs{kBatch, tk, kv_heads, hd}, ls{kBatch, kHeads, tq};
   const Tensor q = random_host(qs, dtype, rng), k = random_host(kvs, dtype, rng), v = random_host(kvs, dtype, rng);
   Tensor out = poisoned(qs, dtype), lse = poisoned(ls, lse_dtype);
-  kernels::attention_forward(out, lse, gpu(q), gpu(k), gpu(v));
+  kernels::attention_forward(out, lse, gpu(q), gpu(k), gpu(v), window);
   Tensor cpu_out = Tensor::empty(qs, DType::f32), cpu_lse = Tensor::empty(ls, DType::f32);
-  kernels::attention_forward(cpu_out, cpu_lse, cpu_f32(q), cpu_f32(k), cpu_f32(v));
-  const std::string what = describe(tq, tk, kv_heads, hd) + " lse " + dtype_name(lse_dtype);
+  kernels::attention_forward(cpu_out, cpu_lse, cpu_f32(q), cpu_f32(k), cpu_f32(v), window);
+  const std::string what = describe(tq, tk, kv_heads, hd, window) + " lse " + dtype_name(lse_dtype);
   expect_close(out, cpu_out, dtype, "forward out " + what);
   expect_close(lse, cpu_lse, dtype, "forward lse " + what);
 }
@@ -92,20 +97,21 @@ TEST(GpuAttention, ForwardWithLseInTheActivationDtype) {
 
 // Backward on both devices from the same out and lse (the CPU forward's, out rounded to dtype);
 // dq, dk and dv compared. With lse_dtype bf16 both sides read the rounded lse.
-void check_backward(DType dtype, DType lse_dtype, int64_t t, int64_t kv_heads, int64_t hd, Rng& rng) {
+void check_backward(DType dtype, DType lse_dtype, int64_t t, int64_t kv_heads, int64_t hd, Rng& rng,
+                    int64_t window = 0) {
   const Shape qs{kBatch, t, kHeads, hd}, kvs{kBatch, t, kv_heads, hd}, ls{kBatch, kHeads, t};
   const Tensor q = random_host(qs, dtype, rng), k = random_host(kvs, dtype, rng), v = random_host(kvs, dtype, rng);
   const Tensor dout = random_host(qs, dtype, rng);
   Tensor cpu_out = Tensor::empty(qs, DType::f32), cpu_lse = Tensor::empty(ls, DType::f32);
-  kernels::attention_forward(cpu_out, cpu_lse, cpu_f32(q), cpu_f32(k), cpu_f32(v));
+  kernels::attention_forward(cpu_out, cpu_lse, cpu_f32(q), cpu_f32(k), cpu_f32(v), window);
   const Tensor out = cpu_out.to(dtype), lse = cpu_lse.to(lse_dtype);
 
   Tensor dq = poisoned(qs, dtype), dk = poisoned(kvs, dtype), dv = poisoned(kvs, dtype);
-  kernels::attention_backward(dq, dk, dv, gpu(dout), gpu(q), gpu(k), gpu(v), gpu(out), gpu(lse));
+  kernels::attention_backward(dq, dk, dv, gpu(dout), gpu(q), gpu(k), gpu(v), gpu(out), gpu(lse), window);
   Tensor cdq = Tensor::empty(qs, DType::f32), cdk = Tensor::empty(kvs, DType::f32), cdv = Tensor::empty(kvs, DType::f32);
   kernels::attention_backward(cdq, cdk, cdv, cpu_f32(dout), cpu_f32(q), cpu_f32(k), cpu_f32(v), cpu_f32(out),
-                              cpu_f32(lse));
-  const std::string what = describe(t, t, kv_heads, hd) + " lse " + dtype_name(lse_dtype);
+                              cpu_f32(lse), window);
+  const std::string what = describe(t, t, kv_heads, hd, window) + " lse " + dtype_name(lse_dtype);
   expect_close(dq, cdq, dtype, "backward dq " + what);
   expect_close(dk, cdk, dtype, "backward dk " + what);
   expect_close(dv, cdv, dtype, "backward dv " + what);
@@ -118,6 +124,25 @@ TEST(GpuAttention, BackwardMatchesTheCpu) {
     for (int64_t kv_heads : kKvHeads)
       for (int64_t hd : kHeadDims)
         for (int64_t t : kSeqs) check_backward(dtype, DType::f32, t, kv_heads, hd, rng);
+}
+
+TEST(GpuAttention, ForwardWithSlidingWindow) {
+  FE_REQUIRE_GPU();
+  Rng rng(14);
+  const int64_t cases[][2] = {{17, 17}, {128, 128}, {257, 257}, {1, 257}, {33, 257}};
+  for (DType dtype : kGpuDtypes)
+    for (int64_t hd : kHeadDims)
+      for (const auto& c : cases)
+        for (int64_t window : kWindows) check_forward(dtype, DType::f32, c[0], c[1], 2, hd, rng, window);
+}
+
+TEST(GpuAttention, BackwardWithSlidingWindow) {
+  FE_REQUIRE_GPU();
+  Rng rng(24);
+  for (DType dtype : kGpuDtypes)
+    for (int64_t hd : kHeadDims)
+      for (int64_t t : {int64_t{17}, int64_t{128}, int64_t{257}})
+        for (int64_t window : kWindows) check_backward(dtype, DType::f32, t, 2, hd, rng, window);
 }
 
 TEST(GpuAttention, BackwardWithLseInTheActivationDtype) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
+#include <string>
 #include <vector>
 
 #include "kernels/adamw.h"
@@ -164,9 +166,18 @@ TEST(Rope, InverseUndoesForwardAndMatchesRotation) {
   EXPECT_LT(relative_error(y, x), 1e-14);
 }
 
-// Naive causal GQA attention in double with the full score matrix.
-Tensor reference_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
-  const int64_t B = q.shape()[0], T = q.shape()[1], H = q.shape()[2], hd = q.shape()[3], G = k.shape()[2];
+// Naive GQA attention in double with the full score matrix and an explicit mask: the query at
+// position p = Tk − Tq + i sees key j iff j ≤ p and, with a window W > 0, p − W < j (HF's
+// causal mask and sliding_window overlay).
+Tensor reference_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t window = 0) {
+  const int64_t B = q.shape()[0], Tq = q.shape()[1], H = q.shape()[2], hd = q.shape()[3];
+  const int64_t Tk = k.shape()[1], G = k.shape()[2];
+  std::vector<std::vector<bool>> visible(Tq, std::vector<bool>(Tk));
+  for (int64_t i = 0; i < Tq; ++i)
+    for (int64_t j = 0; j < Tk; ++j) {
+      const int64_t p = Tk - Tq + i;
+      visible[i][j] = j <= p && (window == 0 || j > p - window);
+    }
   Tensor out = Tensor::zeros(q.shape(), DType::f64);
   auto at = [](const Tensor& t, int64_t b, int64_t s, int64_t h, int64_t e) {
     return t.as<double>()[((b * t.shape()[1] + s) * t.shape()[2] + h) * t.shape()[3] + e];
@@ -174,48 +185,125 @@ Tensor reference_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t g = h * G / H;
-      for (int64_t i = 0; i < T; ++i) {
-        std::vector<double> p(T, 0.0);
+      for (int64_t i = 0; i < Tq; ++i) {
+        std::vector<double> p(Tk, 0.0);
         double total = 0;
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = 0; j < Tk; ++j) {
+          if (!visible[i][j]) continue;
           double s = 0;
           for (int64_t e = 0; e < hd; ++e) s += at(q, b, i, h, e) * at(k, b, j, g, e);
           p[j] = std::exp(s / std::sqrt(static_cast<double>(hd)));
           total += p[j];
         }
-        for (int64_t j = 0; j <= i; ++j)
+        for (int64_t j = 0; j < Tk; ++j)
           for (int64_t e = 0; e < hd; ++e)
-            out.as<double>()[((b * T + i) * H + h) * hd + e] += p[j] / total * at(v, b, j, g, e);
+            out.as<double>()[((b * Tq + i) * H + h) * hd + e] += p[j] / total * at(v, b, j, g, e);
       }
     }
   return out;
 }
 
-class AttentionTest : public ::testing::TestWithParam<int64_t> {};
+struct AttentionCase {
+  int64_t seq, window, kv_heads;
+};
+
+void PrintTo(const AttentionCase& c, std::ostream* os) {
+  *os << "T=" << c.seq << " W=" << c.window << " Hkv=" << c.kv_heads;
+}
+
+class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(AttentionTest, ForwardMatchesNaiveAndBackwardMatchesFiniteDifferences) {
   Rng rng(5);
-  const int64_t B = 2, T = 5, H = 4, G = GetParam(), hd = 6;
+  const auto [T, W, G] = GetParam();
+  const int64_t B = 2, H = 4, hd = 6;
   Tensor q = random_tensor(Shape{B, T, H, hd}, rng), k = random_tensor(Shape{B, T, G, hd}, rng);
   Tensor v = random_tensor(Shape{B, T, G, hd}, rng);
   Tensor out = Tensor::empty(q.shape(), DType::f64), lse = Tensor::empty(Shape{B, H, T}, DType::f64);
-  kernels::attention_forward(out, lse, q, k, v);
-  EXPECT_LT(relative_error(out, reference_attention(q, k, v)), 1e-13);
+  kernels::attention_forward(out, lse, q, k, v, W);
+  EXPECT_LT(relative_error(out, reference_attention(q, k, v, W)), 1e-13);
 
   Tensor r = random_tensor(out.shape(), rng);
   Tensor dq = Tensor::empty(q.shape(), DType::f64), dk = Tensor::empty(k.shape(), DType::f64);
   Tensor dv = Tensor::empty(v.shape(), DType::f64);
-  kernels::attention_backward(dq, dk, dv, r, q, k, v, out, lse);
+  kernels::attention_backward(dq, dk, dv, r, q, k, v, out, lse, W);
   auto loss = [&] {
-    kernels::attention_forward(out, lse, q, k, v);
+    kernels::attention_forward(out, lse, q, k, v, W);
     return weighted_sum(out, r);
   };
-  expect_gradient("dq", q, dq, loss);
-  expect_gradient("dk", k, dk, loss);
+  if (W == 1) {  // each query reads only its own value: out = v whatever q and k are
+    EXPECT_EQ(kernels::sum_squares(dq), 0.0);
+    EXPECT_EQ(kernels::sum_squares(dk), 0.0);
+  } else {
+    expect_gradient("dq", q, dq, loss);
+    expect_gradient("dk", k, dk, loss);
+  }
   expect_gradient("dv", v, dv, loss);
 }
 
-INSTANTIATE_TEST_SUITE_P(KvHeads, AttentionTest, ::testing::Values(1, 2, 4));
+// Decoding against a KV cache: the last Tq queries over all Tk keys give the rows of the
+// full-sequence result, with and without a window.
+TEST_P(AttentionTest, FewerQueriesThanKeysGiveTheFullSequenceRows) {
+  Rng rng(6);
+  const auto [T, W, G] = GetParam();
+  const int64_t B = 2, H = 4, hd = 6;
+  Tensor q = random_tensor(Shape{B, T, H, hd}, rng), k = random_tensor(Shape{B, T, G, hd}, rng);
+  Tensor v = random_tensor(Shape{B, T, G, hd}, rng);
+  Tensor full = Tensor::empty(q.shape(), DType::f64), full_lse = Tensor::empty(Shape{B, H, T}, DType::f64);
+  kernels::attention_forward(full, full_lse, q, k, v, W);
+  for (int64_t tq : {int64_t{1}, T / 2}) {
+    Tensor last_q = Tensor::empty(Shape{B, tq, H, hd}, DType::f64);
+    Tensor expected = Tensor::empty(last_q.shape(), DType::f64);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < tq; ++i)
+        for (int64_t e = 0; e < H * hd; ++e) {
+          const int64_t from = (b * T + T - tq + i) * H * hd + e, to = (b * tq + i) * H * hd + e;
+          last_q.as<double>()[to] = q.as<double>()[from];
+          expected.as<double>()[to] = full.as<double>()[from];
+        }
+    Tensor out = Tensor::empty(last_q.shape(), DType::f64), lse = Tensor::empty(Shape{B, H, tq}, DType::f64);
+    kernels::attention_forward(out, lse, last_q, k, v, W);
+    EXPECT_LT(relative_error(out, expected), 1e-14) << "Tq=" << tq;
+    EXPECT_LT(relative_error(out, reference_attention(last_q, k, v, W)), 1e-13) << "Tq=" << tq;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    CausalAndSlidingWindow, AttentionTest,
+    ::testing::Values(AttentionCase{5, 0, 1}, AttentionCase{5, 0, 2}, AttentionCase{5, 0, 4},  // full causal
+                      AttentionCase{7, 3, 2}, AttentionCase{9, 4, 4}, AttentionCase{8, 5, 1},  // W < T
+                      AttentionCase{7, 1, 1}, AttentionCase{6, 1, 4},                          // only itself
+                      AttentionCase{6, 6, 2}, AttentionCase{5, 9, 2}));                        // W ≥ T
+
+// A window at least as long as the sequence changes nothing; W = 1 returns each query's own value.
+TEST(Attention, WindowEdgeCasesAreExact) {
+  Rng rng(7);
+  const int64_t B = 1, T = 6, H = 2, G = 1, hd = 4;
+  Tensor q = random_tensor(Shape{B, T, H, hd}, rng), k = random_tensor(Shape{B, T, G, hd}, rng);
+  Tensor v = random_tensor(Shape{B, T, G, hd}, rng);
+  auto forward = [&](int64_t window) {
+    Tensor out = Tensor::empty(q.shape(), DType::f64), lse = Tensor::empty(Shape{B, H, T}, DType::f64);
+    kernels::attention_forward(out, lse, q, k, v, window);
+    return out;
+  };
+  const Tensor full = forward(0);
+  EXPECT_EQ(relative_error(forward(T), full), 0.0);
+  EXPECT_EQ(relative_error(forward(T + 5), full), 0.0);
+  EXPECT_GT(relative_error(forward(T - 1), full), 1e-3);
+  const Tensor own = forward(1);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t e = 0; e < hd; ++e)
+        EXPECT_NEAR(own.as<double>()[(t * H + h) * hd + e], v.as<double>()[t * hd + e], 1e-15);
+  Tensor out = Tensor::empty(q.shape(), DType::f64), lse = Tensor::empty(Shape{B, H, T}, DType::f64);
+  try {
+    kernels::attention_forward(out, lse, q, k, v, -1);
+    FAIL() << "expected an error for a negative window";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attention_forward"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("window"), std::string::npos) << e.what();
+  }
+}
 
 TEST(SwiGlu, ForwardAndBackward) {
   Rng rng(6);

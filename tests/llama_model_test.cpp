@@ -19,6 +19,8 @@ struct Variant {
   bool llama3_rope = false;
   bool rslora = false;
   int64_t head_dim = 0;  // 0: hidden/heads
+  ModelType model_type = ModelType::llama;
+  int64_t sliding_window = 0;
 };
 
 std::string variant_name(const ::testing::TestParamInfo<Variant>& info) { return info.param.name; }
@@ -37,6 +39,8 @@ LlamaConfig tiny_config(const Variant& v) {
   c.rope_theta = 500.0;
   c.tie_word_embeddings = v.tied;
   c.attention_bias = c.mlp_bias = v.bias;
+  c.model_type = v.model_type;
+  c.sliding_window = v.sliding_window;
   c.initializer_range = 0.3;  // large enough that every layer matters to the loss
   if (v.llama3_rope)
     c.rope_scaling = {RopeScaling::Type::llama3, 4.0, 1.0, 4.0, 16};
@@ -121,7 +125,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Variant{.name = "gqa"}, Variant{.name = "mha", .kv_heads = 4},
                       Variant{.name = "mqa_tied", .kv_heads = 1, .tied = true},
                       Variant{.name = "bias_llama3_rslora", .bias = true, .llama3_rope = true, .rslora = true},
-                      Variant{.name = "wide_heads", .head_dim = 6}),
+                      Variant{.name = "wide_heads", .head_dim = 6},
+                      Variant{.name = "mistral_window2", .model_type = ModelType::mistral, .sliding_window = 2},
+                      Variant{.name = "qwen2_qkv_bias", .kv_heads = 1, .model_type = ModelType::qwen2}),
     variant_name);
 
 TEST(Model, RecomputationGivesIdenticalGradients) {

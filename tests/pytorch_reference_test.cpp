@@ -1,7 +1,8 @@
-// The CPU engine against an independent PyTorch implementation of HF Llama + PEFT LoRA
-// (tests/reference/llama_reference.py, float64, Debian's python3-torch). For each model variant
-// the test writes a random HF checkpoint and a PEFT adapter to disk, loads them back through the
-// engine's loaders, and compares logits, loss and every LoRA gradient.
+// The CPU engine against an independent PyTorch implementation of HF Llama, Mistral and Qwen2 +
+// PEFT LoRA (tests/reference/llama_reference.py, float64, Debian's python3-torch). For each model
+// variant the test writes a random HF checkpoint and a PEFT adapter to disk, loads them back
+// through the engine's loaders, and compares logits, loss and every LoRA gradient. The sequences
+// are 16 long, so a Mistral window of 5 masks most of each row.
 //
 // Without torch the test skips, unless FE_REQUIRE_TORCH=1 (CI sets it) makes that a failure.
 #include <gtest/gtest.h>
@@ -13,22 +14,18 @@
 #include "engine/llama_model.h"
 #include "engine/safetensors.h"
 #include "tests/test_util.h"
+#include "tests/torch_reference.h"
 
 namespace fe {
 namespace {
 
 using test::relative_error;
 
-const char* kPython = "/usr/bin/python3";
-
-bool torch_available() {
-  static const bool available =
-      std::system((std::string(kPython) + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0;
-  return available;
-}
-
 struct Case {
   std::string name;
+  ModelType model_type = ModelType::llama;
+  int64_t sliding_window = 0;
+  std::vector<bool> sliding_layers;  // empty: every layer slides (when sliding_window > 0)
   int64_t kv_heads = 2;
   int64_t head_dim = 8;
   bool tied = false;
@@ -56,6 +53,9 @@ LlamaConfig case_config(const Case& k) {
   c.rope_scaling = k.rope;
   c.tie_word_embeddings = k.tied;
   c.attention_bias = c.mlp_bias = k.bias;
+  c.model_type = k.model_type;
+  c.sliding_window = k.sliding_window;
+  c.sliding_layers = k.sliding_layers;
   c.initializer_range = 0.1;
   return c;
 }
@@ -85,11 +85,7 @@ void save_sharded(const LlamaWeights& w, const std::string& dir, DType dtype) {
 class PyTorchReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PyTorchReference, LogitsLossAndLoraGradientsMatch) {
-  if (!torch_available()) {
-    if (const char* required = std::getenv("FE_REQUIRE_TORCH"); required && std::string(required) == "1")
-      FAIL() << kPython << " cannot import torch and numpy, and FE_REQUIRE_TORCH=1 (run scripts/setup.sh)";
-    GTEST_SKIP() << kPython << " cannot import torch and numpy (Debian: python3-torch python3-numpy)";
-  }
+  FE_NEED_TORCH();
   const Case& k = GetParam();
   const LlamaConfig config = case_config(k);
   test::TempDir dir;
@@ -125,15 +121,8 @@ TEST_P(PyTorchReference, LogitsLossAndLoraGradientsMatch) {
   }
   write_safetensors(dir.path("batch.safetensors"), {{"input_ids", ids}, {"labels", labels}});
 
-  const std::string command = std::string(kPython) + " " FE_SOURCE_DIR "/tests/reference/llama_reference.py --model " +
-                              dir.path("model") + " --adapter " + dir.path("adapter") + " --batch " +
-                              dir.path("batch.safetensors") + " --out " + dir.path("reference.safetensors") +
-                              " > " + dir.path("reference.log") + " 2>&1";
-  if (std::system(command.c_str()) != 0) {
-    std::ifstream log(dir.path("reference.log"));
-    FAIL() << "the reference script failed:\n" << std::string(std::istreambuf_iterator<char>(log), {});
-  }
-  const SafetensorsCheckpoint reference(dir.path("reference.safetensors"));
+  const SafetensorsCheckpoint reference =
+      test::run_llama_reference(dir.path("model"), dir.path("adapter"), dir.path("batch.safetensors"), dir.path());
 
   // f32 is the engine's CPU precision (the acceptance bar: 1e-4); f64 on the same stored values
   // must agree to rounding, which catches any semantic difference a loose tolerance could hide.
@@ -166,7 +155,12 @@ INSTANTIATE_TEST_SUITE_P(
              .rope = {RopeScaling::Type::llama3, 8.0, 1.0, 4.0, 16}, .targets = kAll, .rslora = true},
         Case{.name = "bf16_sharded_linear_rope_wide_heads", .kv_heads = 1, .head_dim = 16,
              .rope = {RopeScaling::Type::linear, 2.0}, .storage = DType::bf16, .sharded = true,
-             .targets = {Proj::k, Proj::o, Proj::down}}),
+             .targets = {Proj::k, Proj::o, Proj::down}},
+        Case{.name = "mistral_window5_gqa", .model_type = ModelType::mistral, .sliding_window = 5, .targets = kAll},
+        Case{.name = "mistral_window1_mqa", .model_type = ModelType::mistral, .sliding_window = 1, .kv_heads = 1},
+        Case{.name = "qwen2_qkv_bias_gqa_tied", .model_type = ModelType::qwen2, .tied = true, .targets = kAll},
+        Case{.name = "qwen2_sliding_second_layer", .model_type = ModelType::qwen2, .sliding_window = 3,
+             .sliding_layers = {false, true}, .kv_heads = 4, .targets = kAll}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

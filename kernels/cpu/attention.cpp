@@ -1,7 +1,9 @@
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/dispatch.h"
@@ -12,18 +14,24 @@ namespace {
 
 struct Dims {
   int64_t batch, seq, kv_seq, heads, kv_heads, head_dim;
+  int64_t window;  // 0: every earlier key
   int64_t q_index(int64_t b, int64_t t, int64_t h) const { return ((b * seq + t) * heads + h) * head_dim; }
   int64_t kv_index(int64_t b, int64_t t, int64_t g) const { return ((b * kv_seq + t) * kv_heads + g) * head_dim; }
   int64_t lse_index(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
   int64_t group_size() const { return heads / kv_heads; }
   int64_t last_key(int64_t query) const { return kv_seq - seq + query; }  // causal limit, inclusive
-  int64_t work() const { return batch * heads * seq * kv_seq * head_dim; }  // multiply-adds, roughly
+  int64_t first_key(int64_t query) const {
+    return window > 0 ? std::max<int64_t>(0, last_key(query) - window + 1) : 0;
+  }
+  int64_t keys_per_query() const { return window > 0 ? std::min(window, kv_seq) : kv_seq; }
+  int64_t work() const { return batch * heads * seq * keys_per_query() * head_dim; }  // multiply-adds, roughly
 };
 
-Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, const View& v) {
+Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, const View& v, int64_t window) {
   check.require(q.shape.rank() == 4 && k.shape.rank() == 4 && k.shape == v.shape,
                 "expects q [B, Tq, H, hd], k and v [B, Tk, Hkv, hd]");
-  Dims d{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3]};
+  if (window < 0) check.fail("the window must be 0 (full causal) or positive, got " + std::to_string(window));
+  Dims d{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], window};
   check.require(k.shape[0] == d.batch && k.shape[3] == d.head_dim, "q, k and v must agree on B and hd");
   check.require(d.seq <= d.kv_seq, "queries cannot outnumber keys (Tq ≤ Tk)");
   check.require(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "H must be a multiple of Hkv");
@@ -51,14 +59,15 @@ T dot(const T* a, const T* b, int64_t n) {
 
 }  // namespace
 
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v) {
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v,
+                       int64_t window) {
   detail::OpCheck check("attention_forward",
                         {{"out", &out}, {"lse", &lse}, {"q", &q}, {"k", &k}, {"v", &v}});
-  const Dims d = check_dims(check, q, k, v);
+  const Dims d = check_dims(check, q, k, v, window);
   check.require(out.shape == q.shape && lse.numel() == d.batch * d.heads * d.seq,
                 "expects out like q and lse [B, H, T]");
   if (attention_on_gpu(check, lse, {&q, &k, &v, &out})) {
-    if constexpr (cpu::kHaveCuda) cuda::attention_forward(out, lse, q, k, v);
+    if constexpr (cpu::kHaveCuda) cuda::attention_forward(out, lse, q, k, v, window);
     return;
   }
   cpu::dispatch_float(check, q, [&]<class T>(T) {
@@ -73,14 +82,14 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
           for (int64_t i = 0; i < d.seq; ++i) {
             const T* qi = q.as<T>() + d.q_index(b, i, h);
             T max_score = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j <= d.last_key(i); ++j) {
+            for (int64_t j = d.first_key(i); j <= d.last_key(i); ++j) {
               scores[j] = scale * dot(qi, k.as<T>() + d.kv_index(b, j, g), d.head_dim);
               max_score = std::max(max_score, scores[j]);
             }
             T* oi = out.as<T>() + d.q_index(b, i, h);
             std::fill(oi, oi + d.head_dim, T(0));
             double denom = 0;
-            for (int64_t j = 0; j <= d.last_key(i); ++j) {
+            for (int64_t j = d.first_key(i); j <= d.last_key(i); ++j) {
               const T p = std::exp(scores[j] - max_score);
               denom += p;
               const T* vj = v.as<T>() + d.kv_index(b, j, g);
@@ -101,18 +110,18 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
 // thread, in a fixed order.
 void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout,
                         const View& q, const View& k, const View& v, const View& out,
-                        const View& lse) {
+                        const View& lse, int64_t window) {
   detail::OpCheck check("attention_backward",
                         {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}, {"dout", &dout}, {"q", &q},
                          {"k", &k}, {"v", &v}, {"out", &out}, {"lse", &lse}});
-  const Dims d = check_dims(check, q, k, v);
+  const Dims d = check_dims(check, q, k, v, window);
   check.require(dq.shape == q.shape && dout.shape == q.shape && out.shape == q.shape &&
                     dk.shape == k.shape && dv.shape == v.shape &&
                     lse.numel() == d.batch * d.heads * d.seq,
                 "gradients must match their inputs, lse [B, H, T]");
   check.require(d.seq == d.kv_seq, "the backward needs as many queries as keys");
   if (attention_on_gpu(check, lse, {&q, &k, &v, &out, &dout, &dq, &dk, &dv})) {
-    if constexpr (cpu::kHaveCuda) cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse);
+    if constexpr (cpu::kHaveCuda) cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, window);
     return;
   }
   cpu::dispatch_float(check, q, [&]<class T>(T) {
@@ -133,7 +142,7 @@ void attention_backward(const View& dq, const View& dk, const View& dv, const Vi
             std::fill_n(dqi, hd, T(0));
             const T row_dot = dot(doi, out.as<T>() + d.q_index(b, i, h), hd);
             const T row_lse = lse.as<T>()[d.lse_index(b, h, i)];
-            for (int64_t j = 0; j <= i; ++j) {
+            for (int64_t j = d.first_key(i); j <= i; ++j) {
               const T* kj = k.as<T>() + d.kv_index(b, j, g);
               const T* vj = v.as<T>() + d.kv_index(b, j, g);
               T* dkj = dk.as<T>() + d.kv_index(b, j, g);

@@ -25,6 +25,9 @@
 //            dK += scale·dSᵀ Q; a kv head's sum over its query heads stays in one block's
 //            registers, in a fixed order.
 //   The dq / dk-dv split recomputes S and dP twice (7 tile products instead of 5) to avoid atomics.
+//   Sliding window W (0: none): a block visits only the tiles that hold a key (query, for dk/dv)
+//   inside the union of its rows' windows, [first row's position − W + 1, last row's position],
+//   and masks the rest of a partially covered tile like the causal edge (`visible`).
 //
 // Expected performance: SIMT fp32 FMAs fed from shared memory, so bound by shared-memory
 // bandwidth at a fraction of the fp32 peak (roughly 5–15 TFLOP/s on an H100, against ~300+ for a
@@ -55,8 +58,22 @@ constexpr int kStride = HD + 1;  // padded row of a [rows][hd] tile
 
 struct Geometry {
   int64_t batch, tq, tk, heads, kv_heads;
+  int64_t window;  // 0: every earlier key
   float scale;
 };
+
+// Whether the query at position `position` (of the key sequence) attends to key `key`: causal, and
+// within the window (HF's sliding_window: position − W < key ≤ position).
+__device__ inline bool visible(int64_t key, int64_t position, int64_t window) {
+  return key <= position && (window == 0 || key > position - window);
+}
+
+// The first key tile (a multiple of the tile width) holding a key that the query at `position`
+// or a later one sees.
+__device__ inline int64_t first_key_tile(int64_t position, int64_t window) {
+  if (window == 0 || position < window) return 0;
+  return (position - window + 1) / kTileCols * kTileCols;
+}
 
 __device__ inline float half_warp_max(float x) {
 #pragma unroll
@@ -174,7 +191,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t key_end = offset + q0 + q_valid;  // one past the last key of the tile's last query
   const T* kb = k + (b * g.tk * g.kv_heads + kvh) * HD;
   const T* vb = v + (b * g.tk * g.kv_heads + kvh) * HD;
-  for (int64_t k0 = 0; k0 < key_end; k0 += kTileCols) {
+  for (int64_t k0 = first_key_tile(offset + q0, g.window); k0 < key_end; k0 += kTileCols) {
     __syncthreads();  // the previous tile's K, V and (first time) nothing: sq is written above
     const int k_valid = static_cast<int>(g.tk - k0 < kTileCols ? g.tk - k0 : kTileCols);
     load_tile<T, HD>(sk, kb + k0 * kv_stride, kv_stride, kTileCols, k_valid, vector);
@@ -190,7 +207,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < kColsPerThread; ++j) {
         const int64_t key = k0 + lane + kLanes * j;
-        s[i][j] = query < g.tq && key <= offset + query ? s[i][j] * g.scale : -INFINITY;
+        s[i][j] = query < g.tq && visible(key, offset + query, g.window) ? s[i][j] * g.scale : -INFINITY;
         tile_max = fmaxf(tile_max, s[i][j]);
       }
       const float m_new = fmaxf(m[i], half_warp_max(tile_max));
@@ -279,7 +296,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t key_end = q0 + q_valid;
   const T* kb = k + (b * t * g.kv_heads + kvh) * HD;
   const T* vb = v + (b * t * g.kv_heads + kvh) * HD;
-  for (int64_t k0 = 0; k0 < key_end; k0 += kTileCols) {
+  for (int64_t k0 = first_key_tile(q0, g.window); k0 < key_end; k0 += kTileCols) {
     __syncthreads();
     const int k_valid = static_cast<int>(t - k0 < kTileCols ? t - k0 : kTileCols);
     load_tile<T, HD>(sk, kb + k0 * kv_stride, kv_stride, kTileCols, k_valid, vector);
@@ -295,7 +312,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int j = 0; j < kColsPerThread; ++j) {
         const int64_t key = k0 + lane + kLanes * j;
-        const float p = query < t && key <= query ? expf(s[i][j] * g.scale - row_lse[i]) : 0.0f;
+        const float p = query < t && visible(key, query, g.window) ? expf(s[i][j] * g.scale - row_lse[i]) : 0.0f;
         sds[(row0 + i) * kPStride + lane + kLanes * j] = p * (dp[i][j] - row_delta[i]) * g.scale;
       }
     }
@@ -344,8 +361,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < kCols; ++j) dk_acc[i][j] = dv_acc[i][j] = 0.0f;
 
+  // Queries that see a key of this block: from k0 to (with a window) the last key + W − 1.
+  const int64_t query_end = g.window > 0 && k0 + kTileRows + g.window - 1 < t ? k0 + kTileRows + g.window - 1 : t;
   for (int64_t h = kvh * group_size; h < (kvh + 1) * group_size; ++h)
-    for (int64_t q0 = k0 / kTileCols * kTileCols; q0 < t; q0 += kTileCols) {  // queries ≥ k0 only
+    for (int64_t q0 = k0 / kTileCols * kTileCols; q0 < query_end; q0 += kTileCols) {
       __syncthreads();  // the previous tile's Q, dO (and, first time, nothing: sk, sv are above)
       const int q_valid = static_cast<int>(t - q0 < kTileCols ? t - q0 : kTileCols);
       const int64_t row_base = ((b * t + q0) * g.heads + h) * HD;
@@ -369,7 +388,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int j = 0; j < kColsPerThread; ++j) {
           const int64_t query = q0 + lane + kLanes * j;
-          const float p = query < t && key <= query ? expf(s[i][j] * g.scale - col_lse[j]) : 0.0f;
+          const float p = query < t && visible(key, query, g.window) ? expf(s[i][j] * g.scale - col_lse[j]) : 0.0f;
           sp[(row0 + i) * kPStride + lane + kLanes * j] = p;
           dp[i][j] = p * (dp[i][j] - col_delta[j]) * g.scale;  // now scale·dSᵀ
         }
@@ -400,8 +419,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- host side -------------------------------------------------------------------------------
 
-Geometry geometry(const View& q, const View& k) {
-  return Geometry{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2],
+Geometry geometry(const View& q, const View& k, int64_t window) {
+  return Geometry{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], window,
                   static_cast<float>(1.0 / std::sqrt(static_cast<double>(q.shape[3])))};
 }
 
@@ -447,8 +466,9 @@ dim3 grid_of(int64_t tiles, int64_t heads, int64_t batch, const char* op) {
 
 }  // namespace
 
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v) {
-  const Geometry g = geometry(q, k);
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v,
+                       int64_t window) {
+  const Geometry g = geometry(q, k, window);
   if (g.batch == 0 || g.tq == 0 || g.heads == 0) return;
   with_head_dim("attention_forward", q.shape[3], [&](auto head_dim) {
     constexpr int HD = decltype(head_dim)::value;
@@ -469,8 +489,8 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
 }
 
 void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q,
-                        const View& k, const View& v, const View& out, const View& lse) {
-  const Geometry g = geometry(q, k);
+                        const View& k, const View& v, const View& out, const View& lse, int64_t window) {
+  const Geometry g = geometry(q, k, window);
   if (g.batch == 0 || g.tq == 0 || g.heads == 0) return;
   with_head_dim("attention_backward", q.shape[3], [&](auto head_dim) {
     constexpr int HD = decltype(head_dim)::value;

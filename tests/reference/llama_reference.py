@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent float64 reference for HF Llama + PEFT LoRA (forward, loss, LoRA grads).
+"""Independent float64 reference for HF Llama/Mistral/Qwen2 + PEFT LoRA (forward, loss, LoRA grads).
 
 What it is
     A small, self-contained PyTorch implementation of the Hugging Face Llama
@@ -9,6 +9,17 @@ What it is
     torch.float64 and the LoRA gradients come from autograd. It is written from
     the formulas, not from transformers/peft, so it can serve as an independent
     oracle for the C++ engine.
+
+    Architectures (config.json "model_type"), as HF's config classes define them:
+      llama    biases on q/k/v/o per "attention_bias", on the MLP per "mlp_bias".
+      mistral  no biases; every layer attends through "sliding_window" W
+               (absent: 4096, MistralConfig's default; null: full attention).
+      qwen2    biases on q/k/v only; windows only with "use_sliding_window", on
+               the layers "layer_types" marks "sliding_attention" (default: the
+               layers at or above "max_window_layers", default 28).
+    A sliding window W lets the query at position i see key j iff
+    i - W < j <= i (transformers' masking_utils: causal mask and
+    sliding_window_overlay).
 
 How the test suite uses it
     The C++ tests write a model directory, an adapter directory and a batch,
@@ -158,20 +169,58 @@ def load_config(model_dir):
     act = raw.get("hidden_act", "silu")
     if act != "silu":
         raise InputError(f"config.json: hidden_act {act!r} unsupported (only 'silu')")
+    model_type = raw.get("model_type", "llama")
+    if model_type not in ("llama", "mistral", "qwen2"):
+        raise InputError(f"config.json: model_type {model_type!r} unsupported "
+                         "(supported: llama, mistral, qwen2)")
     cfg = {k: raw[k] for k in required}
+    cfg["model_type"] = model_type
     cfg["num_key_value_heads"] = raw.get("num_key_value_heads") or raw["num_attention_heads"]
     cfg["head_dim"] = raw.get("head_dim") or raw["hidden_size"] // raw["num_attention_heads"]
     cfg["rope_theta"] = raw.get("rope_theta", 10000.0)
     cfg["rope_scaling"] = raw.get("rope_scaling")
     cfg["tie_word_embeddings"] = bool(raw.get("tie_word_embeddings", False))
-    cfg["attention_bias"] = bool(raw.get("attention_bias", False))
-    cfg["mlp_bias"] = bool(raw.get("mlp_bias", False))
+    cfg["biases"] = module_biases(raw, model_type)
+    cfg["windows"] = layer_windows(raw, model_type, cfg["num_hidden_layers"])
     if cfg["num_attention_heads"] % cfg["num_key_value_heads"] != 0:
         raise InputError(f"num_attention_heads ({cfg['num_attention_heads']}) is not a multiple "
                          f"of num_key_value_heads ({cfg['num_key_value_heads']})")
     if cfg["head_dim"] % 2 != 0:
         raise InputError(f"head_dim must be even for RoPE, got {cfg['head_dim']}")
     return cfg
+
+
+def module_biases(raw, model_type):
+    """{module: has a bias} for the seven projections of a decoder layer."""
+    if model_type == "llama":
+        attn, mlp = bool(raw.get("attention_bias", False)), bool(raw.get("mlp_bias", False))
+    else:
+        attn, mlp = model_type == "qwen2", False
+    biases = {m: attn for m in ATTN_MODULES}
+    biases.update({m: mlp for m in MLP_MODULES})
+    if model_type == "qwen2":
+        biases["o_proj"] = False
+    return biases
+
+
+def layer_windows(raw, model_type, num_layers):
+    """Sliding window W of each layer, None where the layer attends to every earlier key."""
+    if model_type == "llama":
+        return [None] * num_layers
+    if model_type == "mistral":
+        window = raw.get("sliding_window", 4096)
+        return [window] * num_layers
+    window = raw.get("sliding_window", 4096) if raw.get("use_sliding_window", False) else None
+    types = raw.get("layer_types")
+    if types is None:
+        first = raw.get("max_window_layers", 28)
+        types = ["sliding_attention" if window is not None and i >= first else "full_attention"
+                 for i in range(num_layers)]
+    if len(types) != num_layers:
+        raise InputError(f"config.json: layer_types has {len(types)} entries for {num_layers} layers")
+    if "sliding_attention" in types and window is None:
+        raise InputError("config.json: layer_types has sliding layers but no sliding window is set")
+    return [window if t == "sliding_attention" else None for t in types]
 
 
 def load_model_weights(model_dir):
@@ -211,8 +260,7 @@ def expected_weight_shapes(cfg):
         shapes[p + "post_attention_layernorm.weight"] = (d,)
         for mod, shape in linears.items():
             shapes[p + mod + ".weight"] = shape
-            has_bias = cfg["attention_bias"] if mod.startswith("self_attn") else cfg["mlp_bias"]
-            if has_bias:
+            if cfg["biases"][mod.split(".")[1]]:
                 shapes[p + mod + ".bias"] = (shape[0],)
     return shapes
 
@@ -369,12 +417,12 @@ def apply_rope(x, cos, sin):
     return x * cos + rotate_half(x) * sin
 
 
-def lora_linear(x, weights, prefix, lora, scale):
-    """y = x W^T + b + scale * (x A^T) B^T; LoRA term only if lora=(A, B) is given."""
+def lora_linear(x, weights, prefix, has_bias, lora, scale):
+    """y = x W^T + b + scale * (x A^T) B^T; the bias only where the architecture has one (a
+    stored bias it lacks is ignored, as HF does), the LoRA term only if lora=(A, B) is given."""
     y = x @ weights[prefix + ".weight"].T
-    bias = weights.get(prefix + ".bias")
-    if bias is not None:
-        y = y + bias
+    if has_bias:
+        y = y + weights[prefix + ".bias"]
     if lora is not None:
         a, b = lora
         y = y + scale * ((x @ a.T) @ b.T)
@@ -382,13 +430,14 @@ def lora_linear(x, weights, prefix, lora, scale):
 
 
 def attention(x, weights, layer, cfg, lora_mods, scale, cos, sin):
-    """Causal GQA self-attention incl. o_proj. x: [B, T, D] (already normed)."""
+    """Causal GQA self-attention (sliding-window where the layer has one) incl. o_proj.
+    x: [B, T, D] (already normed)."""
     bsz, seq, _ = x.shape
     h, hkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     p = f"model.layers.{layer}.self_attn."
 
     def proj(name, x_in):
-        return lora_linear(x_in, weights, p + name, lora_mods.get((layer, name)), scale)
+        return lora_linear(x_in, weights, p + name, cfg["biases"][name], lora_mods.get((layer, name)), scale)
 
     q = proj("q_proj", x).view(bsz, seq, h, hd).transpose(1, 2)
     k = proj("k_proj", x).view(bsz, seq, hkv, hd).transpose(1, 2)
@@ -398,19 +447,24 @@ def attention(x, weights, layer, cfg, lora_mods, scale, cos, sin):
     k = k.repeat_interleave(h // hkv, dim=1)
     v = v.repeat_interleave(h // hkv, dim=1)
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-    causal = torch.ones(seq, seq, dtype=torch.bool).triu(1)
-    scores = scores.masked_fill(causal, float("-inf"))
+    query_pos = torch.arange(seq)[:, None]
+    key_pos = torch.arange(seq)[None, :]
+    visible = key_pos <= query_pos
+    window = cfg["windows"][layer]
+    if window is not None:
+        visible = visible & (key_pos > query_pos - window)
+    scores = scores.masked_fill(~visible, float("-inf"))
     out = torch.softmax(scores, dim=-1) @ v  # [B, H, T, hd]
     out = out.transpose(1, 2).reshape(bsz, seq, h * hd)
     return proj("o_proj", out)
 
 
-def mlp(x, weights, layer, lora_mods, scale):
+def mlp(x, weights, layer, cfg, lora_mods, scale):
     """SwiGLU: down(silu(gate(x)) * up(x))."""
     p = f"model.layers.{layer}.mlp."
 
     def proj(name, x_in):
-        return lora_linear(x_in, weights, p + name, lora_mods.get((layer, name)), scale)
+        return lora_linear(x_in, weights, p + name, cfg["biases"][name], lora_mods.get((layer, name)), scale)
 
     return proj("down_proj", torch.nn.functional.silu(proj("gate_proj", x)) * proj("up_proj", x))
 
@@ -420,7 +474,7 @@ def decoder_layer(x, weights, layer, cfg, lora_mods, scale, cos, sin):
     h = x + attention(rms_norm(x, weights[p + "input_layernorm.weight"], eps),
                       weights, layer, cfg, lora_mods, scale, cos, sin)
     return h + mlp(rms_norm(h, weights[p + "post_attention_layernorm.weight"], eps),
-                   weights, layer, lora_mods, scale)
+                   weights, layer, cfg, lora_mods, scale)
 
 
 def forward(input_ids, weights, cfg, lora_mods, scale):
