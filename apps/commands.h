@@ -21,6 +21,7 @@ void add_keygen(CLI::App& app);
 void add_plan(CLI::App& app);
 void add_split(CLI::App& app);
 void add_aggregate(CLI::App& app);
+void add_import_gguf(CLI::App& app);
 
 // --dtype values for files written to disk.
 DType parse_storage_dtype(const std::string& name);

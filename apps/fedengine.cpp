@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   fe::cli::add_plan(app);
   fe::cli::add_split(app);
   fe::cli::add_aggregate(app);
+  fe::cli::add_import_gguf(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
