@@ -1,6 +1,7 @@
 // tests/tokenizer_test.cpp — the SentencePiece Tokenizer against a tiny model trained here with
 // Debian's `spm_train` (Llama-2 settings: BPE, byte fallback, unk/bos/eos = 0/1/2, no pad), and
-// against the independent `spm_encode` CLI for the ids themselves.
+// against the independent `spm_encode` CLI for the ids themselves. The tokenizer.json kind is
+// tested in hf_tokenizer_test.cpp.
 #include "tokenizer/tokenizer.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -228,13 +230,41 @@ TEST_F(TokenizerTest, DirectoryWithoutModelErrorNamesIt) {
 }
 
 TEST_F(TokenizerTest, FileThatIsNotAModelErrorNamesIt) {
-  for (const std::string& contents : {std::string("{\"model\": {\"type\": \"BPE\"}}\n"), std::string()}) {
+  for (const std::string& contents : {std::string("garbage, not a protobuf\n"), std::string()}) {
     const fs::path not_a_model = dir_ / "not_a.model";
     write_file(not_a_model, contents);
     const std::string error = runtime_error_of([&] { Tokenizer::load(not_a_model.string()); });
     EXPECT_NE(error.find(not_a_model.string()), std::string::npos) << error;
     EXPECT_NE(error.find("not a SentencePiece model"), std::string::npos) << error;
+    EXPECT_NE(error.find("tokenizer.json"), std::string::npos) << error;  // the other kind it could be
   }
+}
+
+// A JSON object is read as an HF tokenizer.json whatever the file is called.
+TEST_F(TokenizerTest, JsonFileIsReadAsTokenizerJson) {
+  const fs::path json_file = dir_ / "looks_like.model";
+  write_file(json_file, "{\"model\": {\"type\": \"BPE\"}}\n");
+  const std::string error = runtime_error_of([&] { Tokenizer::load(json_file.string()); });
+  EXPECT_NE(error.find(json_file.string()), std::string::npos) << error;
+  EXPECT_NE(error.find("model.vocab"), std::string::npos) << error;
+}
+
+TEST_F(TokenizerTest, TokenLookupAndSpecialTokenRules) {
+  EXPECT_EQ(tokenizer_->token_to_id("<s>"), 1);
+  EXPECT_EQ(tokenizer_->token_to_id("<unk>"), 0);
+  EXPECT_EQ(tokenizer_->token_to_id("<0x41>"), 3 + 0x41);
+  EXPECT_EQ(tokenizer_->token_to_id("no such piece"), std::nullopt);
+  EXPECT_TRUE(tokenizer_->add_bos());  // Llama-2 convention: BOS, no EOS
+  EXPECT_FALSE(tokenizer_->add_eos());
+}
+
+TEST_F(TokenizerTest, DecodeCanKeepControlTokens) {
+  const std::string text = "Federated learning";
+  std::vector<int32_t> ids = {tokenizer_->bos_id()};
+  for (const int32_t id : tokenizer_->encode(text)) ids.push_back(id);
+  ids.push_back(tokenizer_->eos_id());
+  EXPECT_EQ(tokenizer_->decode(ids, /*skip_special_tokens=*/true), text);
+  EXPECT_EQ(tokenizer_->decode(ids, /*skip_special_tokens=*/false), "<s>" + text + "</s>");
 }
 
 }  // namespace

@@ -3,36 +3,21 @@
 // The model's own normalizer and flags (byte fallback, dummy prefix, whitespace handling) are used
 // as trained, so ids match the reference `spm_encode` / Python sentencepiece exactly.
 
+#include "tokenizer/sentencepiece_tokenizer.h"
+
 #include <sentencepiece_processor.h>
 
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
-#include "tokenizer/tokenizer.h"
-
 namespace fe {
 namespace {
 
-namespace fs = std::filesystem;
-
-constexpr const char* kModelFileName = "tokenizer.model";
-
 [[noreturn]] void fail(const std::string& file, const std::string& what) {
   throw std::runtime_error("tokenizer: " + file + ": " + what);
-}
-
-// A directory stands for the tokenizer.model inside it (the layout of HF model directories).
-std::string resolve_model_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) fail(path, "no such file or directory");
-  if (!fs::is_directory(path, ec)) return path;
-  const fs::path model_file = fs::path(path) / kModelFileName;
-  if (!fs::is_regular_file(model_file, ec)) fail(path, std::string("directory holds no ") + kModelFileName);
-  return model_file.string();
 }
 
 std::string read_file(const std::string& file) {
@@ -49,7 +34,10 @@ class SentencePieceTokenizer final : public Tokenizer {
     // Parsing the bytes ourselves (rather than processor_.Load(path)) keeps the I/O errors above
     // ours; any status failure here means the bytes are not a usable SentencePiece model.
     const auto status = processor_.LoadFromSerializedProto(read_file(model_file_));
-    if (!status.ok()) fail(model_file_, "not a SentencePiece model (" + status.ToString() + ")");
+    if (!status.ok()) {
+      fail(model_file_, "not a SentencePiece model (" + status.ToString() +
+                            "); expected a SentencePiece tokenizer.model or an HF tokenizer.json");
+    }
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
@@ -67,6 +55,22 @@ class SentencePieceTokenizer final : public Tokenizer {
     return text;
   }
 
+  // Keeping special tokens writes each control piece as its text ("<s>"); the runs between them
+  // are decoded as above.
+  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const override {
+    if (skip_special_tokens) return decode(ids);
+    std::string text;
+    size_t run_begin = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      check_id(ids[i]);
+      if (!processor_.IsControl(ids[i])) continue;
+      text += decode(ids.subspan(run_begin, i - run_begin));
+      text += processor_.IdToPiece(ids[i]);
+      run_begin = i + 1;
+    }
+    return text + decode(ids.subspan(run_begin));
+  }
+
   int64_t vocab_size() const override { return processor_.GetPieceSize(); }
   int32_t bos_id() const override { return processor_.bos_id(); }
   int32_t eos_id() const override { return processor_.eos_id(); }
@@ -76,6 +80,16 @@ class SentencePieceTokenizer final : public Tokenizer {
     check_id(id);  // SentencePiece does not range-check here
     return processor_.IdToPiece(id);
   }
+
+  // SentencePiece answers unknown pieces with the unk id; only the unk piece itself has it.
+  std::optional<int32_t> token_to_id(std::string_view token) const override {
+    const int id = processor_.PieceToId(token);
+    if (id < 0 || (id == processor_.unk_id() && processor_.IdToPiece(id) != token)) return std::nullopt;
+    return id;
+  }
+
+  bool add_bos() const override { return bos_id() >= 0; }
+  bool add_eos() const override { return false; }
 
  private:
   // Ids can come from a model whose embedding table is larger than the vocabulary.
@@ -96,8 +110,8 @@ class SentencePieceTokenizer final : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
-  return std::make_unique<SentencePieceTokenizer>(resolve_model_file(path));
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& model_file) {
+  return std::make_unique<SentencePieceTokenizer>(model_file);
 }
 
 }  // namespace fe

@@ -1,0 +1,22 @@
+// tokenizer/hf_tokenizer.h — the Tokenizer over an HF `tokenizer.json` (BPE models). Tokenizer::load
+// chooses it; this is its constructor.
+//
+// encode: added tokens are cut out of the raw text (hf_added_tokens.h); each stretch between them
+// is normalized (hf_normalizer.h), cut at normalized added tokens, split into pieces
+// (hf_pre_tokenizer.h) and each piece encoded by the BPE model (hf_bpe.h). The post-processor is
+// read only for the BOS/EOS rules (hf_post_processor.h); decode goes through the decoder
+// (hf_decoder.h). `truncation` and `padding` are not applied (callers cut and pad sequences);
+// padding's pad_id is the PAD id when tokenizer_config.json names none.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tokenizer/tokenizer.h"
+
+namespace fe {
+
+// Reads `json_file` and, when present, tokenizer_config.json in the same directory.
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& json_file);
+
+}  // namespace fe
