@@ -1,23 +1,12 @@
 // init-model, make-data, merge: commands that write models and data.
-#include <filesystem>
 #include <iostream>
 
 #include "apps/commands.h"
 #include "engine/lora.h"
+#include "engine/model_files.h"
 #include "engine/synthetic_data.h"
 
 namespace fe::cli {
-
-namespace {
-
-// A merged model should be as usable as its base: bring the base's tokenizer along.
-void copy_tokenizer_if_present(const std::string& from_dir, const std::string& to_dir) {
-  namespace fs = std::filesystem;
-  const fs::path tokenizer = fs::path(from_dir) / "tokenizer.model";
-  if (fs::exists(tokenizer)) fs::copy_file(tokenizer, fs::path(to_dir) / "tokenizer.model", fs::copy_options::overwrite_existing);
-}
-
-}  // namespace
 
 DType parse_storage_dtype(const std::string& name) {
   if (name == "f32") return DType::f32;
@@ -92,7 +81,7 @@ void add_merge(CLI::App& app) {
     const LlamaWeights base = LlamaWeights::load(args->model, DType::f32);
     const LoraAdapter adapter = LoraAdapter::load_peft(args->adapter, base.config, DType::f32);
     merge_lora(base, adapter).save(args->out, dtype);
-    copy_tokenizer_if_present(args->model, args->out);
+    copy_model_companion_files(args->model, args->model, args->out);
     std::cout << "wrote " << args->out << ": " << args->model << " with " << args->adapter << " merged\n";
   });
 }

@@ -1,8 +1,11 @@
 // train, eval, generate: the single-participant workflow.
+#include <cctype>
+#include <climits>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "engine/generation_config.h"
 #include "engine/train_run.h"
 #include "fed/processes.h"
 
@@ -16,6 +19,34 @@ TrainConfig read_config(const std::string& path, bool for_training) {
   TrainConfig config = read_train_config(root, for_training);
   root.check_all_keys_used();
   return config;
+}
+
+// "1, 2 3" → {1, 2, 3}: ids separated by commas and/or spaces.
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::string token;
+  const auto flush = [&] {
+    if (token.empty()) return;
+    size_t used = 0;
+    long long id = -1;
+    try {
+      id = std::stoll(token, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != token.size() || id < 0 || id > INT32_MAX)
+      throw Error("--prompt-ids: \"" + token + "\" is not a token id (expected ids like \"1, 450, 4996\")");
+    ids.push_back(static_cast<int32_t>(id));
+    token.clear();
+  };
+  for (const char ch : text) {
+    if (ch == ',' || std::isspace(static_cast<unsigned char>(ch)))
+      flush();
+    else
+      token += ch;
+  }
+  flush();
+  if (ids.empty()) throw Error("--prompt-ids: no token ids given");
+  return ids;
 }
 
 }  // namespace
@@ -65,10 +96,11 @@ void add_eval(CLI::App& app) {
     LoraAdapter adapter;
     if (!adapter_dir.empty())
       adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32).to_device(model.device());
-    const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(), config.eval);
+    const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(), run.eval_options);
     if (args->json)
       std::cout << nlohmann::json{{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens},
-                                  {"exact_match", r.exact_matches}, {"examples", r.generated_examples},
+                                  {"examples", r.examples}, {"exact_match", r.exact_matches},
+                                  {"exact_match_examples", r.generated_examples},
                                   {"accuracy", r.accuracy()}}.dump()
                 << "\n";
     else
@@ -78,39 +110,84 @@ void add_eval(CLI::App& app) {
 
 void add_generate(CLI::App& app) {
   struct Args {
-    std::string model, adapter, tokenizer, prompt, device = "cpu";
+    std::string model, adapter, tokenizer, prompt, prompt_ids, system, device = "cpu";
     SamplingOptions sampling;
-    bool no_bos = false;
+    bool no_bos = false, chat = false, print_ids = false;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt with a model (and optionally a LoRA adapter), using a KV cache.");
+  CLI::App* cmd = app.add_subcommand(
+      "generate",
+      "Continue a prompt with a model (and optionally a LoRA adapter), using a KV cache. Generation stops at\n"
+      "--max-new-tokens or at any of the model's stop ids (generation_config.json's eos_token_id and the\n"
+      "tokenizer's EOS). With --chat the prompt is one user turn laid out by the model's chat template\n"
+      "(tokenizer_config.json), as HF's apply_chat_template(add_generation_prompt=True) does.");
   cmd->add_option("--model", args->model, "model directory (HF layout)")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--adapter", args->adapter, "PEFT adapter directory")->check(CLI::ExistingDirectory);
-  cmd->add_option("--tokenizer", args->tokenizer, "tokenizer.model or a directory holding one (default: the model directory)");
-  cmd->add_option("--prompt", args->prompt, "text to continue")->required();
+  cmd->add_option("--tokenizer", args->tokenizer,
+                  "tokenizer.json, tokenizer.model or a directory holding one (default: the model directory)");
+  CLI::Option* text = cmd->add_option("--prompt", args->prompt, "text to continue (with --chat: the user's message)");
+  CLI::Option* ids = cmd->add_option("--prompt-ids", args->prompt_ids,
+                                     "token ids to continue, as given (\"1, 450, 4996\"); no tokenizer needed");
+  text->excludes(ids);
+  cmd->add_flag("--chat", args->chat, "lay the prompt out as a user turn with the model's chat template")->needs(text);
+  cmd->add_option("--system", args->system, "with --chat: a system message before the user's")->needs("--chat");
   cmd->add_option("--max-new-tokens", args->sampling.max_new_tokens, "tokens to generate at most")->capture_default_str();
   cmd->add_option("--temperature", args->sampling.temperature, "0 for greedy decoding")->capture_default_str();
   cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
-  cmd->add_flag("--no-bos", args->no_bos, "do not start the prompt with the BOS token");
+  cmd->add_flag("--no-bos", args->no_bos, "do not start a --prompt with BOS (by default it gets one where the tokenizer adds one)");
+  cmd->add_flag("--ids", args->print_ids, "print the generated token ids instead of text (the default without a tokenizer)");
   cmd->add_option("--device", args->device, "cpu (f32) or cuda (bf16 in GPU memory)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->callback([args] {
+    if (args->prompt.empty() && args->prompt_ids.empty()) throw Error("generate: give --prompt TEXT or --prompt-ids IDS");
     const Device device = args->device == "cuda" ? Device::cuda : Device::cpu;
     const LlamaWeights weights = compute_weights(LlamaWeights::load(args->model, DType::f32), device, "--device");
-    const auto tokenizer = Tokenizer::load(args->tokenizer.empty() ? args->model : args->tokenizer);
+    // A tokenizer is needed for text in or out; ids alone need none.
+    const std::string tokenizer_path = !args->tokenizer.empty()                       ? args->tokenizer
+                                       : !Tokenizer::file_in(args->model).empty() ? args->model
+                                                                                      : "";
+    std::unique_ptr<Tokenizer> tokenizer;
+    if (!tokenizer_path.empty())
+      tokenizer = Tokenizer::load(tokenizer_path);
+    else if (args->prompt_ids.empty())
+      throw Error(args->model + " holds no tokenizer.json or tokenizer.model: give --tokenizer, or --prompt-ids");
     LoraAdapter adapter;
     if (!args->adapter.empty()) adapter = LoraAdapter::load_peft(args->adapter, weights.config, DType::f32).to_device(device);
+
     std::vector<int32_t> prompt;
-    if (!args->no_bos && tokenizer->bos_id() >= 0) prompt.push_back(tokenizer->bos_id());
-    for (int32_t id : tokenizer->encode(args->prompt)) prompt.push_back(id);
+    if (!args->prompt_ids.empty()) {
+      prompt = parse_ids(args->prompt_ids);
+      for (const int32_t id : prompt)
+        if (id >= weights.config.vocab_size)
+          throw Error("--prompt-ids: token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
+                      std::to_string(weights.config.vocab_size) + ")");
+    } else if (args->chat) {
+      if (!tokenizer->chat_template())
+        throw Error(tokenizer_path + ": the tokenizer has no chat template (tokenizer_config.json's chat_template); "
+                    "drop --chat and write the prompt as the model expects it");
+      nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+      if (!args->system.empty()) messages.push_back({{"role", "system"}, {"content", args->system}});
+      messages.push_back({{"role", "user"}, {"content", args->prompt}});
+      prompt = tokenizer->encode(tokenizer->apply_chat_template(messages, true));
+    } else {
+      if (!args->no_bos && tokenizer->add_bos() && tokenizer->bos_id() >= 0) prompt.push_back(tokenizer->bos_id());
+      for (int32_t id : tokenizer->encode(args->prompt)) prompt.push_back(id);
+    }
+    if (prompt.empty()) throw Error("generate: the prompt encodes to no tokens");
     SamplingOptions sampling = args->sampling;
-    if (tokenizer->eos_id() >= 0) sampling.stop_ids.push_back(tokenizer->eos_id());
-    sampling.vocab_limit = tokenizer->vocab_size();
+    sampling.stop_ids = stop_ids(args->model, tokenizer.get());
+    if (tokenizer) sampling.vocab_limit = tokenizer->vocab_size();
     const LlamaModel model(weights);
     const auto tokens = generate(model, args->adapter.empty() ? nullptr : &adapter, prompt, sampling);
-    std::cout << tokenizer->decode(tokens) << "\n";
+    if (args->print_ids || !tokenizer) {
+      std::string line;
+      for (const int32_t id : tokens) line += (line.empty() ? "" : " ") + std::to_string(id);
+      std::cout << line << "\n";
+    } else {
+      std::cout << tokenizer->decode(tokens) << "\n";
+    }
   });
 }
 

@@ -140,7 +140,7 @@ class ExampleBuilder {
   ExampleBuilder(const Tokenizer& tokenizer, const DataOptions& options) : tokenizer_(tokenizer), options_(options) {
     // The first token is never predicted (logits at t predict t+1), so BOS carries no label even
     // with train_on_prompt: the number of labelled tokens is then the number of tokens scored.
-    if (options.add_bos && tokenizer.bos_id() >= 0) push(tokenizer.bos_id(), kIgnoreIndex);
+    if (options.add_bos.value_or(tokenizer.add_bos()) && tokenizer.bos_id() >= 0) push(tokenizer.bos_id(), kIgnoreIndex);
   }
 
   void add_text(Part part, const std::string& text) {
@@ -155,7 +155,7 @@ class ExampleBuilder {
   void begin_completion() { example_.prompt_length = static_cast<int64_t>(example_.input_ids.size()); }
 
   Example finish(std::string reference, const LineSource& source) && {
-    if (options_.add_eos) add_token(Part::completion, tokenizer_.eos_id());
+    if (options_.add_eos.value_or(true)) add_token(Part::completion, tokenizer_.eos_id());
     if (example_.input_ids.empty()) source.fail("the record yields no tokens");
     example_.reference = std::move(reference);
     example_.line = source.line();
@@ -261,8 +261,8 @@ Conversation read_conversation(const json& record, const LineSource& source) {
   return conversation;
 }
 
-// How a chat template lays a conversation out, one exchange after another.
-struct ChatTemplate {
+// How a built-in chat template lays a conversation out, one exchange after another.
+struct BuiltinChatTemplate {
   const char* name;
   // Masked text from the start of an exchange to where its answer begins; `system` is empty
   // except in the first exchange.
@@ -272,7 +272,7 @@ struct ChatTemplate {
   bool eos_bos_between_exchanges;  // Llama-2-chat: every answer ends with EOS, the next [INST] starts with BOS
 };
 
-const ChatTemplate kChatTemplates[] = {
+const BuiltinChatTemplate kBuiltinChatTemplates[] = {
     {"llama2",
      [](const std::string& system, const std::string& user) {
        const std::string system_block = system.empty() ? "" : "<<SYS>>\n" + system + "\n<</SYS>>\n\n";
@@ -293,18 +293,18 @@ const ChatTemplate kChatTemplates[] = {
      "", "\n", false},
 };
 
-const ChatTemplate& find_chat_template(const std::string& name) {
+const BuiltinChatTemplate& find_builtin_chat_template(const std::string& name) {
   std::string valid;
-  for (const ChatTemplate& chat_template : kChatTemplates) {
+  for (const BuiltinChatTemplate& chat_template : kBuiltinChatTemplates) {
     if (name == chat_template.name) return chat_template;
     valid += (valid.empty() ? "" : ", ") + std::string(chat_template.name);
   }
-  throw Error("unknown chat template " + quoted(name) + " (valid: " + valid + ")");
+  throw Error("unknown chat template " + quoted(name) + " (valid: auto, " + valid + ")");
 }
 
 // Loss on every answer; prompt_length and reference belong to the last one.
-Example chat_example(const json& record, const LineSource& source, const ChatTemplate& chat_template,
-                     ExampleBuilder builder) {
+Example builtin_chat_example(const json& record, const LineSource& source, const BuiltinChatTemplate& chat_template,
+                             ExampleBuilder builder) {
   const Conversation conversation = read_conversation(record, source);
   for (size_t i = 0; i < conversation.exchanges.size(); ++i) {
     const Exchange& exchange = conversation.exchanges[i];
@@ -322,13 +322,70 @@ Example chat_example(const json& record, const LineSource& source, const ChatTem
   return std::move(builder).finish(conversation.exchanges.back().assistant, source);
 }
 
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  return std::mismatch(a.begin(), a.begin() + std::min(a.size(), b.size()), b.begin()).first - a.begin();
+}
+
+// The tokenizer's own template, as HF trains on it: the whole conversation is rendered and
+// encoded at once (so tokens at the boundaries are those the model saw), and answer i's tokens
+// are those that rendering the conversation up to answer i adds to rendering it up to the
+// generation prompt before it. Where a boundary token merges text of both sides, it counts as
+// the answer's. The template writes BOS/EOS itself; add_bos/add_eos add them only when set.
+Example model_template_chat_example(const json& record, const LineSource& source, const Tokenizer& tokenizer,
+                                    const DataOptions& options) {
+  const Conversation conversation = read_conversation(record, source);  // the structure every template expects
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+  std::vector<size_t> answers;  // indices of the assistant messages
+  for (const json& message : record["messages"]) {
+    if (message["role"] == "assistant") answers.push_back(messages.size());
+    messages.push_back({{"role", message["role"]}, {"content", message["content"]}});
+  }
+  const auto render = [&](size_t count, bool add_generation_prompt) {
+    const nlohmann::ordered_json head(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(count));
+    try {
+      return tokenizer.apply_chat_template(head, add_generation_prompt);
+    } catch (const std::exception& e) {
+      source.fail(std::string("the model's chat template failed on the first ") + std::to_string(count) +
+                  " messages: " + e.what());
+    }
+  };
+  const std::string whole = render(messages.size(), false);
+  Example example;
+  example.input_ids = tokenizer.encode(whole);
+  example.labels.assign(example.input_ids.size(), kIgnoreIndex);
+  for (const size_t answer : answers) {
+    const std::string through_answer = render(answer + 1, false);
+    if (!whole.starts_with(through_answer))
+      source.fail("the model's chat template does not lay out messages[0.." + std::to_string(answer) +
+                  "] as the start of the whole conversation, so the answer's tokens cannot be told apart; set "
+                  "data.chat_template to a built-in one (llama2, chatml, plain)");
+    const size_t begin = common_prefix(tokenizer.encode(render(answer, true)), example.input_ids);
+    const size_t end = common_prefix(tokenizer.encode(through_answer), example.input_ids);
+    for (size_t t = begin; t < end; ++t) example.labels[t] = example.input_ids[t];
+    example.prompt_length = static_cast<int64_t>(begin);
+  }
+  if (options.add_bos.value_or(false) && tokenizer.bos_id() >= 0 &&
+      (example.input_ids.empty() || example.input_ids.front() != tokenizer.bos_id())) {
+    example.input_ids.insert(example.input_ids.begin(), tokenizer.bos_id());
+    example.labels.insert(example.labels.begin(), kIgnoreIndex);
+    ++example.prompt_length;
+  }
+  if (options.add_eos.value_or(false) && tokenizer.eos_id() >= 0) {
+    example.input_ids.push_back(tokenizer.eos_id());
+    example.labels.push_back(tokenizer.eos_id());
+  }
+  if (options.train_on_prompt)
+    for (size_t t = 1; t < example.input_ids.size(); ++t) example.labels[t] = example.input_ids[t];
+  example.reference = conversation.exchanges.back().assistant;
+  example.line = source.line();
+  truncate(example, options.max_seq_len);
+  return example;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pre-tokenized records
 
-Example tokenized_example(const json& record, const LineSource& source, const Tokenizer* tokenizer,
-                          int64_t max_seq_len) {
-  // Without a tokenizer the only bound is what an i32 token id can hold.
-  const int64_t vocab_size = tokenizer ? tokenizer->vocab_size() : std::numeric_limits<int32_t>::max();
+Example tokenized_example(const json& record, const LineSource& source, int64_t vocab_size, int64_t max_seq_len) {
   Example example;
   example.input_ids = read_ids(required_key(record, "input_ids", source), "input_ids", IdList::tokens, vocab_size, source);
   if (example.input_ids.empty()) source.fail("key \"input_ids\" is empty");
@@ -355,12 +412,16 @@ Example tokenized_example(const json& record, const LineSource& source, const To
 struct LoadContext {
   const Tokenizer* tokenizer;
   const DataOptions& options;
-  const ChatTemplate& chat_template;
+  int64_t vocab_size;  // bound of pre-tokenized ids
+  const BuiltinChatTemplate* builtin_chat_template;  // null: the tokenizer's own template
 };
 
 ExampleBuilder builder_for(DataFormat format, const LoadContext& context, const LineSource& source) {
   if (context.tokenizer == nullptr)
-    source.fail(std::string("the ") + data_format_name(format) + " format needs a tokenizer");
+    source.fail(std::string("the ") + data_format_name(format) +
+                " format needs a tokenizer, and none was given: set `tokenizer:` to a tokenizer.json or "
+                "tokenizer.model (the model directory holds neither), or give pre-tokenized records "
+                "{\"input_ids\": [...]}");
   return ExampleBuilder(*context.tokenizer, context.options);
 }
 
@@ -376,7 +437,7 @@ Example example_from_line(const std::string& line, const LineSource& source, con
       context.options.format == DataFormat::auto_detect ? detect_format(record, source) : context.options.format;
   switch (format) {
     case DataFormat::tokenized:
-      return tokenized_example(record, source, context.tokenizer, context.options.max_seq_len);
+      return tokenized_example(record, source, context.vocab_size, context.options.max_seq_len);
     case DataFormat::text:
       return text_example(record, source, builder_for(format, context, source));
     case DataFormat::prompt_completion:
@@ -384,7 +445,9 @@ Example example_from_line(const std::string& line, const LineSource& source, con
     case DataFormat::alpaca:
       return alpaca_example(record, source, builder_for(format, context, source));
     case DataFormat::chat:
-      return chat_example(record, source, context.chat_template, builder_for(format, context, source));
+      if (context.builtin_chat_template == nullptr)  // only chosen with a tokenizer that has a template
+        return model_template_chat_example(record, source, *context.tokenizer, context.options);
+      return builtin_chat_example(record, source, *context.builtin_chat_template, builder_for(format, context, source));
     case DataFormat::auto_detect:
       break;  // detect_format always names a concrete format
   }
@@ -466,10 +529,16 @@ const char* data_format_name(DataFormat format) {
   return "?";
 }
 
-std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options) {
+std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options,
+                                int64_t vocab_size) {
   if (options.max_seq_len <= 0)
     throw Error("load_jsonl: max_seq_len must be positive, got " + std::to_string(options.max_seq_len));
-  const LoadContext context{tokenizer, options, find_chat_template(options.chat_template)};
+  if (vocab_size <= 0) vocab_size = tokenizer ? tokenizer->vocab_size() : std::numeric_limits<int32_t>::max();
+  const bool model_template = options.chat_template == "auto" && tokenizer && tokenizer->chat_template();
+  const BuiltinChatTemplate* builtin_chat_template =
+      model_template ? nullptr
+                     : &find_builtin_chat_template(options.chat_template == "auto" ? "llama2" : options.chat_template);
+  const LoadContext context{tokenizer, options, vocab_size, builtin_chat_template};
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open the dataset file");
   std::vector<Example> examples;

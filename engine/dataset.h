@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,9 +34,14 @@ struct DataOptions {
   DataFormat format = DataFormat::auto_detect;
   int64_t max_seq_len = 512;
   bool train_on_prompt = false;
-  std::string chat_template = "llama2";  // "llama2", "chatml" or "plain"
-  bool add_bos = true;
-  bool add_eos = true;
+  // "auto": the tokenizer's own template (tokenizer_config.json's chat_template, rendered as HF's
+  // apply_chat_template does) when it has one, else llama2; or a built-in: "llama2", "chatml",
+  // "plain".
+  std::string chat_template = "auto";
+  // Unset: what the model expects. BOS where the tokenizer adds one (Tokenizer::add_bos), EOS after
+  // every completion; a chat laid out by the model's own template gets neither (the template
+  // writes the special tokens it wants, as apply_chat_template does). Set: always / never.
+  std::optional<bool> add_bos, add_eos;
 };
 
 struct Example {
@@ -46,8 +52,11 @@ struct Example {
   int64_t line = 0;                // 1-based line in the source file
 };
 
-// tokenizer may be null only for the tokenized format.
-std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options);
+// tokenizer may be null only for the tokenized format. Token ids of tokenized records must lie in
+// [0, vocab_size): pass the model's vocab_size (the rows of its embedding); 0 bounds them by the
+// tokenizer's vocabulary, or only by what an i32 holds when there is no tokenizer.
+std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options,
+                                int64_t vocab_size = 0);
 
 struct Batch {
   Tensor input_ids;  // i32 [B, T], right-padded with pad_id

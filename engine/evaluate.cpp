@@ -37,6 +37,7 @@ void add_loss(const LlamaModel& model, const LoraAdapter* lora, const std::vecto
     const LossSum loss = model.loss(batch.input_ids, batch.labels, lora);
     loss_sum += loss.sum;
     result.tokens += loss.tokens;
+    result.examples += static_cast<int64_t>(end - begin);
   }
   result.loss = result.tokens ? loss_sum / static_cast<double>(result.tokens) : 0.0;
   result.perplexity = std::exp(result.loss);

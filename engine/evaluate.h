@@ -32,6 +32,7 @@ struct EvalResult {
   double loss = 0;                  // mean over label tokens
   double perplexity = 0;            // exp(loss)
   int64_t tokens = 0;
+  int64_t examples = 0;             // examples whose loss was scored
   int64_t generated_examples = 0;   // examples scored by exact match
   int64_t exact_matches = 0;
   double accuracy() const { return generated_examples ? double(exact_matches) / generated_examples : 0.0; }

@@ -2,7 +2,7 @@
 //
 // `fedengine train cfg.yaml` reads the whole file through read_train_config(); the federation
 // reuses the same sections for each participant (with per-participant overrides). Sections:
-//   model, tokenizer              paths (relative to the YAML file)
+//   model, tokenizer              paths (relative to the YAML file); tokenizer: null for none
 //   data:    train, eval, format, max_seq_len, train_on_prompt, chat_template, add_bos, add_eos,
 //            bucket_by_length
 //   adapter: method (lora|full), rank, alpha, rslora, targets, init
@@ -28,7 +28,9 @@ namespace fe {
 
 struct TrainConfig {
   std::string model_dir;
-  std::string tokenizer_path;      // tokenizer.model or a directory holding one
+  // tokenizer.json, tokenizer.model or a directory holding one; empty: no tokenizer (pre-tokenized
+  // data only), what `tokenizer: null` or a model directory without a tokenizer gives.
+  std::string tokenizer_path;
   std::string train_file, eval_file;  // eval_file may be empty
   DataOptions data;
   bool bucket_by_length = true;

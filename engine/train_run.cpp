@@ -2,7 +2,9 @@
 
 #include "engine/accountant.h"
 #include "engine/durable_file.h"
+#include "engine/generation_config.h"
 #include "engine/metrics_log.h"
+#include "engine/model_files.h"
 
 #include <chrono>
 #include <cmath>
@@ -49,9 +51,7 @@ void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAd
     return;
   }
   weights.save((dir / "model").string(), DType::f32);
-  const fs::path tokenizer = fs::is_directory(c.tokenizer_path) ? fs::path(c.tokenizer_path) / "tokenizer.model"
-                                                                : fs::path(c.tokenizer_path);
-  fs::copy_file(tokenizer, dir / "model" / "tokenizer.model", fs::copy_options::overwrite_existing);
+  copy_model_companion_files(c.model_dir, c.tokenizer_path, (dir / "model").string());
 }
 
 // OUTPUT/checkpoint-N: the result so far and the optimizer's state, written under another name and
@@ -154,12 +154,15 @@ LlamaWeights compute_weights(const LlamaWeights& host, Device device, const std:
 LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
   LoadedRun run;
   run.weights = compute_weights(LlamaWeights::load(c.model_dir, DType::f32), c.device);
-  run.tokenizer = Tokenizer::load(c.tokenizer_path);
-  if (run.tokenizer->vocab_size() > run.weights.config.vocab_size)
+  if (!c.tokenizer_path.empty()) run.tokenizer = Tokenizer::load(c.tokenizer_path);
+  if (run.tokenizer && run.tokenizer->vocab_size() > run.weights.config.vocab_size)
     throw Error(c.tokenizer_path + ": the tokenizer's " + std::to_string(run.tokenizer->vocab_size()) +
                 " tokens exceed the model's vocab_size " + std::to_string(run.weights.config.vocab_size));
-  if (load_train_data) run.train = load_jsonl(c.train_file, run.tokenizer.get(), c.data);
-  if (!c.eval_file.empty()) run.eval = load_jsonl(c.eval_file, run.tokenizer.get(), c.data);
+  const int64_t vocab_size = run.weights.config.vocab_size;
+  if (load_train_data) run.train = load_jsonl(c.train_file, run.tokenizer.get(), c.data, vocab_size);
+  if (!c.eval_file.empty()) run.eval = load_jsonl(c.eval_file, run.tokenizer.get(), c.data, vocab_size);
+  run.eval_options = c.eval;
+  run.eval_options.sampling.stop_ids = stop_ids(c.model_dir, run.tokenizer.get());
   return run;
 }
 
@@ -207,10 +210,11 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
 
   auto evaluate_now = [&](int64_t step) {
     if (run.eval.empty()) return EvalResult{};
-    const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), c.eval);
+    const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), run.eval_options);
     progress << "eval  step " << step << " | " << describe(r) << std::endl;
     metrics.write({{"step", step}, {"eval_loss", r.loss}, {"eval_perplexity", r.perplexity},
-                   {"eval_exact_match", r.exact_matches}, {"eval_examples", r.generated_examples},
+                   {"eval_examples", r.examples}, {"eval_exact_match", r.exact_matches},
+                   {"eval_exact_match_examples", r.generated_examples},
                    {"eval_accuracy", r.accuracy()}});
     return r;
   };
@@ -225,7 +229,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
 
   TrainSummary summary;
   if (first_step == 1) summary.before = evaluate_now(0);
-  BatchIterator batches(run.train, c.micro_batch_size, c.seed, c.bucket_by_length, run.tokenizer->pad_id());
+  BatchIterator batches(run.train, c.micro_batch_size, c.seed, c.bucket_by_length, run.pad_id());
   const int64_t consumed = (first_step - 1) * c.grad_accum_steps;  // micro-batches of the steps done
   batches.seek(consumed / batches.batches_per_epoch(), consumed % batches.batches_per_epoch());
   const auto start = Clock::now();

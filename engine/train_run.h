@@ -16,8 +16,11 @@ namespace fe {
 // What a run (or an evaluation) loads once: the base model and everything beside it.
 struct LoadedRun {
   LlamaWeights weights;  // where config.device computes (compute_weights)
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Tokenizer> tokenizer;  // null without one (pre-tokenized data)
   std::vector<Example> train, eval;
+  // config.eval with the model's stop ids (generation_config.json, the tokenizer's EOS).
+  EvalOptions eval_options;
+  int32_t pad_id() const { return tokenizer ? tokenizer->pad_id() : -1; }
 };
 LoadedRun load_run(const TrainConfig& config, bool load_train_data);
 

@@ -409,6 +409,11 @@ bool ConfigNode::has(const std::string& key) const {
   return entry && !entry->value.IsNull();
 }
 
+bool ConfigNode::is_null(const std::string& key) const {
+  if (!has(key) && state_->find(key)) return state_->read(key) != nullptr;
+  return false;
+}
+
 template <ConfigValue T>
 T ConfigNode::get(const std::string& key, const std::type_identity_t<T>& default_value) const {
   const Entry* entry = given(*state_, key);

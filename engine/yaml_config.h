@@ -90,6 +90,9 @@ class ConfigNode {
 
   // True when `key` is present and not null. Does not count as reading it.
   bool has(const std::string& key) const;
+  // True when `key` is present and set to null (`key: null`, `key: ~`, `key:`), which counts as
+  // reading it: for settings where an explicit "none" differs from the default.
+  bool is_null(const std::string& key) const;
 
   // The value of `key`, or `default_value` when it is absent. A value of the wrong type is an
   // error. T must be given explicitly: get<int64_t>("epochs", 3).

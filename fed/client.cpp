@@ -135,7 +135,7 @@ class Participant {
       : me_(me), log_(log), ranks_(std::move(ranks)), local_rank_(local_rank), run_(load_run(me.train, true)),
         model_(run_.weights, {.recompute_activations = me.train.recompute_activations}),
         adapter_(LoraAdapter::init(run_.weights.config, config.shared.lora, 0, DType::f32)),
-        batches_(run_.train, global_micro_batch(), me.train.seed, me.train.bucket_by_length, run_.tokenizer->pad_id()),
+        batches_(run_.train, global_micro_batch(), me.train.seed, me.train.bucket_by_length, run_.pad_id()),
         dp_sgd_ledger_(participant_dir(config, me) / "dp_sgd_ledger.json"),
         heartbeat_s_(config.server.heartbeat_s) {
     if (ranks_->rank() == 0) connection_.emplace(config, me, endpoint);
@@ -439,7 +439,7 @@ class Participant {
       for (int64_t index : round_slice(static_cast<int64_t>(run_.train.size()), count, fit.round, me_.train.seed))
         slice_.push_back(run_.train[index]);
       slice_batches_.emplace(slice_, global_micro_batch(), me_.train.seed + static_cast<uint64_t>(fit.round),
-                             me_.train.bucket_by_length, run_.tokenizer->pad_id());
+                             me_.train.bucket_by_length, run_.pad_id());
       const int64_t micro_batches = slice_batches_->batches_per_epoch();  // one pass, nothing twice
       return {&*slice_batches_, (micro_batches + me_.train.grad_accum_steps - 1) / me_.train.grad_accum_steps,
               micro_batches};

@@ -537,14 +537,15 @@ struct Server::Impl {
       entry["eval_loss"] = record.eval.loss;
       entry["eval_accuracy"] = record.eval.accuracy();
       entry["eval_exact_match"] = record.eval.exact_matches;
-      entry["eval_examples"] = record.eval.generated_examples;
+      entry["eval_examples"] = record.eval.examples;
+      entry["eval_exact_match_examples"] = record.eval.generated_examples;
     }
     metrics->write(entry);
     history.push_back(record);
   }
 
   EvalResult evaluate_global() const {
-    return evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval);
+    return evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), eval_run.eval_options);
   }
 
   // Round 0: the starting global adapter, the baseline the rounds are measured against.

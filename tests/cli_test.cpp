@@ -15,6 +15,7 @@ namespace fe {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 
 struct CliResult {
   int status;
@@ -144,6 +145,7 @@ TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
   ASSERT_EQ(eval.status, 0) << eval.output;
   const auto result = nlohmann::json::parse(eval.output);
   EXPECT_EQ(result["examples"], 8);
+  EXPECT_EQ(result["exact_match_examples"], 8);
   EXPECT_GT(result["loss"].get<double>(), 0);
   const CliResult gen = run_cli("generate --model " + dir_.path("base") + " --tokenizer " + dir_.path("data") +
                                 " --adapter " + dir_.path("run/adapter") + " --prompt 'shift 1 2 3 4 =' --max-new-tokens 3");
@@ -248,11 +250,15 @@ TEST_F(CliWorkflow, InterruptedTrainingSavesACheckpointThatResumeContinues) {
       if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
     return steps;
   };
-  // SIGINT after 2 s, long before a million steps.
-  auto run_interrupted = [&](const std::string& flags) {
-    return run_command("timeout --preserve-status -s INT 2 " + test::cli_path() + " train " + dir_.path("long.yaml") + flags);
+  // SIGINT once metrics.jsonl holds more than `done` steps: long before a million, however loaded
+  // the machine is (a fixed delay could fall before the first step).
+  auto run_interrupted = [&](const std::string& flags, size_t done) {
+    const std::string metrics = dir_.path("long/metrics.jsonl");
+    return run_command("(" + test::cli_path() + " train " + dir_.path("long.yaml") + flags + " & pid=$!; " +
+                       "for i in $(seq 1200); do [ \"$(grep -c '\"loss\"' " + metrics + " 2>/dev/null)\" -gt " +
+                       std::to_string(done) + " ] 2>/dev/null && break; sleep 0.05; done; kill -INT $pid; wait $pid)");
   };
-  const CliResult first = run_interrupted("");
+  const CliResult first = run_interrupted("", 0);
   EXPECT_EQ(first.status, 130) << first.output;
   const std::vector<int64_t> steps = loss_steps();
   ASSERT_FALSE(steps.empty()) << first.output;
@@ -260,7 +266,7 @@ TEST_F(CliWorkflow, InterruptedTrainingSavesACheckpointThatResumeContinues) {
   EXPECT_THAT(first.output, HasSubstr("stopped after step " + std::to_string(stopped_after) + ": saved checkpoint-"));
   EXPECT_TRUE(std::filesystem::exists(dir_.path("long/checkpoint-" + std::to_string(stopped_after) + "/trainer_state.safetensors")));
 
-  const CliResult second = run_interrupted(" --resume");
+  const CliResult second = run_interrupted(" --resume", steps.size());
   EXPECT_EQ(second.status, 130) << second.output;
   EXPECT_THAT(second.output, HasSubstr("resuming after step " + std::to_string(stopped_after)));
   const std::vector<int64_t> more = loss_steps();
@@ -309,6 +315,43 @@ TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
   EXPECT_EQ(generated.status, 0) << generated.output;
 }
 
+// Pre-tokenized data needs no tokenizer: neither in the model directory (it has none here) nor as
+// `tokenizer: null`; ids are checked against the model's vocab_size (320, the tokenizer's 300 would
+// refuse 310). generate takes ids and prints ids.
+TEST_F(CliWorkflow, PreTokenizedDataNeedsNoTokenizer) {
+  std::string records;
+  for (int i = 0; i < 16; ++i)
+    records += "{\"input_ids\": [1, " + std::to_string(10 + i) + ", 310, 42, 43], \"labels\": [-100, -100, 310, 42, 43]}\n";
+  write_file(dir_.path("data/ids.jsonl"), records);
+  for (const std::string tokenizer_line : {"", "tokenizer: null\n"}) {
+    write_file(dir_.path("ids.yaml"), "model: base\n" + tokenizer_line +
+                                          "data: {train: data/ids.jsonl, eval: data/ids.jsonl}\n"
+                                          "train: {steps: 2, micro_batch_size: 4}\noutput: {dir: ids_run}\n");
+    const CliResult trained = run_cli("train " + dir_.path("ids.yaml"));
+    ASSERT_EQ(trained.status, 0) << tokenizer_line << trained.output;
+    const CliResult eval = run_cli("eval " + dir_.path("ids.yaml") + " --adapter " + dir_.path("ids_run/adapter") + " --json");
+    ASSERT_EQ(eval.status, 0) << eval.output;
+    const auto result = nlohmann::json::parse(eval.output);
+    EXPECT_EQ(result["examples"], 16);
+    EXPECT_EQ(result["exact_match_examples"], 0);  // nothing to decode generations with
+    EXPECT_EQ(result["tokens"], 16 * 3);
+  }
+  const CliResult ids = run_cli("generate --model " + dir_.path("base") + " --prompt-ids '1, 10 310' --max-new-tokens 3");
+  ASSERT_EQ(ids.status, 0) << ids.output;
+  EXPECT_THAT(ids.output, MatchesRegex("[0-9]+ [0-9]+ [0-9]+\n"));
+  const CliResult outside = run_cli("generate --model " + dir_.path("base") + " --prompt-ids 1,320");
+  EXPECT_NE(outside.status, 0);
+  EXPECT_THAT(outside.output, AllOf(HasSubstr("320"), HasSubstr("[0, 320)")));
+  const CliResult no_text = run_cli("generate --model " + dir_.path("base") + " --prompt 'shift 1 ='");
+  EXPECT_NE(no_text.status, 0);
+  EXPECT_THAT(no_text.output, AllOf(HasSubstr("holds no tokenizer"), HasSubstr("--tokenizer")));
+  // The project's SentencePiece tokenizer has no chat template: --chat says so.
+  const CliResult chat = run_cli("generate --model " + dir_.path("base") + " --tokenizer " + dir_.path("data") +
+                                 " --chat --prompt hi");
+  EXPECT_NE(chat.status, 0);
+  EXPECT_THAT(chat.output, AllOf(HasSubstr("no chat template"), HasSubstr("drop --chat")));
+}
+
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   CliResult r = run_cli("train " + write_config("typo.yaml", "adapter:\n  rnak: 4\n"));
   EXPECT_NE(r.status, 0);
@@ -321,6 +364,12 @@ TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   r = run_cli("train " + dir_.path("nofile.yaml"));
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, AllOf(HasSubstr("data.train"), HasSubstr("nope.jsonl")));
+
+  // A model directory without a tokenizer, text data and no `tokenizer:`: the error says what to do.
+  write_file(dir_.path("notok.yaml"), "model: base\ndata:\n  train: data/shift/train.jsonl\noutput:\n  dir: run\n");
+  r = run_cli("train " + dir_.path("notok.yaml"));
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("train.jsonl:1"), HasSubstr("needs a tokenizer"), HasSubstr("set `tokenizer:`")));
 
   write_file(dir_.path("data/bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json\n");
   write_file(dir_.path("bad.yaml"), "model: base\ntokenizer: data\ndata:\n  train: data/bad.jsonl\noutput:\n  dir: run\n");

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
 
 #include "engine/dataset.h"
+#include "tokenizer/chat_template.h"
 #include "engine/rng.h"
 #include "kernels/view.h"
 #include "tests/test_util.h"
@@ -290,6 +292,177 @@ TEST_F(DatasetTest, TokenizedIsUsedAsGiven) {
   const std::vector<Example> without_tokenizer = load_jsonl(write(R"({"input_ids": [70000]})"), nullptr, options);
   EXPECT_THAT(without_tokenizer.at(0).input_ids, ElementsAre(70000));
   EXPECT_EQ(without_tokenizer.at(0).reference, "");
+}
+
+// Ids index the model's embedding: its vocab_size bounds them, not the tokenizer's (models often
+// pad their vocabulary beyond it), and no tokenizer is needed at all.
+TEST_F(DatasetTest, TokenizedIdsAreCheckedAgainstTheModelsVocabulary) {
+  const DataOptions options = with_format(DataFormat::tokenized);
+  const std::string beyond_tokenizer = write(R"({"input_ids": [1, 504], "labels": [-100, 504]})");
+  EXPECT_THAT(load_jsonl(beyond_tokenizer, &tokenizer_, options, 600).at(0).input_ids, ElementsAre(1, 504));
+  EXPECT_THAT(load_jsonl(beyond_tokenizer, nullptr, options, 600).at(0).labels, ElementsAre(kNoLoss, 504));
+  try {
+    load_jsonl(beyond_tokenizer, nullptr, options, 300);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("input_ids[1]"), HasSubstr("504"),
+                                HasSubstr("[0, 300)")));
+  }
+}
+
+// ----- chat with the tokenizer's own template ----------------------------------------------------
+
+// GPT-2's printable stand-in for byte b (ByteLevel's alphabet): printable Latin-1 stays itself,
+// every other byte becomes U+0100 + its rank among those.
+std::string byte_level_char(int b) {
+  int code = b, rank = 0;
+  const auto printable = [](int x) { return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255); };
+  if (!printable(b)) {
+    for (int x = 0; x < b; ++x) rank += !printable(x);
+    code = 256 + rank;
+  }
+  std::string utf8;
+  if (code < 0x80) {
+    utf8 += static_cast<char>(code);
+  } else {
+    utf8 += static_cast<char>(0xC0 | (code >> 6));
+    utf8 += static_cast<char>(0x80 | (code & 0x3F));
+  }
+  return utf8;
+}
+
+// A byte-level tokenizer.json without merges: byte b is id b, <|im_start|> 256, <|im_end|> 257; and a
+// tokenizer_config.json with `chat_template` (SmolLM2's kind: a default system turn, ChatML).
+class ModelTemplateChat : public DatasetTest {
+ protected:
+  static constexpr int32_t kImStart = 256, kImEnd = 257;
+  static constexpr const char* kChatMl =
+      "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+      "{{ '<|im_start|>system\nBe nice.<|im_end|>\n' }}{% endif %}"
+      "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+  std::unique_ptr<Tokenizer> tokenizer_with(const std::string& chat_template) {
+    nlohmann::json vocab = nlohmann::json::object();
+    for (int b = 0; b < 256; ++b) vocab[byte_level_char(b)] = b;
+    const auto added = [](int id, const char* content) {
+      return nlohmann::json{{"id", id},         {"content", content}, {"single_word", false}, {"lstrip", false},
+                            {"rstrip", false}, {"normalized", false}, {"special", true}};
+    };
+    const nlohmann::json byte_level = {
+        {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+    const nlohmann::json tokenizer = {
+        {"version", "1.0"},
+        {"added_tokens", {added(kImStart, "<|im_start|>"), added(kImEnd, "<|im_end|>")}},
+        {"normalizer", nullptr},
+        {"pre_tokenizer", byte_level},
+        {"post_processor", nullptr},
+        {"decoder", byte_level},
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+    std::filesystem::create_directories(dir_.path("model"));
+    std::ofstream(dir_.path("model/tokenizer.json")) << tokenizer.dump();
+    std::ofstream(dir_.path("model/tokenizer_config.json"))
+        << nlohmann::json{{"bos_token", "<|im_start|>"}, {"eos_token", "<|im_end|>"}, {"add_bos_token", false},
+                          {"chat_template", chat_template}}
+               .dump();
+    return Tokenizer::load(dir_.path("model"));
+  }
+  Example load_chat(const Tokenizer& tokenizer, const std::string& line, const DataOptions& options = {}) {
+    return load_jsonl(write(line + "\n"), &tokenizer, options).at(0);
+  }
+};
+
+// Bytes of `text` as ids, with the two special tokens written in it matched.
+std::vector<int32_t> byte_ids(std::string_view text) {
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < text.size();) {
+    if (text.substr(i).starts_with("<|im_start|>")) {
+      ids.push_back(256);
+      i += 12;
+    } else if (text.substr(i).starts_with("<|im_end|>")) {
+      ids.push_back(257);
+      i += 10;
+    } else {
+      ids.push_back(static_cast<unsigned char>(text[i++]));
+    }
+  }
+  return ids;
+}
+
+struct Layout {
+  std::vector<int32_t> ids, labels;
+  Layout& masked(std::string_view text) { return add(text, false); }
+  Layout& trained(std::string_view text) { return add(text, true); }
+  int64_t size() const { return static_cast<int64_t>(ids.size()); }
+
+ private:
+  Layout& add(std::string_view text, bool in_loss) {
+    for (const int32_t id : byte_ids(text)) {
+      ids.push_back(id);
+      labels.push_back(in_loss ? id : kNoLoss);
+    }
+    return *this;
+  }
+};
+
+constexpr const char* kTwoTurns =
+    R"({"messages": [{"role": "user", "content": "U1"}, {"role": "assistant", "content": "A1"},)"
+    R"( {"role": "user", "content": "U2"}, {"role": "assistant", "content": "A2"}]})";
+
+TEST_F(ModelTemplateChat, TrainsOnEachAnswerAndTheTokensThatCloseItAndAddsNoBosOrEos) {
+  const auto tokenizer = tokenizer_with(kChatMl);
+  Layout expected;
+  expected.masked("<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n")
+      .trained("A1<|im_end|>\n")
+      .masked("<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n");
+  const int64_t prompt_length = expected.size();
+  expected.trained("A2<|im_end|>\n");
+  const Example example = load_chat(*tokenizer, kTwoTurns);
+  EXPECT_EQ(example.input_ids, expected.ids);
+  EXPECT_EQ(example.labels, expected.labels);
+  EXPECT_EQ(example.prompt_length, prompt_length);
+  EXPECT_EQ(example.reference, "A2");
+  // What HF's apply_chat_template renders is what the example holds.
+  nlohmann::ordered_json messages = nlohmann::ordered_json::parse(kTwoTurns)["messages"];
+  EXPECT_EQ(tokenizer->encode(tokenizer->apply_chat_template(messages, false)), example.input_ids);
+}
+
+TEST_F(ModelTemplateChat, BosEosAndTrainOnPromptWhenAskedFor) {
+  const auto tokenizer = tokenizer_with(kChatMl);
+  DataOptions options;
+  options.add_bos = options.add_eos = true;
+  const Example plain = load_chat(*tokenizer, kTwoTurns);
+  const Example with_both = load_chat(*tokenizer, kTwoTurns, options);
+  ASSERT_EQ(with_both.input_ids.size(), plain.input_ids.size() + 1);  // the template already starts with BOS
+  EXPECT_EQ(with_both.input_ids.back(), kImEnd);
+  EXPECT_EQ(with_both.labels.back(), kImEnd);
+  EXPECT_EQ(with_both.prompt_length, plain.prompt_length);
+  options = {};
+  options.train_on_prompt = true;
+  const Example all = load_chat(*tokenizer, kTwoTurns, options);
+  EXPECT_EQ(all.labels[0], kNoLoss);
+  EXPECT_TRUE(std::equal(all.labels.begin() + 1, all.labels.end(), all.input_ids.begin() + 1));
+}
+
+TEST_F(ModelTemplateChat, ABuiltInTemplateStillWinsWhenNamed) {
+  const auto tokenizer = tokenizer_with(kChatMl);
+  DataOptions options;
+  options.chat_template = "plain";
+  const Example example = load_chat(*tokenizer, kTwoTurns, options);
+  Layout expected;
+  expected.masked("User: U1\nAssistant:");
+  EXPECT_TRUE(std::equal(expected.ids.begin(), expected.ids.end(), example.input_ids.begin()));
+}
+
+TEST_F(ModelTemplateChat, ErrorsNameTheLineAndTheFix) {
+  // The message count printed first: a shorter conversation is not the start of a longer one.
+  const auto counting = tokenizer_with("{{ messages|length }}{% for m in messages %}{{ m['content'] }}{% endfor %}");
+  EXPECT_THAT(load_error(std::string(kTwoTurns) + "\n", {}, counting.get()),
+              AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("as the start of the whole conversation"),
+                    HasSubstr("data.chat_template")));
+  const auto raising = tokenizer_with("{{ raise_exception('roles must alternate') }}");
+  EXPECT_THAT(load_error(std::string(kTwoTurns) + "\n", {}, raising.get()),
+              AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("roles must alternate"), HasSubstr("tokenizer_config.json")));
 }
 
 void expect_same(const Example& a, const Example& b) {

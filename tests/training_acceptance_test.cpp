@@ -62,6 +62,8 @@ TEST(TrainingAcceptance, LoraLearnsANewTaskOnHeldOutPrompts) {
   const TrainSummary tuned = run_training(lora, log);
   EXPECT_LE(tuned.before.accuracy(), 0.05) << log.str();
   EXPECT_GE(tuned.after.accuracy(), 0.6) << log.str();
+  EXPECT_EQ(tuned.after.examples, 100);  // every eval example's loss, exact match on max_examples
+  EXPECT_EQ(tuned.after.generated_examples, 50);
   EXPECT_TRUE(std::filesystem::exists(dir.path("lora/adapter/adapter_model.safetensors")));
   std::cout << "copy pretraining: " << describe(base.before) << " -> " << describe(base.after) << "\n"
             << "shift LoRA:       " << describe(tuned.before) << " -> " << describe(tuned.after) << "\n";

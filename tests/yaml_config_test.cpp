@@ -79,6 +79,16 @@ TEST(YamlConfig, DefaultsApplyToAbsentAndNullKeys) {
   EXPECT_EQ(ConfigNode().get<int64_t>("x", 2), 2);
 }
 
+TEST(YamlConfig, IsNullTellsAnExplicitNoneFromAnAbsentKeyAndReadsIt) {
+  const ConfigNode c = ConfigNode::parse("tokenizer: null\nempty:\nset: 1\n", "cfg.yaml");
+  EXPECT_TRUE(c.is_null("tokenizer"));
+  EXPECT_TRUE(c.is_null("empty"));
+  EXPECT_FALSE(c.is_null("set"));
+  EXPECT_FALSE(c.is_null("missing"));
+  EXPECT_EQ(c.get<int64_t>("set", 0), 1);
+  EXPECT_NO_THROW(c.check_all_keys_used());  // a key asked about with is_null was read
+}
+
 TEST(YamlConfig, WrongTypeNamesFileLineKeyAndExpectedType) {
   const ConfigNode train = ConfigNode::parse(R"(train:
   rank: 8
