@@ -96,7 +96,7 @@ void add_eval(CLI::App& app) {
     LoraAdapter adapter;
     if (!adapter_dir.empty())
       adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32).to_device(model.device());
-    const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(), run.eval_options);
+    const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(), config.eval, run.stop_ids);
     if (args->json)
       std::cout << nlohmann::json{{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens},
                                   {"examples", r.examples}, {"exact_match", r.exact_matches},
@@ -145,9 +145,7 @@ void add_generate(CLI::App& app) {
     const Device device = args->device == "cuda" ? Device::cuda : Device::cpu;
     const LlamaWeights weights = compute_weights(LlamaWeights::load(args->model, DType::f32), device, "--device");
     // A tokenizer is needed for text in or out; ids alone need none.
-    const std::string tokenizer_path = !args->tokenizer.empty()                       ? args->tokenizer
-                                       : !Tokenizer::file_in(args->model).empty() ? args->model
-                                                                                      : "";
+    const std::string tokenizer_path = args->tokenizer.empty() ? Tokenizer::file_in(args->model) : args->tokenizer;
     std::unique_ptr<Tokenizer> tokenizer;
     if (!tokenizer_path.empty())
       tokenizer = Tokenizer::load(tokenizer_path);
@@ -177,7 +175,7 @@ void add_generate(CLI::App& app) {
     }
     if (prompt.empty()) throw Error("generate: the prompt encodes to no tokens");
     SamplingOptions sampling = args->sampling;
-    sampling.stop_ids = stop_ids(args->model, tokenizer.get());
+    sampling.stop_ids = stop_ids(args->model, weights.config, tokenizer.get());
     if (tokenizer) sampling.vocab_limit = tokenizer->vocab_size();
     const LlamaModel model(weights);
     const auto tokens = generate(model, args->adapter.empty() ? nullptr : &adapter, prompt, sampling);

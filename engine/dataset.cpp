@@ -329,8 +329,9 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 // The tokenizer's own template, as HF trains on it: the whole conversation is rendered and
 // encoded at once (so tokens at the boundaries are those the model saw), and answer i's tokens
 // are those that rendering the conversation up to answer i adds to rendering it up to the
-// generation prompt before it. Where a boundary token merges text of both sides, it counts as
-// the answer's. The template writes BOS/EOS itself; add_bos/add_eos add them only when set.
+// generation prompt before it. A token that merges text across the answer's start counts as the
+// answer's, one across its end as what follows. The template writes BOS/EOS itself;
+// add_bos/add_eos add them only when set.
 Example model_template_chat_example(const json& record, const LineSource& source, const Tokenizer& tokenizer,
                                     const DataOptions& options) {
   const Conversation conversation = read_conversation(record, source);  // the structure every template expects
@@ -533,7 +534,7 @@ std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokeni
                                 int64_t vocab_size) {
   if (options.max_seq_len <= 0)
     throw Error("load_jsonl: max_seq_len must be positive, got " + std::to_string(options.max_seq_len));
-  if (vocab_size <= 0) vocab_size = tokenizer ? tokenizer->vocab_size() : std::numeric_limits<int32_t>::max();
+  if (vocab_size <= 0) throw Error("load_jsonl: vocab_size must be positive, got " + std::to_string(vocab_size));
   const bool model_template = options.chat_template == "auto" && tokenizer && tokenizer->chat_template();
   const BuiltinChatTemplate* builtin_chat_template =
       model_template ? nullptr

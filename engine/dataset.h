@@ -40,7 +40,9 @@ struct DataOptions {
   std::string chat_template = "auto";
   // Unset: what the model expects. BOS where the tokenizer adds one (Tokenizer::add_bos), EOS after
   // every completion; a chat laid out by the model's own template gets neither (the template
-  // writes the special tokens it wants, as apply_chat_template does). Set: always / never.
+  // writes the special tokens it wants, as apply_chat_template does). true: add the token (BOS
+  // only where the sequence does not already start with it); false: add none (what a model's
+  // template writes stays).
   std::optional<bool> add_bos, add_eos;
 };
 
@@ -53,10 +55,10 @@ struct Example {
 };
 
 // tokenizer may be null only for the tokenized format. Token ids of tokenized records must lie in
-// [0, vocab_size): pass the model's vocab_size (the rows of its embedding); 0 bounds them by the
-// tokenizer's vocabulary, or only by what an i32 holds when there is no tokenizer.
+// [0, vocab_size): the model's vocab_size, the rows of its embedding (models often pad their
+// vocabulary beyond the tokenizer's).
 std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options,
-                                int64_t vocab_size = 0);
+                                int64_t vocab_size);
 
 struct Batch {
   Tensor input_ids;  // i32 [B, T], right-padded with pad_id

@@ -44,9 +44,10 @@ void add_loss(const LlamaModel& model, const LoraAdapter* lora, const std::vecto
 }
 
 void add_exact_match(const LlamaModel& model, const LoraAdapter* lora, const std::vector<Example>& examples,
-                     const Tokenizer& tokenizer, const EvalOptions& options, EvalResult& result) {
+                     const Tokenizer& tokenizer, const EvalOptions& options, std::span<const int32_t> stop_ids,
+                     EvalResult& result) {
   SamplingOptions sampling = options.sampling;
-  if (tokenizer.eos_id() >= 0) sampling.stop_ids.push_back(tokenizer.eos_id());
+  sampling.stop_ids.assign(stop_ids.begin(), stop_ids.end());
   sampling.vocab_limit = tokenizer.vocab_size();
   for (const Example& example : examples) {
     if (example.reference.empty() || example.prompt_length == 0) continue;
@@ -62,10 +63,10 @@ void add_exact_match(const LlamaModel& model, const LoraAdapter* lora, const std
 }  // namespace
 
 EvalResult evaluate(const LlamaModel& model, const LoraAdapter* lora, const std::vector<Example>& examples,
-                    const Tokenizer* tokenizer, const EvalOptions& options) {
+                    const Tokenizer* tokenizer, const EvalOptions& options, std::span<const int32_t> stop_ids) {
   EvalResult result;
   add_loss(model, lora, examples, tokenizer, options.batch_size, result);
-  if (options.exact_match && tokenizer) add_exact_match(model, lora, examples, *tokenizer, options, result);
+  if (options.exact_match && tokenizer) add_exact_match(model, lora, examples, *tokenizer, options, stop_ids, result);
   return result;
 }
 

@@ -2,6 +2,7 @@
 // and exact-match accuracy of greedy (or sampled) completions against the references.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,7 +25,7 @@ struct EvalOptions {
   int64_t batch_size = 8;
   bool exact_match = true;          // generate for examples that have a reference
   int64_t max_generate_examples = 0;  // 0: all of them
-  SamplingOptions sampling;         // stop_ids gets the tokenizer's EOS added
+  SamplingOptions sampling;         // its stop_ids are evaluate()'s
   TextNormalization normalization;
 };
 
@@ -39,7 +40,8 @@ struct EvalResult {
 };
 
 // tokenizer is needed for exact match (to decode the generated tokens); pass null to skip it.
+// stop_ids end each generated answer: the model's (engine/generation_config.h).
 EvalResult evaluate(const LlamaModel& model, const LoraAdapter* lora, const std::vector<Example>& examples,
-                    const Tokenizer* tokenizer, const EvalOptions& options);
+                    const Tokenizer* tokenizer, const EvalOptions& options, std::span<const int32_t> stop_ids);
 
 }  // namespace fe

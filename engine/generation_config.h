@@ -9,13 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "engine/llama_config.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fe {
 
-// The ids that end a generated answer: generation_config.json's eos_token_id in model_dir (absent
-// file or key: none) and the tokenizer's EOS (when there is a tokenizer and it has one), each id
-// once. A malformed file or key is an Error naming the file and the key.
-std::vector<int32_t> stop_ids(const std::string& model_dir, const Tokenizer* tokenizer);
+// The ids that end a generated answer, each once: generation_config.json's eos_token_id in
+// model_dir, or where the file or key is absent config.json's (`config`, as transformers falls
+// back to it), and the tokenizer's EOS (when there is a tokenizer and it has one). A malformed file
+// or key is an Error naming the file and the key.
+std::vector<int32_t> stop_ids(const std::string& model_dir, const LlamaConfig& config, const Tokenizer* tokenizer);
 
 }  // namespace fe

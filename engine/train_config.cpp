@@ -11,8 +11,8 @@ void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
   c.data.max_seq_len = data.get<int64_t>("max_seq_len", c.data.max_seq_len, Bounds::at_least(2));
   c.data.train_on_prompt = data.get<bool>("train_on_prompt", c.data.train_on_prompt);
   c.data.chat_template = data.get_choice("chat_template", {"auto", "llama2", "chatml", "plain"}, c.data.chat_template);
-  if (data.has("add_bos")) c.data.add_bos = data.get<bool>("add_bos", true);
-  if (data.has("add_eos")) c.data.add_eos = data.get<bool>("add_eos", true);
+  c.data.add_bos = data.get_optional<bool>("add_bos");
+  c.data.add_eos = data.get_optional<bool>("add_eos");
   c.bucket_by_length = data.get<bool>("bucket_by_length", c.bucket_by_length);
 }
 
@@ -98,7 +98,7 @@ TrainConfig read_train_config(const ConfigNode& root, bool for_training) {
   else if (root.has("tokenizer"))
     c.tokenizer_path = root.get_path("tokenizer");
   else
-    c.tokenizer_path = Tokenizer::file_in(c.model_dir).empty() ? "" : c.model_dir;
+    c.tokenizer_path = Tokenizer::file_in(c.model_dir);
   read_data(root.child("data"), for_training, c);
   read_adapter(root.child("adapter"), c);
   read_train(root.child("train"), c);

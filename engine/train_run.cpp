@@ -161,8 +161,7 @@ LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
   const int64_t vocab_size = run.weights.config.vocab_size;
   if (load_train_data) run.train = load_jsonl(c.train_file, run.tokenizer.get(), c.data, vocab_size);
   if (!c.eval_file.empty()) run.eval = load_jsonl(c.eval_file, run.tokenizer.get(), c.data, vocab_size);
-  run.eval_options = c.eval;
-  run.eval_options.sampling.stop_ids = stop_ids(c.model_dir, run.tokenizer.get());
+  run.stop_ids = stop_ids(c.model_dir, run.weights.config, run.tokenizer.get());
   return run;
 }
 
@@ -210,7 +209,7 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
 
   auto evaluate_now = [&](int64_t step) {
     if (run.eval.empty()) return EvalResult{};
-    const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), run.eval_options);
+    const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), c.eval, run.stop_ids);
     progress << "eval  step " << step << " | " << describe(r) << std::endl;
     metrics.write({{"step", step}, {"eval_loss", r.loss}, {"eval_perplexity", r.perplexity},
                    {"eval_examples", r.examples}, {"eval_exact_match", r.exact_matches},

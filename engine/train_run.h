@@ -18,8 +18,7 @@ struct LoadedRun {
   LlamaWeights weights;  // where config.device computes (compute_weights)
   std::unique_ptr<Tokenizer> tokenizer;  // null without one (pre-tokenized data)
   std::vector<Example> train, eval;
-  // config.eval with the model's stop ids (generation_config.json, the tokenizer's EOS).
-  EvalOptions eval_options;
+  std::vector<int32_t> stop_ids;  // what ends a generated answer (engine/generation_config.h)
   int32_t pad_id() const { return tokenizer ? tokenizer->pad_id() : -1; }
 };
 LoadedRun load_run(const TrainConfig& config, bool load_train_data);

@@ -410,8 +410,14 @@ bool ConfigNode::has(const std::string& key) const {
 }
 
 bool ConfigNode::is_null(const std::string& key) const {
-  if (!has(key) && state_->find(key)) return state_->read(key) != nullptr;
-  return false;
+  const Entry* entry = state_->read(key);
+  return entry && entry->value.IsNull();
+}
+
+template <ConfigValue T>
+std::optional<T> ConfigNode::get_optional(const std::string& key) const {
+  const Entry* entry = given(*state_, key);
+  return entry ? std::optional<T>(convert<T>(value_of(*entry))) : std::nullopt;
 }
 
 template <ConfigValue T>
@@ -438,7 +444,8 @@ T ConfigNode::require(const std::string& key, const Bounds& bounds) const {
 
 #define FE_INSTANTIATE_GETTERS(T)                                                          \
   template T ConfigNode::get<T>(const std::string&, const std::type_identity_t<T>&) const; \
-  template T ConfigNode::require<T>(const std::string&) const;
+  template T ConfigNode::require<T>(const std::string&) const;                              \
+  template std::optional<T> ConfigNode::get_optional<T>(const std::string&) const;
 FE_INSTANTIATE_GETTERS(bool)
 FE_INSTANTIATE_GETTERS(int64_t)
 FE_INSTANTIATE_GETTERS(double)

@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -90,8 +91,8 @@ class ConfigNode {
 
   // True when `key` is present and not null. Does not count as reading it.
   bool has(const std::string& key) const;
-  // True when `key` is present and set to null (`key: null`, `key: ~`, `key:`), which counts as
-  // reading it: for settings where an explicit "none" differs from the default.
+  // True when `key` is present and set to null (`key: null`, `key: ~`, `key:`). Counts as reading
+  // it: for settings where an explicit "none" differs from the default.
   bool is_null(const std::string& key) const;
 
   // The value of `key`, or `default_value` when it is absent. A value of the wrong type is an
@@ -100,6 +101,10 @@ class ConfigNode {
   T get(const std::string& key, const std::type_identity_t<T>& default_value) const;
   template <ConfigValue T>
   T require(const std::string& key) const;
+  // The value of `key`, or nullopt when it is absent or null: for settings whose default depends
+  // on something else ("unset: as the model expects").
+  template <ConfigValue T>
+  std::optional<T> get_optional(const std::string& key) const;
   // As above, and the value (not the default) must lie within `bounds`.
   template <ConfigNumber T>
   T get(const std::string& key, const std::type_identity_t<T>& default_value, const Bounds& bounds) const;

@@ -85,7 +85,7 @@ class DatasetTest : public ::testing::Test {
     return path;
   }
   std::vector<Example> load(const std::string& contents, const DataOptions& options = {}) {
-    return load_jsonl(write(contents), &tokenizer_, options);
+    return load_jsonl(write(contents), &tokenizer_, options, tokenizer_.vocab_size());
   }
   Example load_one(const std::string& line, const DataOptions& options = {}) {
     const std::vector<Example> examples = load(line + "\n", options);
@@ -96,7 +96,8 @@ class DatasetTest : public ::testing::Test {
   std::string load_error(const std::string& contents, const DataOptions& options = {},
                          const Tokenizer* tokenizer = nullptr) {
     try {
-      load_jsonl(write(contents), tokenizer ? tokenizer : &tokenizer_, options);
+      const Tokenizer& used = tokenizer ? *tokenizer : tokenizer_;
+      load_jsonl(write(contents), &used, options, used.vocab_size());
     } catch (const Error& e) {
       return e.what();
     }
@@ -183,7 +184,7 @@ TEST_F(DatasetTest, BosAndEosOnlyWhenAskedForAndTheTokenizerHasThem) {
 
   options.add_eos = true;
   const ByteTokenizer no_control_tokens(false);
-  const std::vector<Example> examples = load_jsonl(write(line), &no_control_tokens, options);
+  const std::vector<Example> examples = load_jsonl(write(line), &no_control_tokens, options, no_control_tokens.vocab_size());
   expect_layout(examples.at(0), bare, 2);
 }
 
@@ -289,7 +290,7 @@ TEST_F(DatasetTest, TokenizedIsUsedAsGiven) {
                 Expected{{5, 6, 7}, {kNoLoss, kNoLoss, 9}}, 2);
   expect_layout(load_one(R"({"input_ids": [5, 6], "labels": [-100, -100]})", options),
                 Expected{{5, 6}, {kNoLoss, kNoLoss}}, 0);
-  const std::vector<Example> without_tokenizer = load_jsonl(write(R"({"input_ids": [70000]})"), nullptr, options);
+  const std::vector<Example> without_tokenizer = load_jsonl(write(R"({"input_ids": [70000]})"), nullptr, options, 70001);
   EXPECT_THAT(without_tokenizer.at(0).input_ids, ElementsAre(70000));
   EXPECT_EQ(without_tokenizer.at(0).reference, "");
 }
@@ -335,14 +336,14 @@ std::string byte_level_char(int b) {
 // tokenizer_config.json with `chat_template` (SmolLM2's kind: a default system turn, ChatML).
 class ModelTemplateChat : public DatasetTest {
  protected:
-  static constexpr int32_t kImStart = 256, kImEnd = 257;
+  static constexpr int32_t kImStart = 256, kImEnd = 257, kSentenceStart = 258;
   static constexpr const char* kChatMl =
       "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
       "{{ '<|im_start|>system\nBe nice.<|im_end|>\n' }}{% endif %}"
       "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
       "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
-  std::unique_ptr<Tokenizer> tokenizer_with(const std::string& chat_template) {
+  std::unique_ptr<Tokenizer> tokenizer_with(const std::string& chat_template, const char* bos = "<|im_start|>") {
     nlohmann::json vocab = nlohmann::json::object();
     for (int b = 0; b < 256; ++b) vocab[byte_level_char(b)] = b;
     const auto added = [](int id, const char* content) {
@@ -353,7 +354,7 @@ class ModelTemplateChat : public DatasetTest {
         {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
     const nlohmann::json tokenizer = {
         {"version", "1.0"},
-        {"added_tokens", {added(kImStart, "<|im_start|>"), added(kImEnd, "<|im_end|>")}},
+        {"added_tokens", {added(kImStart, "<|im_start|>"), added(kImEnd, "<|im_end|>"), added(kSentenceStart, "<s>")}},
         {"normalizer", nullptr},
         {"pre_tokenizer", byte_level},
         {"post_processor", nullptr},
@@ -362,13 +363,13 @@ class ModelTemplateChat : public DatasetTest {
     std::filesystem::create_directories(dir_.path("model"));
     std::ofstream(dir_.path("model/tokenizer.json")) << tokenizer.dump();
     std::ofstream(dir_.path("model/tokenizer_config.json"))
-        << nlohmann::json{{"bos_token", "<|im_start|>"}, {"eos_token", "<|im_end|>"}, {"add_bos_token", false},
+        << nlohmann::json{{"bos_token", bos}, {"eos_token", "<|im_end|>"}, {"add_bos_token", false},
                           {"chat_template", chat_template}}
                .dump();
     return Tokenizer::load(dir_.path("model"));
   }
   Example load_chat(const Tokenizer& tokenizer, const std::string& line, const DataOptions& options = {}) {
-    return load_jsonl(write(line + "\n"), &tokenizer, options).at(0);
+    return load_jsonl(write(line + "\n"), &tokenizer, options, tokenizer.vocab_size()).at(0);
   }
 };
 
@@ -442,6 +443,28 @@ TEST_F(ModelTemplateChat, BosEosAndTrainOnPromptWhenAskedFor) {
   const Example all = load_chat(*tokenizer, kTwoTurns, options);
   EXPECT_EQ(all.labels[0], kNoLoss);
   EXPECT_TRUE(std::equal(all.labels.begin() + 1, all.labels.end(), all.input_ids.begin() + 1));
+
+  // A BOS the template does not write goes first, masked, and the prompt grows by it.
+  const auto other_bos = tokenizer_with(kChatMl, "<s>");
+  options = {};
+  options.add_bos = true;
+  const Example with_bos = load_chat(*other_bos, kTwoTurns, options);
+  ASSERT_EQ(with_bos.input_ids.size(), plain.input_ids.size() + 1);
+  EXPECT_EQ(with_bos.input_ids[0], kSentenceStart);
+  EXPECT_EQ(with_bos.labels[0], kNoLoss);
+  EXPECT_TRUE(std::equal(plain.labels.begin(), plain.labels.end(), with_bos.labels.begin() + 1));
+  EXPECT_EQ(with_bos.prompt_length, plain.prompt_length + 1);
+}
+
+TEST_F(ModelTemplateChat, TruncationCutsTheLabelsAndClampsThePrompt) {
+  const auto tokenizer = tokenizer_with(kChatMl);
+  const Example whole = load_chat(*tokenizer, kTwoTurns);
+  DataOptions options;
+  options.max_seq_len = whole.prompt_length - 3;
+  const Example cut = load_chat(*tokenizer, kTwoTurns, options);
+  EXPECT_EQ(cut.input_ids, std::vector<int32_t>(whole.input_ids.begin(), whole.input_ids.begin() + options.max_seq_len));
+  EXPECT_EQ(cut.labels, std::vector<int32_t>(whole.labels.begin(), whole.labels.begin() + options.max_seq_len));
+  EXPECT_EQ(cut.prompt_length, options.max_seq_len);
 }
 
 TEST_F(ModelTemplateChat, ABuiltInTemplateStillWinsWhenNamed) {
@@ -539,7 +562,7 @@ TEST_F(DatasetTest, BadLinesAreErrorsNamingFileAndLine) {
 
 TEST_F(DatasetTest, TextFormatsNeedATokenizerAndSomeTokens) {
   try {
-    load_jsonl(write(R"({"text": "t"})"), nullptr, {});
+    load_jsonl(write(R"({"text": "t"})"), nullptr, {}, 100);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("the text format needs a tokenizer")));
@@ -553,7 +576,7 @@ TEST_F(DatasetTest, TextFormatsNeedATokenizerAndSomeTokens) {
 TEST_F(DatasetTest, FileAndOptionErrorsNameTheProblem) {
   const std::string missing = dir_.path("missing.jsonl");
   try {
-    load_jsonl(missing, &tokenizer_, {});
+    load_jsonl(missing, &tokenizer_, {}, tokenizer_.vocab_size());
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), AllOf(HasSubstr(missing), HasSubstr("cannot open")));

@@ -41,17 +41,20 @@ class FixedEos final : public Tokenizer {
   int32_t eos_;
 };
 
-TEST(StopIds, GenerationConfigListsAndTheTokenizersEosEachOnce) {
+TEST(StopIds, GenerationConfigListsElseTheModelConfigsAndTheTokenizersEosEachOnce) {
   test::TempDir dir;
-  const FixedEos eos(2);
-  EXPECT_THAT(stop_ids(dir.path(), &eos), ElementsAre(2));  // no generation_config.json
-  EXPECT_TRUE(stop_ids(dir.path(), nullptr).empty());
-  write(dir.path("generation_config.json"), R"({"eos_token_id": [128001, 128008, 128009]})");
-  EXPECT_THAT(stop_ids(dir.path(), &eos), ElementsAre(128001, 128008, 128009, 2));
-  write(dir.path("generation_config.json"), R"({"bos_token_id": 1, "eos_token_id": 2})");
-  EXPECT_THAT(stop_ids(dir.path(), &eos), ElementsAre(2));
-  write(dir.path("generation_config.json"), R"({"eos_token_id": null})");
-  EXPECT_THAT(stop_ids(dir.path(), nullptr), ElementsAre());
+  const FixedEos eos(7);
+  LlamaConfig config;
+  config.eos_token_ids = {5, 6};
+  // Without generation_config.json transformers falls back to config.json's eos_token_id.
+  EXPECT_THAT(stop_ids(dir.path(), config, &eos), ElementsAre(5, 6, 7));
+  EXPECT_THAT(stop_ids(dir.path(), config, nullptr), ElementsAre(5, 6));
+  write(dir.path("generation_config.json"), R"({"eos_token_id": [128001, 128008, 7]})");
+  EXPECT_THAT(stop_ids(dir.path(), config, &eos), ElementsAre(128001, 128008, 7));
+  write(dir.path("generation_config.json"), R"({"bos_token_id": 1})");
+  EXPECT_THAT(stop_ids(dir.path(), config, &eos), ElementsAre(5, 6, 7));
+  write(dir.path("generation_config.json"), R"({"eos_token_id": null})");  // said: none
+  EXPECT_THAT(stop_ids(dir.path(), config, nullptr), ElementsAre());
 }
 
 TEST(StopIds, MalformedFilesNameTheFileAndKey) {
@@ -59,7 +62,7 @@ TEST(StopIds, MalformedFilesNameTheFileAndKey) {
   const auto error_of = [&](const std::string& contents) {
     write(dir.path("generation_config.json"), contents);
     try {
-      stop_ids(dir.path(), nullptr);
+      stop_ids(dir.path(), LlamaConfig{}, nullptr);
     } catch (const Error& e) {
       return std::string(e.what());
     }

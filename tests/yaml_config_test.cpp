@@ -89,6 +89,15 @@ TEST(YamlConfig, IsNullTellsAnExplicitNoneFromAnAbsentKeyAndReadsIt) {
   EXPECT_NO_THROW(c.check_all_keys_used());  // a key asked about with is_null was read
 }
 
+TEST(YamlConfig, GetOptionalIsNulloptForAbsentAndNullKeys) {
+  const ConfigNode c = ConfigNode::parse("add_bos: false\nadd_eos: null\nbad: 3\n", "cfg.yaml");
+  EXPECT_EQ(c.get_optional<bool>("add_bos"), std::optional<bool>(false));
+  EXPECT_EQ(c.get_optional<bool>("add_eos"), std::nullopt);
+  EXPECT_EQ(c.get_optional<bool>("missing"), std::nullopt);
+  EXPECT_THROW(c.get_optional<bool>("bad"), Error);
+  EXPECT_NO_THROW(c.check_all_keys_used());
+}
+
 TEST(YamlConfig, WrongTypeNamesFileLineKeyAndExpectedType) {
   const ConfigNode train = ConfigNode::parse(R"(train:
   rank: 8
