@@ -106,27 +106,27 @@ class Cursor {
   void set_context(std::string context) { context_ = std::move(context); }
   const std::string& context() const { return context_; }
 
-  void need(uint64_t bytes, const char* what) const {
+  // The next `bytes` bytes, which the read moves past.
+  const std::byte* take(uint64_t bytes, const char* what) {
     if (bytes > size_ - pos_)
       file_.fail(context_ + ": " + what + " needs " + std::to_string(bytes) + " bytes at offset " +
                  std::to_string(pos_) + " but the file ends at byte " + std::to_string(size_) + " (" + kFix + ")");
+    const std::byte* at = base_ + pos_;
+    pos_ += bytes;
+    return at;
   }
 
   template <class T>
   T read(const char* what) {
-    need(sizeof(T), what);
     T value;
-    std::memcpy(&value, base_ + pos_, sizeof(T));
-    pos_ += sizeof(T);
+    std::memcpy(&value, take(sizeof(T), what), sizeof(T));
     return value;
   }
 
   std::string read_string(const char* what) {
     const uint64_t length = read<uint64_t>(what);
-    need(length, what);
-    std::string text(reinterpret_cast<const char*>(base_ + pos_), static_cast<size_t>(length));
-    pos_ += length;
-    return text;
+    const std::byte* text = take(length, what);
+    return std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(length));
   }
 
   uint64_t remaining() const { return size_ - pos_; }
@@ -139,7 +139,56 @@ class Cursor {
   std::string context_;
 };
 
-GgufValue read_value(Cursor& in, GgufValueType type, int depth, const GgufFile& file);
+template <class T>
+T load(const std::byte* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));
+  return value;
+}
+
+// The scalar of `type` stored at `p` (scalar_size(type) bytes).
+GgufValue decode_scalar(GgufValueType type, const std::byte* p) {
+  GgufValue v;
+  v.type = type;
+  switch (type) {
+    case GgufValueType::u8:
+      v.value = uint64_t{load<uint8_t>(p)};
+      break;
+    case GgufValueType::u16:
+      v.value = uint64_t{load<uint16_t>(p)};
+      break;
+    case GgufValueType::u32:
+      v.value = uint64_t{load<uint32_t>(p)};
+      break;
+    case GgufValueType::u64:
+      v.value = load<uint64_t>(p);
+      break;
+    case GgufValueType::i8:
+      v.value = int64_t{load<int8_t>(p)};
+      break;
+    case GgufValueType::i16:
+      v.value = int64_t{load<int16_t>(p)};
+      break;
+    case GgufValueType::i32:
+      v.value = int64_t{load<int32_t>(p)};
+      break;
+    case GgufValueType::i64:
+      v.value = load<int64_t>(p);
+      break;
+    case GgufValueType::f32:
+      v.value = double{load<float>(p)};
+      break;
+    case GgufValueType::f64:
+      v.value = load<double>(p);
+      break;
+    case GgufValueType::boolean:
+      v.value = load<uint8_t>(p) != 0;
+      break;
+    default:
+      throw Error(std::string("GGUF: ") + gguf_value_type_name(type) + " is not a scalar type");
+  }
+  return v;
+}
 
 GgufArray read_array(Cursor& in, int depth, const GgufFile& file) {
   if (depth >= kMaxArrayNesting)
@@ -150,63 +199,32 @@ GgufArray read_array(Cursor& in, int depth, const GgufFile& file) {
     file.fail(in.context() + ": unknown array element type " + std::to_string(raw_type) + " (" + kFix + ")");
   GgufArray array;
   array.element_type = static_cast<GgufValueType>(raw_type);
-  const auto count = in.read<uint64_t>("the array length");
+  array.count = in.read<uint64_t>("the array length");
   // Each element takes at least min_element_size bytes: a count the rest of the file cannot hold is
   // corrupt, and refusing it here keeps a bad count from becoming a huge allocation.
-  if (count > in.remaining() / min_element_size(array.element_type))
-    file.fail(in.context() + ": array of " + std::to_string(count) + " " + gguf_value_type_name(array.element_type) +
-              " elements does not fit in the " + std::to_string(in.remaining()) + " bytes left in the file (" + kFix +
-              ")");
-  array.elements.reserve(static_cast<size_t>(count));
-  for (uint64_t i = 0; i < count; ++i) array.elements.push_back(read_value(in, array.element_type, depth + 1, file));
+  if (array.count > in.remaining() / min_element_size(array.element_type))
+    file.fail(in.context() + ": array of " + std::to_string(array.count) + " " +
+              gguf_value_type_name(array.element_type) + " elements does not fit in the " +
+              std::to_string(in.remaining()) + " bytes left in the file (" + kFix + ")");
+  const auto count = static_cast<size_t>(array.count);
+  if (const uint64_t size = scalar_size(array.element_type)) {
+    const std::byte* bytes = in.take(array.count * size, "the array elements");
+    array.scalar_bytes.assign(bytes, bytes + array.count * size);
+  } else if (array.element_type == GgufValueType::string) {
+    array.strings.reserve(count);
+    for (size_t i = 0; i < count; ++i) array.strings.push_back(in.read_string("a string element"));
+  } else {
+    array.arrays.reserve(count);
+    for (size_t i = 0; i < count; ++i) array.arrays.push_back(read_array(in, depth + 1, file));
+  }
   return array;
 }
 
 GgufValue read_value(Cursor& in, GgufValueType type, int depth, const GgufFile& file) {
-  GgufValue v;
-  v.type = type;
-  switch (type) {
-    case GgufValueType::u8:
-      v.value = uint64_t{in.read<uint8_t>("a u8 value")};
-      break;
-    case GgufValueType::u16:
-      v.value = uint64_t{in.read<uint16_t>("a u16 value")};
-      break;
-    case GgufValueType::u32:
-      v.value = uint64_t{in.read<uint32_t>("a u32 value")};
-      break;
-    case GgufValueType::u64:
-      v.value = in.read<uint64_t>("a u64 value");
-      break;
-    case GgufValueType::i8:
-      v.value = int64_t{in.read<int8_t>("an i8 value")};
-      break;
-    case GgufValueType::i16:
-      v.value = int64_t{in.read<int16_t>("an i16 value")};
-      break;
-    case GgufValueType::i32:
-      v.value = int64_t{in.read<int32_t>("an i32 value")};
-      break;
-    case GgufValueType::i64:
-      v.value = in.read<int64_t>("an i64 value");
-      break;
-    case GgufValueType::f32:
-      v.value = double{in.read<float>("an f32 value")};
-      break;
-    case GgufValueType::f64:
-      v.value = in.read<double>("an f64 value");
-      break;
-    case GgufValueType::boolean:
-      v.value = in.read<uint8_t>("a bool value") != 0;
-      break;
-    case GgufValueType::string:
-      v.value = in.read_string("a string value");
-      break;
-    case GgufValueType::array:
-      v.value = read_array(in, depth, file);
-      break;
-  }
-  return v;
+  if (type == GgufValueType::string) return {type, in.read_string("a string value")};
+  if (type == GgufValueType::array) return {type, std::make_shared<const GgufArray>(read_array(in, depth, file))};
+  const std::string what = std::string("the ") + gguf_value_type_name(type) + " value";
+  return decode_scalar(type, in.take(scalar_size(type), what.c_str()));
 }
 
 // The decimal with the fewest digits that reads back as the same float: what a converter that
@@ -237,6 +255,19 @@ const char* gguf_value_type_name(GgufValueType type) {
   return index < std::size(names) ? names[index] : "unknown";
 }
 
+bool gguf_integer_type(GgufValueType type) {
+  return scalar_size(type) != 0 && type != GgufValueType::boolean && type != GgufValueType::f32 &&
+         type != GgufValueType::f64;
+}
+
+GgufValue GgufArray::at(uint64_t index) const {
+  if (index >= count)
+    throw Error("GGUF: array element " + std::to_string(index) + " of " + std::to_string(count) + " is out of range");
+  if (element_type == GgufValueType::string) return {element_type, strings[index]};
+  if (element_type == GgufValueType::array) return {element_type, std::make_shared<const GgufArray>(arrays[index])};
+  return decode_scalar(element_type, scalar_bytes.data() + index * scalar_size(element_type));
+}
+
 bool GgufValue::is_integer() const {
   return std::holds_alternative<uint64_t>(value) || std::holds_alternative<int64_t>(value);
 }
@@ -262,7 +293,10 @@ std::optional<double> GgufValue::as_double() const {
 
 const std::string* GgufValue::as_string() const { return std::get_if<std::string>(&value); }
 
-const GgufArray* GgufValue::as_array() const { return std::get_if<GgufArray>(&value); }
+const GgufArray* GgufValue::as_array() const {
+  const auto* array = std::get_if<std::shared_ptr<const GgufArray>>(&value);
+  return array ? array->get() : nullptr;
+}
 
 std::string GgufValue::type_str() const {
   if (const GgufArray* array = as_array()) return std::string("array of ") + gguf_value_type_name(array->element_type);
@@ -343,14 +377,18 @@ void GgufFile::parse() {
   }
   version_ = in.read<uint32_t>("the version");
   if (version_ != 2 && version_ != 3) {
-    if ((version_ & 0xffff) == 0)
-      fail("big-endian GGUF (version field " + std::to_string(version_) +
-           ") is not supported: convert the model again without --bigendian");
+    // A big-endian writer (gguf-py's --bigendian) stores the version byte-swapped: 3 reads as 0x03000000.
+    const uint32_t swapped = __builtin_bswap32(version_);
+    if (swapped == 2 || swapped == 3)
+      fail("big-endian GGUF (version " + std::to_string(swapped) +
+           " stored byte-swapped) is not supported: convert the model again without --bigendian");
     if (version_ == 1)
       fail(
           "GGUF version 1 (32-bit counts, 2023) is not supported (supported: 2, 3): convert the model again "
           "with a current llama.cpp");
-    fail("GGUF version " + std::to_string(version_) + " is not supported (supported: 2, 3)");
+    if (version_ == 0) fail("GGUF version 0 does not exist (supported: 2, 3): " + std::string(kFix));
+    fail("GGUF version " + std::to_string(version_) +
+         " is not supported (supported: 2, 3): a newer llama.cpp wrote it, or the file is corrupt");
   }
   const auto tensor_count = in.read<uint64_t>("the tensor count");
   const auto kv_count = in.read<uint64_t>("the key/value count");
@@ -483,22 +521,19 @@ std::optional<std::vector<std::string>> GgufFile::get_string_array(std::string_v
   const GgufArray* array = v->as_array();
   if (!array || array->element_type != GgufValueType::string)
     fail_key(key, "is a " + v->type_str() + ", expected an array of string");
-  std::vector<std::string> out;
-  out.reserve(array->elements.size());
-  for (const GgufValue& e : array->elements) out.push_back(*e.as_string());
-  return out;
+  return array->strings;
 }
 
 std::optional<std::vector<int64_t>> GgufFile::get_int_array(std::string_view key) const {
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   const GgufArray* array = v->as_array();
-  if (!array || (!array->elements.empty() && !array->elements[0].is_integer()))
+  if (!array || !gguf_integer_type(array->element_type))
     fail_key(key, "is a " + v->type_str() + ", expected an array of integers");
   std::vector<int64_t> out;
-  out.reserve(array->elements.size());
-  for (size_t i = 0; i < array->elements.size(); ++i) {
-    const auto value = array->elements[i].as_int();
+  out.reserve(static_cast<size_t>(array->size()));
+  for (uint64_t i = 0; i < array->size(); ++i) {
+    const auto value = array->at(i).as_int();
     if (!value) fail_key(key, "element " + std::to_string(i) + " is beyond the int64 range");
     out.push_back(*value);
   }
@@ -509,11 +544,12 @@ std::optional<std::vector<double>> GgufFile::get_double_array(std::string_view k
   const GgufValue* v = find(key);
   if (!v) return std::nullopt;
   const GgufArray* array = v->as_array();
-  if (!array || (!array->elements.empty() && !array->elements[0].is_number()))
+  if (!array || !(gguf_integer_type(array->element_type) || array->element_type == GgufValueType::f32 ||
+                  array->element_type == GgufValueType::f64))
     fail_key(key, "is a " + v->type_str() + ", expected an array of numbers");
   std::vector<double> out;
-  out.reserve(array->elements.size());
-  for (const GgufValue& e : array->elements) out.push_back(*e.as_double());
+  out.reserve(static_cast<size_t>(array->size()));
+  for (uint64_t i = 0; i < array->size(); ++i) out.push_back(*array->at(i).as_double());
   return out;
 }
 

@@ -15,8 +15,13 @@
 // GgufFile maps the file read-only (mmap) and validates all of it up front: every length, count,
 // dimension, type and offset is checked against the file size before it is used, so a corrupt or
 // truncated file raises fe::Error naming the file, the key or tensor and what is wrong — never a
-// crash or a huge allocation. Tensor data stays in the mapping until dequantized
-// (engine/gguf_dequantize.h); GgufTensorInfo::data is valid while the GgufFile lives.
+// crash. Memory follows the bytes the file really holds, never a count it merely claims: nothing is
+// reserved before the bytes behind it are known to exist, and arrays of scalars (token types,
+// scores) stay packed as their file bytes (a u8 element costs 1 byte, not a GgufValue), so the
+// parsed header takes at most about ten times the file's size (the worst case: a file of nothing
+// but tiny key/values; empty strings cost 4×, tensor infos 6×). Tensor data stays in the mapping
+// until dequantized (engine/gguf_dequantize.h); GgufTensorInfo::data is valid while the GgufFile
+// lives.
 #pragma once
 
 #include <cstddef>
@@ -50,18 +55,29 @@ enum class GgufValueType : uint32_t {
   f64 = 12,
 };
 const char* gguf_value_type_name(GgufValueType type);  // "u32", "string", ...; "unknown" for others
+bool gguf_integer_type(GgufValueType type);            // u8..i64 (not bool)
 
 struct GgufValue;
+
+// An array value. Scalar elements keep the little-endian bytes the file stores and are decoded by
+// at(); strings and nested arrays are held decoded.
 struct GgufArray {
   GgufValueType element_type = GgufValueType::u8;
-  std::vector<GgufValue> elements;
+  uint64_t count = 0;
+  std::vector<std::byte> scalar_bytes;  // scalar element types: count × the element's size
+  std::vector<std::string> strings;     // element_type string
+  std::vector<GgufArray> arrays;        // element_type array
+
+  uint64_t size() const { return count; }
+  GgufValue at(uint64_t index) const;  // element `index` as a value of element_type; Error past size()
 };
 
 // One metadata value: unsigned integers as uint64_t, signed as int64_t, f32/f64 as double,
-// bool, string, or an array.
+// bool, string, or an array. The array is held behind a pointer so that a value is no larger than a
+// string: key/values are the densest thing a file can hold, and each one costs a GgufValue.
 struct GgufValue {
   GgufValueType type = GgufValueType::u8;
-  std::variant<uint64_t, int64_t, double, bool, std::string, GgufArray> value;
+  std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<const GgufArray>> value;
 
   bool is_integer() const;
   bool is_number() const;  // an integer or a float

@@ -43,53 +43,32 @@ void block_q8_0(const uint8_t* b, float* y) {
   for (int j = 0; j < kQK; ++j) y[j] = static_cast<float>(static_cast<int8_t>(b[2 + j])) * d;
 }
 
-// block_q4_0: f16 d, qs[16] (element j in the low nibble of byte j, element j+16 in its high
-// nibble); x = (q − 8)·d.
-void block_q4_0(const uint8_t* b, float* y) {
+// block_q4_0, block_q4_1, block_q5_0, block_q5_1: f16 d; for the _1 kinds an f16 minimum m; for
+// Q5 a uint32 qh whose bit j is the fifth bit of element j; then qs[16], element j in the low
+// nibble of byte j and element j+16 in its high nibble. x = (q − 8)·d (Q4_0), (q − 16)·d (Q5_0),
+// or q·d + m (Q4_1, Q5_1).
+template <bool kFifthBit, bool kMinimum>
+void block_q_legacy(const uint8_t* b, float* y) {
   const float d = f16_at(b);
-  const uint8_t* qs = b + 2;
+  const float m = kMinimum ? f16_at(b + 2) : 0.0f;
+  const uint8_t* after_scales = b + (kMinimum ? 4 : 2);
+  const uint32_t qh = kFifthBit ? u32_at(after_scales) : 0;
+  const uint8_t* qs = after_scales + (kFifthBit ? 4 : 0);
+  constexpr int kCentre = kFifthBit ? 16 : 8;
   for (int j = 0; j < kQK / 2; ++j) {
-    y[j] = static_cast<float>((qs[j] & 0x0f) - 8) * d;
-    y[j + kQK / 2] = static_cast<float>((qs[j] >> 4) - 8) * d;
-  }
-}
-
-// block_q4_1: f16 d, f16 m, qs[16] as in Q4_0; x = q·d + m.
-void block_q4_1(const uint8_t* b, float* y) {
-  const float d = f16_at(b);
-  const float m = f16_at(b + 2);
-  const uint8_t* qs = b + 4;
-  for (int j = 0; j < kQK / 2; ++j) {
-    y[j] = static_cast<float>(qs[j] & 0x0f) * d + m;
-    y[j + kQK / 2] = static_cast<float>(qs[j] >> 4) * d + m;
-  }
-}
-
-// block_q5_0: f16 d, qh (uint32: bit j is the fifth bit of element j), qs[16] as in Q4_0;
-// x = (q − 16)·d.
-void block_q5_0(const uint8_t* b, float* y) {
-  const float d = f16_at(b);
-  const uint32_t qh = u32_at(b + 2);
-  const uint8_t* qs = b + 6;
-  for (int j = 0; j < kQK / 2; ++j) {
-    const int low = (qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
-    const int high = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
-    y[j] = static_cast<float>(low - 16) * d;
-    y[j + kQK / 2] = static_cast<float>(high - 16) * d;
-  }
-}
-
-// block_q5_1: f16 d, f16 m, qh, qs[16] as in Q5_0; x = q·d + m.
-void block_q5_1(const uint8_t* b, float* y) {
-  const float d = f16_at(b);
-  const float m = f16_at(b + 2);
-  const uint32_t qh = u32_at(b + 4);
-  const uint8_t* qs = b + 8;
-  for (int j = 0; j < kQK / 2; ++j) {
-    const int low = (qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
-    const int high = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
-    y[j] = static_cast<float>(low) * d + m;
-    y[j + kQK / 2] = static_cast<float>(high) * d + m;
+    int low = qs[j] & 0x0f;
+    int high = qs[j] >> 4;
+    if constexpr (kFifthBit) {
+      low |= static_cast<int>(((qh >> j) & 1u) << 4);
+      high |= static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
+    }
+    if constexpr (kMinimum) {
+      y[j] = static_cast<float>(low) * d + m;
+      y[j + kQK / 2] = static_cast<float>(high) * d + m;
+    } else {
+      y[j] = static_cast<float>(low - kCentre) * d;
+      y[j + kQK / 2] = static_cast<float>(high - kCentre) * d;
+    }
   }
 }
 
@@ -106,32 +85,16 @@ void scale_min_k4(int s, const uint8_t* q, uint8_t& scale, uint8_t& min) {
   }
 }
 
-// block_q4_K: f16 d, f16 dmin, scales[12], qs[128]. Eight sub-blocks of 32: sub-blocks 2c and
+// block_q4_K: f16 d, f16 dmin, scales[12], qs[128]; block_q5_K adds qh[32] before qs, bit s of
+// qh[l] being the fifth bit of element l of sub-block s. Eight sub-blocks of 32: sub-blocks 2c and
 // 2c+1 are the low and high nibbles of bytes qs[32c .. 32c+31]; x = (d·scale)·q − dmin·min.
-void block_q4_k(const uint8_t* b, float* y) {
-  const float d = f16_at(b);
-  const float dmin = f16_at(b + 2);
-  const uint8_t* scales = b + 4;
-  const uint8_t* qs = b + 16;
-  for (int s = 0; s < 8; ++s) {
-    uint8_t scale, min;
-    scale_min_k4(s, scales, scale, min);
-    const float d1 = d * static_cast<float>(scale);
-    const float m1 = dmin * static_cast<float>(min);
-    const uint8_t* q = qs + 32 * (s / 2);
-    const int shift = 4 * (s % 2);
-    for (int l = 0; l < 32; ++l) y[32 * s + l] = d1 * static_cast<float>((q[l] >> shift) & 0x0f) - m1;
-  }
-}
-
-// block_q5_K: f16 d, f16 dmin, scales[12], qh[32], qs[128]: Q4_K plus a fifth bit, bit s of
-// qh[l] for element l of sub-block s.
-void block_q5_k(const uint8_t* b, float* y) {
+template <bool kFifthBit>
+void block_qk(const uint8_t* b, float* y) {
   const float d = f16_at(b);
   const float dmin = f16_at(b + 2);
   const uint8_t* scales = b + 4;
   const uint8_t* qh = b + 16;
-  const uint8_t* qs = b + 48;
+  const uint8_t* qs = b + (kFifthBit ? 48 : 16);
   for (int s = 0; s < 8; ++s) {
     uint8_t scale, min;
     scale_min_k4(s, scales, scale, min);
@@ -140,7 +103,8 @@ void block_q5_k(const uint8_t* b, float* y) {
     const uint8_t* q = qs + 32 * (s / 2);
     const int shift = 4 * (s % 2);
     for (int l = 0; l < 32; ++l) {
-      const int code = ((q[l] >> shift) & 0x0f) | (((qh[l] >> s) & 1) << 4);
+      int code = (q[l] >> shift) & 0x0f;
+      if constexpr (kFifthBit) code |= ((qh[l] >> s) & 1) << 4;
       y[32 * s + l] = d1 * static_cast<float>(code) - m1;
     }
   }
@@ -180,17 +144,17 @@ BlockDecoder decoder_for(GgmlType type) {
     case GgmlType::Q8_0:
       return block_q8_0;
     case GgmlType::Q4_0:
-      return block_q4_0;
+      return block_q_legacy<false, false>;
     case GgmlType::Q4_1:
-      return block_q4_1;
+      return block_q_legacy<false, true>;
     case GgmlType::Q5_0:
-      return block_q5_0;
+      return block_q_legacy<true, false>;
     case GgmlType::Q5_1:
-      return block_q5_1;
+      return block_q_legacy<true, true>;
     case GgmlType::Q4_K:
-      return block_q4_k;
+      return block_qk<false>;
     case GgmlType::Q5_K:
-      return block_q5_k;
+      return block_qk<true>;
     case GgmlType::Q6_K:
       return block_q6_k;
     default:

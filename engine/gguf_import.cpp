@@ -71,6 +71,28 @@ const GgufTensorInfo& required_tensor(const GgufFile& f, const std::string& name
   return *t;
 }
 
+// The layers the file holds tensors for: blk.0 … blk.N−1 (counted by their attn_norm.weight).
+int64_t layers_in_file(const GgufFile& f) {
+  int64_t layers = 0;
+  while (static_cast<size_t>(layers) < f.tensors().size() &&
+         f.find_tensor("blk." + std::to_string(layers) + ".attn_norm.weight"))
+    ++layers;
+  return layers;
+}
+
+// The row count (GGUF ne[1]) of a matrix `tensor` must be `count` groups of `unit` rows, as the
+// hyper-parameter `key` says. Compared by division, so a hostile count cannot overflow; once it
+// holds, count·unit is a dimension of the file and fits int64.
+void expect_rows(const GgufFile& f, const std::string& tensor, int64_t count, int64_t unit, const std::string& key,
+                 const std::string& meaning) {
+  const GgufTensorInfo& t = required_tensor(f, tensor, "the tensor that " + key + " describes");
+  const int64_t rows = t.ne.size() == 2 ? t.ne[1] : -1;
+  if (rows < 0 || rows % unit != 0 || rows / unit != count)
+    f.fail_key(key, "is " + std::to_string(count) + (unit == 1 ? "" : " (of " + std::to_string(unit) + " rows each)") +
+                        " but " + tensor + " has the row-major shape " + t.shape().str() +
+                        ": the metadata and the tensors disagree (" + meaning + ")");
+}
+
 ModelShape model_shape(const GgufFile& f) {
   ModelShape m;
   m.arch = architecture_of(f);
@@ -81,8 +103,10 @@ ModelShape model_shape(const GgufFile& f) {
   const auto heads = uniform_int(f, a + "attention.head_count");
   if (!heads) f.fail_key(a + "attention.head_count", "is missing (every llama.cpp conversion writes it)");
   m.heads = *heads;
+  if (m.heads <= 0)
+    f.fail_key(a + "attention.head_count", "is " + std::to_string(m.heads) + ", expected a positive integer");
   m.kv_heads = uniform_int(f, a + "attention.head_count_kv").value_or(m.heads);
-  if (m.heads <= 0 || m.kv_heads <= 0 || m.heads % m.kv_heads != 0)
+  if (m.kv_heads <= 0 || m.heads % m.kv_heads != 0)
     f.fail_key(a + "attention.head_count_kv", "is " + std::to_string(m.kv_heads) + " with " + std::to_string(m.heads) +
                                                   " attention heads: expected a positive divisor");
   const auto rope_dims = f.get_int(a + "rope.dimension_count");
@@ -106,6 +130,16 @@ ModelShape model_shape(const GgufFile& f) {
   if (m.vocab != embed.ne[1])
     f.fail_key(a + "vocab_size",
                "is " + std::to_string(m.vocab) + " but token_embd.weight has " + std::to_string(embed.ne[1]) + " rows");
+  // Every product the tensor plan forms is checked against the tensors here, before it is formed.
+  if (const int64_t in_file = layers_in_file(f); m.layers != in_file)
+    f.fail_key(a + "block_count", "is " + std::to_string(m.layers) + " but the file holds the tensors of " +
+                                      std::to_string(in_file) + (in_file == 1 ? " layer" : " layers") + " (blk." +
+                                      std::to_string(in_file) + ".attn_norm.weight is absent)");
+  expect_rows(f, "blk.0.attn_q.weight", m.heads, m.head_dim, a + "attention.head_count",
+              "attention heads × head dimension");
+  expect_rows(f, "blk.0.attn_k.weight", m.kv_heads, m.head_dim, a + "attention.head_count_kv",
+              "key/value heads × head dimension");
+  expect_rows(f, "blk.0.ffn_gate.weight", m.intermediate, 1, a + "feed_forward_length", "MLP width");
   m.tied = f.find_tensor("output.weight") == nullptr;
   m.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
   m.o_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
@@ -591,17 +625,7 @@ std::string dump(const GgufFile& f, const json& j, const char* what) {
   }
 }
 
-}  // namespace
-
-std::string gguf_pre_tokenizer_names() {
-  std::string list;
-  for (const PreTokenizer& p : pre_tokenizers())
-    for (const char* name : p.names) list += (list.empty() ? "" : ", ") + std::string(name);
-  return list;
-}
-
-json gguf_hf_config(const GgufFile& f, std::vector<std::string>* notes) {
-  const ModelShape m = model_shape(f);
+json hf_config(const GgufFile& f, const ModelShape& m, std::vector<std::string>* notes) {
   const std::string a = m.arch + ".";
   const double theta = f.get_double(a + "rope.freq_base").value_or(10000.0);
   const auto eps = f.get_double(a + "attention.layer_norm_rms_epsilon");
@@ -638,13 +662,11 @@ json gguf_hf_config(const GgufFile& f, std::vector<std::string>* notes) {
   return c;
 }
 
-json gguf_hf_tokenizer(const GgufFile& f) {
-  const Vocab v = read_vocab(f);
+json hf_tokenizer(const GgufFile& f, const Vocab& v) {
   return tokenizer_model(f) == "gpt2" ? gpt2_tokenizer(f, v) : llama_tokenizer(f, v);
 }
 
-json gguf_hf_tokenizer_config(const GgufFile& f) {
-  const Vocab v = read_vocab(f);
+json hf_tokenizer_config(const GgufFile& f, const Vocab& v) {
   const std::string model = tokenizer_model(f);
   json c = {{"tokenizer_class", "PreTrainedTokenizerFast"},
             {"add_bos_token", add_bos(f)},
@@ -660,8 +682,7 @@ json gguf_hf_tokenizer_config(const GgufFile& f) {
   return c;
 }
 
-json gguf_hf_generation_config(const GgufFile& f) {
-  const Vocab v = read_vocab(f);
+json hf_generation_config(const GgufFile& f, const Vocab& v) {
   json c = json::object();
   if (const auto bos = token_id(f, v, "bos")) c["bos_token_id"] = *bos;
   // Chat models end a turn with an end-of-turn token that llama.cpp keeps apart from EOS;
@@ -676,6 +697,23 @@ json gguf_hf_generation_config(const GgufFile& f) {
   return c;
 }
 
+}  // namespace
+
+std::string gguf_pre_tokenizer_names() {
+  std::string list;
+  for (const PreTokenizer& p : pre_tokenizers())
+    for (const char* name : p.names) list += (list.empty() ? "" : ", ") + std::string(name);
+  return list;
+}
+
+json gguf_hf_config(const GgufFile& f, std::vector<std::string>* notes) { return hf_config(f, model_shape(f), notes); }
+
+json gguf_hf_tokenizer(const GgufFile& f) { return hf_tokenizer(f, read_vocab(f)); }
+
+json gguf_hf_tokenizer_config(const GgufFile& f) { return hf_tokenizer_config(f, read_vocab(f)); }
+
+json gguf_hf_generation_config(const GgufFile& f) { return hf_generation_config(f, read_vocab(f)); }
+
 GgufImportSummary import_gguf(const std::string& gguf_path, const std::string& out_dir,
                               const GgufImportOptions& options) {
   namespace fs = std::filesystem;
@@ -683,14 +721,15 @@ GgufImportSummary import_gguf(const std::string& gguf_path, const std::string& o
     throw Error("import-gguf: the storage dtype must be f32 or bf16, got " + std::string(dtype_name(options.dtype)));
   const GgufFile f(gguf_path);
   GgufImportSummary summary;
-  json config = gguf_hf_config(f, &summary.notes);
+  const ModelShape m = model_shape(f);
+  json config = hf_config(f, m, &summary.notes);
   config["torch_dtype"] = torch_dtype(options.dtype);
   // The tokenizer files are built (and any error in them raised) before the long tensor pass.
-  const std::string tokenizer = dump(f, gguf_hf_tokenizer(f), "tokenizer.json");
-  const std::string tokenizer_config = dump(f, gguf_hf_tokenizer_config(f), "tokenizer_config.json");
-  const std::string generation_config = dump(f, gguf_hf_generation_config(f), "generation_config.json");
+  const Vocab vocab = read_vocab(f);
+  const std::string tokenizer = dump(f, hf_tokenizer(f, vocab), "tokenizer.json");
+  const std::string tokenizer_config = dump(f, hf_tokenizer_config(f, vocab), "tokenizer_config.json");
+  const std::string generation_config = dump(f, hf_generation_config(f, vocab), "generation_config.json");
 
-  const ModelShape m = model_shape(f);
   const std::vector<PlannedTensor> plan = plan_tensors(m);
   check_tensors(f, plan);
   fs::create_directories(out_dir);

@@ -28,7 +28,10 @@
 //   generation_config.json  bos/eos (with eot/eom ids, when the GGUF names them) and pad ids.
 // Each file is written whole (PATH.tmp renamed over PATH), config.json last, so an interrupted
 // import never leaves a half-written file. Errors are fe::Error naming the file and the key or
-// tensor.
+// tensor. The hyper-parameters are checked against the tensors that embody them (block_count against
+// the blk.N tensors, head counts × head dimension against the attn_q/attn_k rows, the MLP width
+// against ffn_gate) before anything is computed from them, so a hostile value is an error naming its
+// key rather than an overflow or a plan of 2^40 layers.
 #pragma once
 
 #include <cstddef>

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ namespace {
 
 using nlohmann::json;
 using testing::HasSubstr;
+using testing::Not;
 
 const std::string kScript = FE_SOURCE_DIR "/tests/reference/gguf_reference.py";
 
@@ -79,10 +81,18 @@ std::string gguf_string(const std::string& s) { return le<uint64_t>(s.size()) + 
 // also write what no correct writer would.
 class GgufBuilder {
  public:
+  // A key already added takes the new value in its place.
   void raw_kv(const std::string& key, uint32_t type, const std::string& payload) {
-    kvs_.push_back(gguf_string(key) + le(type) + payload);
+    std::string entry = gguf_string(key) + le(type) + payload;
+    for (auto& [existing, bytes] : kvs_)
+      if (existing == key) {
+        bytes = std::move(entry);
+        return;
+      }
+    kvs_.emplace_back(key, std::move(entry));
   }
   void u32(const std::string& key, uint32_t v) { raw_kv(key, 4, le(v)); }
+  void u64(const std::string& key, uint64_t v) { raw_kv(key, 10, le(v)); }
   void f32(const std::string& key, float v) { raw_kv(key, 6, le(v)); }
   void boolean(const std::string& key, bool v) { raw_kv(key, 7, le<uint8_t>(v)); }
   void string(const std::string& key, const std::string& v) { raw_kv(key, 8, gguf_string(v)); }
@@ -116,7 +126,7 @@ class GgufBuilder {
 
   std::string bytes(uint32_t version = 3) const {
     std::string out = "GGUF" + le(version) + le<uint64_t>(tensors_.size()) + le<uint64_t>(kvs_.size());
-    for (const std::string& kv : kvs_) out += kv;
+    for (const auto& [key, kv] : kvs_) out += kv;
     std::string data;
     for (const Tensor& t : tensors_) {
       data.append((kAlignment - data.size() % kAlignment) % kAlignment, '\0');
@@ -138,7 +148,7 @@ class GgufBuilder {
     std::string data;
     std::optional<uint64_t> offset;
   };
-  std::vector<std::string> kvs_;
+  std::vector<std::pair<std::string, std::string>> kvs_;  // key, encoded key/value
   std::vector<Tensor> tensors_;
 };
 
@@ -242,11 +252,20 @@ TEST(GgufReader, BadMagicSaysWhatTheFileIs) {
 
 TEST(GgufReader, UnsupportedVersionsAreRefused) {
   test::TempDir dir;
-  write_bytes(dir.path("v1.gguf"), tiny_llama().bytes(1));
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("v1.gguf")}; }),
-              AllOf(HasSubstr("version 1"), HasSubstr("supported: 2, 3"), HasSubstr("convert the model again")));
-  write_bytes(dir.path("big.gguf"), tiny_llama().bytes(0x03000000));
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("big.gguf")}; }), HasSubstr("big-endian"));
+  const std::string path = dir.path("version.gguf");
+  const auto error_for = [&](uint32_t version) {
+    write_bytes(path, tiny_llama().bytes(version));
+    return error_of([&] { GgufFile{path}; });
+  };
+  EXPECT_THAT(error_for(1), AllOf(HasSubstr("version 1"), HasSubstr("supported: 2, 3"),
+                                  HasSubstr("convert the model again"), Not(HasSubstr("big-endian"))));
+  // A big-endian writer stores version 2 or 3 byte-swapped.
+  for (uint32_t swapped : {0x02000000u, 0x03000000u})
+    EXPECT_THAT(error_for(swapped), AllOf(HasSubstr("big-endian"), HasSubstr("without --bigendian"))) << swapped;
+  EXPECT_THAT(error_for(0),
+              AllOf(HasSubstr("version 0"), HasSubstr("download or convert it again"), Not(HasSubstr("big-endian"))));
+  EXPECT_THAT(error_for(4), AllOf(HasSubstr("version 4"), HasSubstr("newer llama.cpp"), Not(HasSubstr("big-endian"))));
+  EXPECT_THAT(error_for(0x00020000u), AllOf(HasSubstr("version 131072"), Not(HasSubstr("big-endian"))));
 }
 
 TEST(GgufReader, TensorDataOutsideTheFileNamesTheTensor) {
@@ -278,6 +297,35 @@ TEST(GgufReader, ImpossibleCountsAreRefusedWithoutAllocating) {
   write_bytes(dir.path("dims.gguf"), d.bytes());
   EXPECT_THAT(error_of([&] { GgufFile{dir.path("dims.gguf")}; }),
               AllOf(HasSubstr("'blk.9.weird'"), HasSubstr("overflow")));
+}
+
+// An array holds no more memory than its elements take in the file: a u8 element costs one byte,
+// not a GgufValue (48 bytes), so a file cannot claim memory out of proportion to its size.
+TEST(GgufReader, ScalarArraysTakeTheirFileSizeInMemory) {
+  test::TempDir dir;
+  constexpr uint64_t kCount = uint64_t{1} << 22;  // 4 MiB of u8 elements
+  {
+    GgufBuilder b = tiny_llama();
+    std::string elements(kCount, '\x07');
+    elements.back() = '\x2a';
+    b.raw_kv("big.u8s", 9, le<uint32_t>(0) + le<uint64_t>(kCount) + elements);
+    write_bytes(dir.path("big.gguf"), b.bytes());
+  }
+  const auto heap_bytes = [] {
+    const struct mallinfo2 info = ::mallinfo2();
+    return static_cast<int64_t>(info.uordblks + info.hblkhd);
+  };
+  const int64_t before = heap_bytes();
+  const GgufFile f(dir.path("big.gguf"));
+  const int64_t held = heap_bytes() - before;
+  EXPECT_LT(held, static_cast<int64_t>(2 * kCount)) << "heap bytes held by the parsed file";
+  const GgufArray* array = f.find("big.u8s")->as_array();
+  ASSERT_NE(array, nullptr);
+  ASSERT_EQ(array->size(), kCount);
+  EXPECT_EQ(array->at(0).as_int(), 7);
+  EXPECT_EQ(array->at(kCount - 1).as_int(), 42);
+  EXPECT_EQ(f.get_int_array("big.u8s")->back(), 42);
+  EXPECT_EQ(f.find("big.u8s")->type_str(), "array of u8");
 }
 
 // ---- dequantization ----------------------------------------------------------------------------
@@ -318,6 +366,13 @@ TEST(GgufDequantize, MatchesGgufPackageBitForBit) {
   }
 
   // The metadata of every value type, as the package wrote it.
+  const auto our_type_name = [](const std::string& package_name) {
+    const std::map<std::string, std::string> names = {
+        {"uint8", "u8"},  {"int8", "i8"},    {"uint16", "u16"}, {"int16", "i16"},   {"uint32", "u32"},
+        {"int32", "i32"}, {"uint64", "u64"}, {"int64", "i64"},  {"float32", "f32"}, {"float64", "f64"}};
+    const auto it = names.find(package_name);
+    return it == names.end() ? package_name : it->second;
+  };
   const json metadata = read_json(dir.path("metadata.json"));
   for (const auto& [key, entry] : metadata.items()) {
     const GgufValue* value = f.find(key);
@@ -330,18 +385,27 @@ TEST(GgufDequantize, MatchesGgufPackageBitForBit) {
       EXPECT_EQ(std::get<bool>(value->value), v.get<bool>()) << key;
     } else if (type == "array") {
       const GgufArray& array = *value->as_array();
-      ASSERT_EQ(array.elements.size(), v.size()) << key;
+      if (!entry["element_type"].is_null()) {
+        EXPECT_EQ(gguf_value_type_name(array.element_type), our_type_name(entry["element_type"])) << key;
+      }
+      ASSERT_EQ(array.size(), v.size()) << key;
       for (size_t i = 0; i < v.size(); ++i) {
-        const GgufValue& e = array.elements[i];
+        const GgufValue e = array.at(i);
+        EXPECT_EQ(e.type, array.element_type) << key;
         if (v[i].is_string()) {
           EXPECT_EQ(*e.as_string(), v[i].get<std::string>()) << key;
+        } else if (v[i].is_boolean()) {
+          EXPECT_EQ(std::get<bool>(e.value), v[i].get<bool>()) << key;
+        } else if (v[i].is_number_unsigned() && v[i].get<uint64_t>() > uint64_t{INT64_MAX}) {
+          EXPECT_EQ(std::get<uint64_t>(e.value), v[i].get<uint64_t>()) << key << "[" << i << "]";
         } else if (v[i].is_number_integer()) {
-          EXPECT_EQ(e.as_int(), v[i].get<int64_t>()) << key;
+          EXPECT_EQ(e.as_int(), v[i].get<int64_t>()) << key << "[" << i << "]";
         } else if (v[i].is_number_float()) {
-          EXPECT_EQ(e.as_double(), v[i].get<double>()) << key;
+          EXPECT_EQ(e.as_double(), v[i].get<double>()) << key << "[" << i << "]";
         } else {
           ASSERT_TRUE(e.as_array()) << key;
-          EXPECT_EQ(e.as_array()->elements.size(), v[i].size()) << key;
+          EXPECT_EQ(e.as_array()->size(), v[i].size()) << key;
+          for (size_t j = 0; j < v[i].size(); ++j) EXPECT_EQ(e.as_array()->at(j).as_int(), v[i][j].get<int64_t>());
         }
       }
     } else if (type == "uint64") {
@@ -351,19 +415,16 @@ TEST(GgufDequantize, MatchesGgufPackageBitForBit) {
     } else {
       EXPECT_EQ(value->as_int(), v.get<int64_t>()) << key;
     }
-    EXPECT_EQ(gguf_value_type_name(value->type), std::string(type == "float32"   ? "f32"
-                                                             : type == "float64" ? "f64"
-                                                             : type == "uint8"   ? "u8"
-                                                             : type == "int8"    ? "i8"
-                                                             : type == "uint16"  ? "u16"
-                                                             : type == "int16"   ? "i16"
-                                                             : type == "uint32"  ? "u32"
-                                                             : type == "int32"   ? "i32"
-                                                             : type == "uint64"  ? "u64"
-                                                             : type == "int64"   ? "i64"
-                                                                                 : type))
-        << key;
+    EXPECT_EQ(gguf_value_type_name(value->type), our_type_name(type)) << key;
   }
+  // Whole-array reads convert each packed element.
+  EXPECT_EQ(f.get_int_array("test.array_i8"), (std::vector<int64_t>{-128, -1, 127}));
+  EXPECT_EQ(f.get_double_array("test.array_u8"), (std::vector<double>{0, 200, 255}));
+  EXPECT_THAT(error_of([&] { f.get_int_array("test.array_u64"); }),
+              AllOf(HasSubstr("'test.array_u64'"), HasSubstr("element 0 is beyond the int64 range")));
+  EXPECT_THAT(
+      error_of([&] { f.get_int_array("test.array_f64"); }),
+      AllOf(HasSubstr("'test.array_f64'"), HasSubstr("array of f64"), HasSubstr("expected an array of integers")));
 }
 
 // ---- import ------------------------------------------------------------------------------------
@@ -433,6 +494,84 @@ TEST(GgufImport, UnsupportedTensorTypeNamesTheTensorAndType) {
                     HasSubstr("supported: F32, F16, BF16"), HasSubstr("llama-quantize")));
 }
 
+// The config.json rope_scaling gguf_hf_config derives from a hand-made file (an Error if it refuses it).
+json imported_rope_scaling(const GgufBuilder& b, const test::TempDir& dir) {
+  write_bytes(dir.path("rope.gguf"), b.bytes());
+  const GgufFile f(dir.path("rope.gguf"));
+  return gguf_hf_config(f)["rope_scaling"];
+}
+
+// Older llama.cpp conversions carry ARCH.rope.scale_linear instead of the rope.scaling.* keys (which
+// LinearRopeScalingRoundTripsAnHfModel covers as the gguf package writes them).
+TEST(GgufImport, LinearRopeScalingFromTheLegacyKeyAndItsErrors) {
+  test::TempDir dir;
+  GgufBuilder legacy = tiny_llama();
+  legacy.f32("llama.rope.scale_linear", 2.0f);
+  EXPECT_EQ(imported_rope_scaling(legacy, dir), json::parse(R"({"rope_type": "linear", "factor": 2.0})"));
+
+  GgufBuilder no_factor = tiny_llama();
+  no_factor.string("llama.rope.scaling.type", "linear");
+  EXPECT_THAT(error_of([&] { imported_rope_scaling(no_factor, dir); }),
+              AllOf(HasSubstr("'llama.rope.scaling.factor'"), HasSubstr("linear rope scaling needs its factor")));
+
+  GgufBuilder both = tiny_llama();
+  both.string("llama.rope.scaling.type", "linear");
+  both.f32("llama.rope.scaling.factor", 4.0f);
+  both.f32_tensor("rope_freqs.weight", {kTinyHeadDim / 2}, {1.0f, 4.0f});
+  EXPECT_THAT(error_of([&] { imported_rope_scaling(both, dir); }),
+              AllOf(HasSubstr("'rope_freqs.weight'"), HasSubstr("linear rope scaling are both present")));
+
+  GgufBuilder yarn = tiny_llama();
+  yarn.string("llama.rope.scaling.type", "yarn");
+  EXPECT_THAT(
+      error_of([&] { imported_rope_scaling(yarn, dir); }),
+      AllOf(HasSubstr("'llama.rope.scaling.type'"), HasSubstr("\"yarn\""), HasSubstr("supported: none, linear")));
+}
+
+// Hyper-parameters are checked against the tensors before any product of them is formed: a hostile
+// value is an error naming its key, never a signed overflow or a plan of 2^40 layers.
+std::string import_error(const GgufBuilder& b, const test::TempDir& dir) {
+  write_bytes(dir.path("hostile.gguf"), b.bytes());
+  const std::string message = error_of([&] { import_gguf(dir.path("hostile.gguf"), dir.path("out")); });
+  EXPECT_FALSE(std::filesystem::exists(dir.path("out"))) << "nothing is written for a refused file";
+  return message;
+}
+
+TEST(GgufImport, HostileHeadCountNamesItsKey) {
+  test::TempDir dir;
+  GgufBuilder b = tiny_llama();
+  b.u64("llama.attention.head_count", uint64_t{1} << 62);  // 2^62 heads of 4 dims: 2^64 rows
+  b.u64("llama.attention.head_count_kv", uint64_t{1} << 62);
+  b.u32("llama.attention.key_length", kTinyHeadDim);
+  EXPECT_THAT(import_error(b, dir),
+              AllOf(HasSubstr(dir.path("hostile.gguf")), HasSubstr("'llama.attention.head_count'"),
+                    HasSubstr("4611686018427387904"), HasSubstr("blk.0.attn_q.weight")));
+}
+
+TEST(GgufImport, HostileBlockCountNamesItsKey) {
+  test::TempDir dir;
+  GgufBuilder b = tiny_llama();
+  b.u64("llama.block_count", uint64_t{1} << 40);
+  EXPECT_THAT(import_error(b, dir), AllOf(HasSubstr("'llama.block_count'"), HasSubstr("1099511627776"),
+                                          HasSubstr("the tensors of 1 layer"), HasSubstr("blk.1.attn_norm.weight")));
+}
+
+TEST(GgufImport, HyperParametersThatContradictTheTensorsNameTheirKey) {
+  test::TempDir dir;
+  GgufBuilder kv = tiny_llama();
+  kv.u32("llama.attention.head_count_kv", 2);  // divides the 2 heads, but attn_k holds one head
+  EXPECT_THAT(import_error(kv, dir),
+              AllOf(HasSubstr("'llama.attention.head_count_kv'"), HasSubstr("blk.0.attn_k.weight")));
+  GgufBuilder ffn = tiny_llama();
+  ffn.u32("llama.feed_forward_length", 3);
+  EXPECT_THAT(import_error(ffn, dir),
+              AllOf(HasSubstr("'llama.feed_forward_length'"), HasSubstr("blk.0.ffn_gate.weight")));
+  GgufBuilder negative = tiny_llama();
+  negative.raw_kv("llama.attention.head_count", 5, le<int32_t>(-2));
+  EXPECT_THAT(import_error(negative, dir),
+              AllOf(HasSubstr("'llama.attention.head_count'"), HasSubstr("-2"), HasSubstr("positive")));
+}
+
 std::vector<std::string> tokenizer_corpus() {
   return {"Hello world! It's a test, isn't it? They'll say we've done it.",
           "def f(x):\n    return x * 2  # code\n\tindented",
@@ -481,7 +620,7 @@ void check_round_trip(const std::string& kind, const std::optional<std::string>&
   const json expected = read_json(dir.path("expected.json"))["config"];
   const std::string arch = expected["model_type"];
   EXPECT_EQ(summary.architecture, arch);
-  if (arch == "llama") {
+  if (expected["rope_scaling"].is_object() && expected["rope_scaling"]["rope_type"] == "llama3") {
     EXPECT_THAT(testing::PrintToString(summary.notes), HasSubstr("llama3 derived from rope_freqs"));
   }
   expect_same_tensors(dir.path("hf"), dir.path("out"));
@@ -495,6 +634,14 @@ void check_round_trip(const std::string& kind, const std::optional<std::string>&
   const json config = read_json(dir.path("out/config.json"));
   for (const auto& [key, value] : expected.items()) EXPECT_EQ(config[key], value) << "config.json key " << key;
   EXPECT_EQ(config["torch_dtype"], "float32");
+
+  const json& rope_scaling = expected["rope_scaling"];
+  if (rope_scaling.is_object()) {
+    const RopeScaling::Type type =
+        rope_scaling["rope_type"] == "linear" ? RopeScaling::Type::linear : RopeScaling::Type::llama3;
+    EXPECT_EQ(engine_config.rope_scaling.type, type);
+    EXPECT_EQ(engine_config.rope_scaling.factor, rope_scaling["factor"].get<double>());
+  }
 
   const GgufFile f(dir.path("model.gguf"));
   EXPECT_EQ(f.get_string("tokenizer.ggml.pre"), pre);
@@ -515,6 +662,10 @@ void check_round_trip(const std::string& kind, const std::optional<std::string>&
 }
 
 TEST(GgufImport, LlamaRoundTripsAnHfModel) { check_round_trip("llama", "llama-bpe"); }
+
+// ARCH.rope.scaling.type "linear" and ARCH.rope.scaling.factor, as convert_hf_to_gguf.py writes an
+// HF rope_scaling {rope_type: linear}.
+TEST(GgufImport, LinearRopeScalingRoundTripsAnHfModel) { check_round_trip("llama-linear", "llama-bpe"); }
 
 TEST(GgufImport, Qwen2RoundTripsAnHfModelWithBiases) { check_round_trip("qwen2", "qwen2"); }
 

@@ -2,7 +2,7 @@
 """GGUF files and expected values from the `gguf` Python package (llama.cpp's gguf-py), for tests/gguf_test.cpp.
 
     PYTHON tests/reference/gguf_reference.py quants OUT_DIR
-    PYTHON tests/reference/gguf_reference.py model KIND OUT_DIR        (KIND: llama, qwen2, llama-spm)
+    PYTHON tests/reference/gguf_reference.py model KIND OUT_DIR        (KIND: llama, llama-linear, qwen2, llama-spm)
     PYTHON tests/reference/gguf_reference.py encode TOKENIZER.json CORPUS.json OUT.json
     PYTHON tests/reference/gguf_reference.py smollm GGUF OUT_DIR
 
@@ -10,8 +10,9 @@ quants  OUT_DIR/quants.gguf (general.alignment 64) holds, for every type T the p
         (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: random normal data through gguf.quants.quantize)
         or only dequantizes (Q4_K, Q5_K, Q6_K: random block bytes with f16 scales drawn from a
         normal), a tensor "data.T" and the F32 tensor "expected.T" = gguf.quants.dequantize(data.T).
-        It also holds a metadata key of every value type ("test.*"), whose values
-        OUT_DIR/metadata.json lists as {key: {"type": name, "value": value}}.
+        It also holds a metadata key of every value type and an array of every scalar element type
+        ("test.*"), which OUT_DIR/metadata.json lists as {key: {"type": name, "value": value,
+        "element_type": name of an array's element type where it is set explicitly, else null}}.
 model   a random HF-layout model and tokenizer (trained with HF `tokenizers`), written three ways:
         OUT_DIR/hf/model.safetensors and OUT_DIR/hf/tokenizer.json (the originals),
         OUT_DIR/model.gguf (what llama.cpp's convert_hf_to_gguf.py would write: its tensor names,
@@ -19,6 +20,9 @@ model   a random HF-layout model and tokenizer (trained with HF `tokenizers`), w
         tokenizer as its get_vocab_base() reads it, and for llama the rope_freqs.weight of a llama3
         rope scaling), and OUT_DIR/expected.json {"config": the HF config.json}.
         llama: Llama 3 style (pre "llama-bpe", BOS added, untied, llama3 rope scaling);
+        llama-linear: the llama model with linear rope scaling (factor 4) instead, written as
+        convert_hf_to_gguf.py writes it: ARCH.rope.scaling.type "linear" and ARCH.rope.scaling.factor,
+        no rope_freqs.weight;
         qwen2: Qwen2 style (pre "qwen2", NFC, no BOS, tied embeddings, q/k/v biases);
         llama-spm: the llama model with a Llama 2 style SentencePiece BPE tokenizer (byte fallback,
         ▁ for spaces), in the GGUF as tokenizer model "llama": pieces, scores (−id: merge order),
@@ -99,6 +103,16 @@ METADATA = [
     ("test.array_string", gguf.GGUFValueType.ARRAY, ["a", "", "Ġthe"]),
     ("test.array_f32", gguf.GGUFValueType.ARRAY, [0.5, -1.25]),
     ("test.array_nested", gguf.GGUFValueType.ARRAY, [[1, 2], [3]]),
+    # Arrays of every scalar element type (the reader keeps them packed and decodes on access).
+    ("test.array_u8", gguf.GGUFValueType.ARRAY, [0, 200, 255], gguf.GGUFValueType.UINT8),
+    ("test.array_i8", gguf.GGUFValueType.ARRAY, [-128, -1, 127], gguf.GGUFValueType.INT8),
+    ("test.array_u16", gguf.GGUFValueType.ARRAY, [1, 65535], gguf.GGUFValueType.UINT16),
+    ("test.array_i16", gguf.GGUFValueType.ARRAY, [-32768, 5], gguf.GGUFValueType.INT16),
+    ("test.array_u32", gguf.GGUFValueType.ARRAY, [4000000000, 0], gguf.GGUFValueType.UINT32),
+    ("test.array_u64", gguf.GGUFValueType.ARRAY, [2 ** 63 + 5, 7], gguf.GGUFValueType.UINT64),
+    ("test.array_i64", gguf.GGUFValueType.ARRAY, [-(2 ** 62), 9], gguf.GGUFValueType.INT64),
+    ("test.array_f64", gguf.GGUFValueType.ARRAY, [3.141592653589793, -2.5e-300], gguf.GGUFValueType.FLOAT64),
+    ("test.array_bool", gguf.GGUFValueType.ARRAY, [True, False, True], gguf.GGUFValueType.BOOL),
 ]
 
 
@@ -106,8 +120,8 @@ def quants(out_dir):
     rng = np.random.default_rng(1234)
     writer = gguf.GGUFWriter(os.path.join(out_dir, "quants.gguf"), "llama")
     writer.add_custom_alignment(64)
-    for key, vtype, value in METADATA:
-        writer.add_key_value(key, value, vtype)
+    for key, vtype, value, *sub_type in METADATA:
+        writer.add_key_value(key, value, vtype, *sub_type)
     rows, cols = 3, 512
     for qtype in QUANTIZED:
         data = (rng.standard_normal((rows, cols)) * 0.1).astype(np.float32)
@@ -129,7 +143,9 @@ def quants(out_dir):
     writer.write_tensors_to_file()
     writer.close()
     names = {int(t): t.name.lower() for t in gguf.GGUFValueType}
-    metadata = {key: {"type": names[int(vtype)], "value": value} for key, vtype, value in METADATA}
+    metadata = {key: {"type": names[int(vtype)], "value": value,
+                      "element_type": names[int(sub_type[0])] if sub_type else None}
+                for key, vtype, value, *sub_type in METADATA}
     with open(os.path.join(out_dir, "metadata.json"), "w") as out:
         json.dump(metadata, out)
 
@@ -243,17 +259,23 @@ def llama3_rope_factors(theta, head_dim, factor, low, high, original):
 
 
 def model(kind, out_dir):
-    rng = np.random.default_rng(7 if kind == "llama" else 8)
+    linear = kind == "llama-linear"
+    rng = np.random.default_rng(7 if kind in ("llama", "llama-linear") else 8)
     spm = kind == "llama-spm"
-    tokenizer, specials = train_spm_tokenizer(rng) if spm else train_tokenizer(kind, rng)
+    tokenizer, specials = train_spm_tokenizer(rng) if spm else train_tokenizer("llama" if linear else kind, rng)
     arch = "qwen2" if kind == "qwen2" else "llama"
     llama = arch == "llama"
     vocab = tokenizer.get_vocab(with_added_tokens=True)
     n_vocab = max(vocab.values()) + 1
     hidden, heads, kv_heads, head_dim, ff, layers = 64, 4, 2, 16, 96, 2
     theta, eps, context = (10000.0, 1e-5, 2048) if llama else (1000000.0, 1e-6, 4096)
-    rope_scaling = ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 8.0,
-                     "original_max_position_embeddings": 1024} if llama else None)
+    if linear:
+        rope_scaling = {"rope_type": "linear", "factor": 4.0}
+    elif llama:
+        rope_scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 8.0,
+                        "original_max_position_embeddings": 1024}
+    else:
+        rope_scaling = None
     added = tokenizer.get_added_tokens_decoder()
     bos_id = tokenizer.token_to_id("<s>" if spm else specials[0]) if llama else None
     eos_id = tokenizer.token_to_id(specials[2] if llama else "<|im_end|>")
@@ -303,6 +325,9 @@ def model(kind, out_dir):
     writer.add_rope_freq_base(theta)
     writer.add_layer_norm_rms_eps(eps)
     writer.add_rope_dimension_count(head_dim)
+    if linear:
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(rope_scaling["factor"])
     writer.add_vocab_size(n_vocab)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     reverse = {i: t for t, i in vocab.items()}
@@ -354,7 +379,7 @@ def model(kind, out_dir):
         if llama and name.endswith("k_proj.weight"):
             array = permute(array, heads, kv_heads)
         writer.add_tensor(gguf_names[name], array)
-    if llama:
+    if llama and not linear:
         writer.add_tensor("rope_freqs.weight", llama3_rope_factors(theta, head_dim, 8.0, 1.0, 8.0, 1024))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
