@@ -258,6 +258,20 @@ TEST_F(TokenizerTest, TokenLookupAndSpecialTokenRules) {
   EXPECT_FALSE(tokenizer_->add_eos());
 }
 
+// As transformers' tokenizers (not spm_encode): a special piece written in the text is its id, so a
+// chat template's "</s>" ends the answer; the text around it is encoded as on its own.
+TEST_F(TokenizerTest, SpecialPiecesWrittenInTheTextAreTheirIds) {
+  const std::string before = "[INST] copy 1 2 [/INST]", after = " next";
+  std::vector<int32_t> expected = tokenizer_->encode(before);
+  expected.push_back(tokenizer_->eos_id());
+  expected.push_back(tokenizer_->bos_id());
+  for (const int32_t id : tokenizer_->encode(after)) expected.push_back(id);
+  EXPECT_EQ(tokenizer_->encode(before + "</s><s>" + after), expected);
+  EXPECT_EQ(tokenizer_->encode("<unk>"), std::vector<int32_t>{0});
+  EXPECT_EQ(tokenizer_->encode("</s"), tokenizer_->encode(std::string("</s")));  // no partial match
+  EXPECT_NE(tokenizer_->encode("</s").size(), 1u);
+}
+
 TEST_F(TokenizerTest, DecodeCanKeepControlTokens) {
   const std::string text = "Federated learning";
   std::vector<int32_t> ids = {tokenizer_->bos_id()};

@@ -1,11 +1,16 @@
 // tokenizer/sentencepiece_tokenizer.cpp — Tokenizer over libsentencepiece (Llama-2 `tokenizer.model`).
 //
 // The model's own normalizer and flags (byte fallback, dummy prefix, whitespace handling) are used
-// as trained, so ids match the reference `spm_encode` / Python sentencepiece exactly.
+// as trained, so ids match the reference `spm_encode` / Python sentencepiece exactly on text. As
+// transformers' tokenizers do (and spm_encode does not), the special pieces' strings written in
+// the text ("</s>" after a chat template's answer) are matched as their ids first, and the text
+// between them is encoded piece by piece.
 
 #include "tokenizer/sentencepiece_tokenizer.h"
 
 #include <sentencepiece_processor.h>
+
+#include "tokenizer/hf_added_tokens.h"
 
 #include <fstream>
 #include <iterator>
@@ -38,12 +43,25 @@ class SentencePieceTokenizer final : public Tokenizer {
       fail(model_file_, "not a SentencePiece model (" + status.ToString() +
                             "); expected a SentencePiece tokenizer.model or an HF tokenizer.json");
     }
+    std::vector<hf::AddedToken> special;
+    for (int id = 0; id < processor_.GetPieceSize(); ++id)
+      if (processor_.IsControl(id) || processor_.IsUnknown(id))
+        special.push_back({.id = id, .content = processor_.IdToPiece(id), .special = true, .normalized = false});
+    special_pieces_ = hf::AddedVocabulary(std::move(special), nullptr);
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
-    std::vector<int> ids;
-    check(processor_.Encode(text, &ids), "encode");
-    return {ids.begin(), ids.end()};
+    std::vector<int32_t> ids;
+    for (const hf::TextSpan& span : special_pieces_.split_raw(text)) {
+      if (span.id >= 0) {
+        ids.push_back(span.id);
+        continue;
+      }
+      std::vector<int> piece_ids;
+      check(processor_.Encode(text.substr(span.begin, span.end - span.begin), &piece_ids), "encode");
+      ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
+    }
+    return ids;
   }
 
   // SentencePiece renders control pieces (BOS, EOS, PAD) as empty text, and reassembles
@@ -106,6 +124,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   std::string model_file_;
   sentencepiece::SentencePieceProcessor processor_;
+  hf::AddedVocabulary special_pieces_;  // control and unknown pieces, by their text
 };
 
 }  // namespace
