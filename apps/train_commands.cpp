@@ -96,12 +96,17 @@ void add_eval(CLI::App& app) {
     LoraAdapter adapter;
     if (!adapter_dir.empty())
       adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32).to_device(model.device());
-    const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(), config.eval, run.stop_ids);
+    const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(),
+                                  config.eval, run.stop_ids);
     if (args->json)
-      std::cout << nlohmann::json{{"loss", r.loss}, {"perplexity", r.perplexity}, {"tokens", r.tokens},
-                                  {"examples", r.examples}, {"exact_match", r.exact_matches},
+      std::cout << nlohmann::json{{"loss", r.loss},
+                                  {"perplexity", r.perplexity},
+                                  {"tokens", r.tokens},
+                                  {"examples", r.examples},
+                                  {"exact_match", r.exact_matches},
                                   {"exact_match_examples", r.generated_examples},
-                                  {"accuracy", r.accuracy()}}.dump()
+                                  {"accuracy", r.accuracy()}}
+                       .dump()
                 << "\n";
     else
       std::cout << describe(r) << "\n";
@@ -135,13 +140,16 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--temperature", args->sampling.temperature, "0 for greedy decoding")->capture_default_str();
   cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
   cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
-  cmd->add_flag("--no-bos", args->no_bos, "do not start a --prompt with BOS (by default it gets one where the tokenizer adds one)");
-  cmd->add_flag("--ids", args->print_ids, "print the generated token ids instead of text (the default without a tokenizer)");
+  cmd->add_flag("--no-bos", args->no_bos,
+                "do not start a --prompt with BOS (by default it gets one where the tokenizer adds one)");
+  cmd->add_flag("--ids", args->print_ids,
+                "print the generated token ids instead of text (the default without a tokenizer)");
   cmd->add_option("--device", args->device, "cpu (f32) or cuda (bf16 in GPU memory)")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
   cmd->callback([args] {
-    if (args->prompt.empty() && args->prompt_ids.empty()) throw Error("generate: give --prompt TEXT or --prompt-ids IDS");
+    if (args->prompt.empty() && args->prompt_ids.empty())
+      throw Error("generate: give --prompt TEXT or --prompt-ids IDS");
     const Device device = args->device == "cuda" ? Device::cuda : Device::cpu;
     const LlamaWeights weights = compute_weights(LlamaWeights::load(args->model, DType::f32), device, "--device");
     // A tokenizer is needed for text in or out; ids alone need none.
@@ -152,7 +160,8 @@ void add_generate(CLI::App& app) {
     else if (args->prompt_ids.empty())
       throw Error(args->model + " holds no tokenizer.json or tokenizer.model: give --tokenizer, or --prompt-ids");
     LoraAdapter adapter;
-    if (!args->adapter.empty()) adapter = LoraAdapter::load_peft(args->adapter, weights.config, DType::f32).to_device(device);
+    if (!args->adapter.empty())
+      adapter = LoraAdapter::load_peft(args->adapter, weights.config, DType::f32).to_device(device);
 
     std::vector<int32_t> prompt;
     if (!args->prompt_ids.empty()) {
@@ -162,8 +171,9 @@ void add_generate(CLI::App& app) {
           throw Error("--prompt-ids: token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
                       std::to_string(weights.config.vocab_size) + ")");
     } else if (args->chat) {
-      if (!tokenizer->chat_template())
-        throw Error(tokenizer_path + ": the tokenizer has no chat template (tokenizer_config.json's chat_template); "
+      if (!tokenizer->has_chat_template())
+        throw Error(tokenizer_path +
+                    ": the tokenizer has no chat template (tokenizer_config.json's chat_template); "
                     "drop --chat and write the prompt as the model expects it");
       nlohmann::ordered_json messages = nlohmann::ordered_json::array();
       if (!args->system.empty()) messages.push_back({{"role", "system"}, {"content", args->system}});

@@ -140,7 +140,8 @@ class ExampleBuilder {
   ExampleBuilder(const Tokenizer& tokenizer, const DataOptions& options) : tokenizer_(tokenizer), options_(options) {
     // The first token is never predicted (logits at t predict t+1), so BOS carries no label even
     // with train_on_prompt: the number of labelled tokens is then the number of tokens scored.
-    if (options.add_bos.value_or(tokenizer.add_bos()) && tokenizer.bos_id() >= 0) push(tokenizer.bos_id(), kIgnoreIndex);
+    if (options.add_bos.value_or(tokenizer.add_bos()) && tokenizer.bos_id() >= 0)
+      push(tokenizer.bos_id(), kIgnoreIndex);
   }
 
   void add_text(Part part, const std::string& text) {
@@ -413,7 +414,7 @@ Example tokenized_example(const json& record, const LineSource& source, int64_t 
 struct LoadContext {
   const Tokenizer* tokenizer;
   const DataOptions& options;
-  int64_t vocab_size;  // bound of pre-tokenized ids
+  int64_t vocab_size;                                // bound of pre-tokenized ids
   const BuiltinChatTemplate* builtin_chat_template;  // null: the tokenizer's own template
 };
 
@@ -535,7 +536,7 @@ std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokeni
   if (options.max_seq_len <= 0)
     throw Error("load_jsonl: max_seq_len must be positive, got " + std::to_string(options.max_seq_len));
   if (vocab_size <= 0) throw Error("load_jsonl: vocab_size must be positive, got " + std::to_string(vocab_size));
-  const bool model_template = options.chat_template == "auto" && tokenizer && tokenizer->chat_template();
+  const bool model_template = options.chat_template == "auto" && tokenizer && tokenizer->has_chat_template();
   const BuiltinChatTemplate* builtin_chat_template =
       model_template ? nullptr
                      : &find_builtin_chat_template(options.chat_template == "auto" ? "llama2" : options.chat_template);

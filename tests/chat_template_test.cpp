@@ -25,6 +25,7 @@
 namespace fe {
 namespace {
 
+using ::testing::AnyOf;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -37,14 +38,9 @@ bool have_jinja2() {
   return found;
 }
 
-#define NEED_JINJA2()                                                                                       \
-  do {                                                                                                      \
-    if (!have_jinja2()) {                                                                                   \
-      if (::fe::test::references_required())                                                                \
-        FAIL() << "python3-jinja2 is missing and FE_REQUIRE_REFERENCES=1 (apt-get install python3-jinja2)"; \
-      GTEST_SKIP() << "python3-jinja2 is missing (apt-get install python3-jinja2, see scripts/setup.sh)";   \
-    }                                                                                                       \
-  } while (0)
+#define NEED_JINJA2()                                                                              \
+  FE_NEED_OR_SKIP(have_jinja2(), "/usr/bin/python3 cannot import jinja2", "FE_REQUIRE_REFERENCES", \
+                  "Debian: python3-jinja2, scripts/setup.sh")
 
 struct Conversation {
   const char* context;  // JSON object of template variables
@@ -1082,6 +1078,30 @@ TEST(ChatTemplateReference, RuntimeErrorsRaiseWhereJinja2Raises) {
   });
 }
 
+TEST(ChatTemplateReference, LoopControlsInsideBlocksAndPythonEdges) {
+  NEED_JINJA2();
+  expect_same_as_jinja2({
+      plain("continue inside with",
+            "{% for x in [1, 2, 3] %}{% with y = x %}{% if y == 2 %}{% continue %}{% endif %}{{ y }}{% endwith %}{% "
+            "endfor %}"),
+      // The filter's and the set block's buffered text is dropped when the loop is left inside them.
+      plain("break inside filter",
+            "{% for x in [1, 2, 3] %}{% filter upper %}a{{ x }}{% if x == 2 %}{% break %}{% endif %}{% endfilter %}{% "
+            "endfor %}"),
+      plain("continue inside a set block",
+            "{% for x in [1, 2] %}{% set b %}{{ x }}{% if x == 1 %}{% continue %}{% endif %}{% endset %}[{{ b }}]{% "
+            "endfor %}"),
+      plain("a namespace holding itself", "{% set ns = namespace(a=1) %}{% set ns.me = ns %}{{ ns }}"),
+      plain("%c and precision",
+            "{{ '%c'|format(65) }}{{ '%c'|format(233) }}{{ '%5.3s|'|format('abcdef') }}{{ "
+            "'%-8d|'|format(42) }}{{ '%.40f'|format(1/3) }}"),
+      raising("%c past the last code point", "{{ '%c'|format(1114112) }}"),
+      raising("{:c} past the last code point", "{{ '{:c}'.format(1114112) }}"),
+      plain("Unicode digits and numerals",
+            "{{ '٣'.isdigit() }}{{ '½'.isnumeric() }}{{ '²'.isdigit() }}{{ '٣'.isnumeric() }}{{ 'x'.isdigit() }}"),
+  });
+}
+
 // --- errors and interface ---------------------------------------------------------------------
 
 std::string error_of(const std::function<void()>& f) {
@@ -1170,6 +1190,41 @@ TEST(ChatTemplate, OrderedJsonKeepsTheSourceKeyOrder) {
   const char* context = R"({"x": {"b": 1, "a": 2}})";
   EXPECT_EQ(t.render(nlohmann::ordered_json::parse(context)), "{\"b\": 1, \"a\": 2} {'b': 1, 'a': 2}");
   EXPECT_EQ(t.render(nlohmann::json::parse(context)), "{\"a\": 2, \"b\": 1} {'a': 2, 'b': 1}");
+}
+
+// Python builds whatever a template asks for until memory runs out; a template is user input, so
+// one operation is capped (jinja_value.h: kMaxResultBytes) and fails with a message instead.
+TEST(ChatTemplate, HugeResultsFailInsteadOfExhaustingMemory) {
+  for (const char* source :
+       {"{{ 'a' * 1000000000 }}", "{{ [1] * 1000000000 }}", "{{ 'x'|indent(100000000000) }}",
+        "{{ 'x'|center(1000000000) }}", "{{ '%1000000000d'|format(1) }}", "{{ '{:>1000000000}'.format('x') }}"}) {
+    EXPECT_THAT(error_of([&] { ChatTemplate(source, kOrigin).render(nlohmann::json::object()); }),
+                HasSubstr("result too large"))
+        << source;
+  }
+}
+
+// Each operator nests the tree one level; a recursive renderer would overflow the stack on a long
+// chain, so the parser refuses one past 500 levels (jinja2 itself fails on Python's recursion
+// limit) and renders anything shorter.
+TEST(ChatTemplate, DeepExpressionsAreRefusedNotOverflowed) {
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 400; ++i) chain += " + 1";
+  EXPECT_EQ(ChatTemplate(chain + " }}", kOrigin).render(nlohmann::json::object()), "401");
+  auto repeated = [](const std::string& piece, int times) {
+    std::string s;
+    for (int i = 0; i < times; ++i) s += piece;
+    return s;
+  };
+  for (const std::string& deep :
+       {"{{ 1" + repeated("+", 200000) + "1 }}", "{{ " + repeated("(", 100000) + "1" + repeated(")", 100000) + " }}",
+        "{{ x" + repeated(".a", 100000) + " }}", "{{ 1" + repeated("|string", 100000) + " }}",
+        "{{ x" + repeated("[0]", 100000) + " }}"}) {
+    // "nests expressions or blocks too deeply" while parsing, "nests more than 500 levels deep" after.
+    EXPECT_THAT(error_of([&] { ChatTemplate(deep, kOrigin).render(nlohmann::json::object()); }),
+                AnyOf(HasSubstr("too deeply"), HasSubstr("levels deep")))
+        << deep.substr(0, 40);
+  }
 }
 
 TEST(ChatTemplate, RecursionIsBounded) {

@@ -1,6 +1,8 @@
 // Datasets: every format's token layout and loss mask, worked out by hand with a byte tokenizer;
 // every error names the file and line; batches pad correctly; the batch iterator visits each
 // example once per epoch, reproducibly, and length bucketing cuts padding.
+#include "engine/dataset.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,11 +12,10 @@
 #include <numeric>
 #include <set>
 
-#include "engine/dataset.h"
-#include "tokenizer/chat_template.h"
 #include "engine/rng.h"
 #include "kernels/view.h"
 #include "tests/test_util.h"
+#include "tokenizer/chat_template.h"
 
 namespace fe {
 namespace {
@@ -35,17 +36,22 @@ class ByteTokenizer final : public Tokenizer {
     for (const char c : text) ids.push_back(static_cast<unsigned char>(c) + kFirstByte);
     return ids;
   }
-  std::string decode(std::span<const int32_t> ids) const override {
-    std::string text;
-    for (const int32_t id : ids)
-      if (id >= kFirstByte) text += static_cast<char>(id - kFirstByte);
-    return text;
-  }
   int64_t vocab_size() const override { return 256 + kFirstByte; }
   int32_t bos_id() const override { return has_control_tokens_ ? kBos : -1; }
   int32_t eos_id() const override { return has_control_tokens_ ? kEos : -1; }
   int32_t pad_id() const override { return has_control_tokens_ ? kPad : -1; }
   std::string id_to_piece(int32_t id) const override { return decode(std::span(&id, 1)); }
+  std::optional<int32_t> token_to_id(std::string_view) const override { return std::nullopt; }
+  bool add_bos() const override { return bos_id() >= 0; }
+  bool add_eos() const override { return false; }
+
+ protected:
+  std::string decode_ids(std::span<const int32_t> ids, bool) const override {
+    std::string text;
+    for (const int32_t id : ids)
+      if (id >= kFirstByte) text += static_cast<char>(id - kFirstByte);
+    return text;
+  }
 
  private:
   bool has_control_tokens_;
@@ -184,7 +190,8 @@ TEST_F(DatasetTest, BosAndEosOnlyWhenAskedForAndTheTokenizerHasThem) {
 
   options.add_eos = true;
   const ByteTokenizer no_control_tokens(false);
-  const std::vector<Example> examples = load_jsonl(write(line), &no_control_tokens, options, no_control_tokens.vocab_size());
+  const std::vector<Example> examples =
+      load_jsonl(write(line), &no_control_tokens, options, no_control_tokens.vocab_size());
   expect_layout(examples.at(0), bare, 2);
 }
 
@@ -290,7 +297,8 @@ TEST_F(DatasetTest, TokenizedIsUsedAsGiven) {
                 Expected{{5, 6, 7}, {kNoLoss, kNoLoss, 9}}, 2);
   expect_layout(load_one(R"({"input_ids": [5, 6], "labels": [-100, -100]})", options),
                 Expected{{5, 6}, {kNoLoss, kNoLoss}}, 0);
-  const std::vector<Example> without_tokenizer = load_jsonl(write(R"({"input_ids": [70000]})"), nullptr, options, 70001);
+  const std::vector<Example> without_tokenizer =
+      load_jsonl(write(R"({"input_ids": [70000]})"), nullptr, options, 70001);
   EXPECT_THAT(without_tokenizer.at(0).input_ids, ElementsAre(70000));
   EXPECT_EQ(without_tokenizer.at(0).reference, "");
 }
@@ -306,8 +314,8 @@ TEST_F(DatasetTest, TokenizedIdsAreCheckedAgainstTheModelsVocabulary) {
     load_jsonl(beyond_tokenizer, nullptr, options, 300);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("input_ids[1]"), HasSubstr("504"),
-                                HasSubstr("[0, 300)")));
+    EXPECT_THAT(e.what(),
+                AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("input_ids[1]"), HasSubstr("504"), HasSubstr("[0, 300)")));
   }
 }
 
@@ -317,7 +325,9 @@ TEST_F(DatasetTest, TokenizedIdsAreCheckedAgainstTheModelsVocabulary) {
 // every other byte becomes U+0100 + its rank among those.
 std::string byte_level_char(int b) {
   int code = b, rank = 0;
-  const auto printable = [](int x) { return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255); };
+  const auto printable = [](int x) {
+    return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255);
+  };
   if (!printable(b)) {
     for (int x = 0; x < b; ++x) rank += !printable(x);
     code = 256 + rank;
@@ -347,7 +357,7 @@ class ModelTemplateChat : public DatasetTest {
     nlohmann::json vocab = nlohmann::json::object();
     for (int b = 0; b < 256; ++b) vocab[byte_level_char(b)] = b;
     const auto added = [](int id, const char* content) {
-      return nlohmann::json{{"id", id},         {"content", content}, {"single_word", false}, {"lstrip", false},
+      return nlohmann::json{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
                             {"rstrip", false}, {"normalized", false}, {"special", true}};
     };
     const nlohmann::json byte_level = {
@@ -362,10 +372,11 @@ class ModelTemplateChat : public DatasetTest {
         {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
     std::filesystem::create_directories(dir_.path("model"));
     std::ofstream(dir_.path("model/tokenizer.json")) << tokenizer.dump();
-    std::ofstream(dir_.path("model/tokenizer_config.json"))
-        << nlohmann::json{{"bos_token", bos}, {"eos_token", "<|im_end|>"}, {"add_bos_token", false},
-                          {"chat_template", chat_template}}
-               .dump();
+    std::ofstream(dir_.path("model/tokenizer_config.json")) << nlohmann::json{
+        {"bos_token", bos},
+        {"eos_token", "<|im_end|>"},
+        {"add_bos_token", false},
+        {"chat_template", chat_template}}.dump();
     return Tokenizer::load(dir_.path("model"));
   }
   Example load_chat(const Tokenizer& tokenizer, const std::string& line, const DataOptions& options = {}) {
@@ -462,7 +473,8 @@ TEST_F(ModelTemplateChat, TruncationCutsTheLabelsAndClampsThePrompt) {
   DataOptions options;
   options.max_seq_len = whole.prompt_length - 3;
   const Example cut = load_chat(*tokenizer, kTwoTurns, options);
-  EXPECT_EQ(cut.input_ids, std::vector<int32_t>(whole.input_ids.begin(), whole.input_ids.begin() + options.max_seq_len));
+  EXPECT_EQ(cut.input_ids,
+            std::vector<int32_t>(whole.input_ids.begin(), whole.input_ids.begin() + options.max_seq_len));
   EXPECT_EQ(cut.labels, std::vector<int32_t>(whole.labels.begin(), whole.labels.begin() + options.max_seq_len));
   EXPECT_EQ(cut.prompt_length, options.max_seq_len);
 }

@@ -5,6 +5,8 @@
 //
 // A test that needs one of them starts with FE_NEED_REFERENCE(found, what): without it the test
 // skips and says why, unless FE_REQUIRE_REFERENCES=1 (CI sets it), which makes that a failure.
+// FE_NEED_OR_SKIP is the same rule for any reference and the variable that requires it
+// (FE_REQUIRE_TORCH for Debian's python3-torch and numpy).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -37,21 +39,25 @@ inline std::string smollm2_gguf() {
   return std::filesystem::exists(path) ? path : "";
 }
 
-inline bool references_required() {
-  const char* required = std::getenv("FE_REQUIRE_REFERENCES");
-  return required && std::string(required) == "1";
+// True when the environment variable `name` is "1": CI's way of saying a reference must be there.
+inline bool required_by(const char* name) {
+  const char* value = std::getenv(name);
+  return value && std::string(value) == "1";
 }
 
 }  // namespace fe::test
 
-// Skips the calling test with the reason when `found` is false (fails under FE_REQUIRE_REFERENCES=1).
-#define FE_NEED_REFERENCE(found, what)                                                 \
-  do {                                                                                 \
-    if (!(found)) {                                                                    \
-      if (::fe::test::references_required())                                           \
-        FAIL() << (what) << " is missing in " << ::fe::test::reference_cache_dir()     \
-               << " and FE_REQUIRE_REFERENCES=1 (run scripts/reference_env.sh)";       \
-      GTEST_SKIP() << (what) << " is missing in " << ::fe::test::reference_cache_dir() \
-                   << " (run scripts/reference_env.sh; it needs PyPI)";                \
-    }                                                                                  \
+// Skips the calling test saying `missing` and `fix` when `found` is false, or fails it when the
+// environment variable `required` is 1 (scripts/test.sh and CI set them).
+#define FE_NEED_OR_SKIP(found, missing, required, fix)                                                                \
+  do {                                                                                                                \
+    if (!(found)) {                                                                                                   \
+      if (::fe::test::required_by(required)) FAIL() << (missing) << ", and " << (required) << "=1 (" << (fix) << ")"; \
+      GTEST_SKIP() << (missing) << " (" << (fix) << ")";                                                              \
+    }                                                                                                                 \
   } while (0)
+
+// A reference from scripts/reference_env.sh.
+#define FE_NEED_REFERENCE(found, what)                                                              \
+  FE_NEED_OR_SKIP(found, std::string(what) + " is missing in " + ::fe::test::reference_cache_dir(), \
+                  "FE_REQUIRE_REFERENCES", "run scripts/reference_env.sh; it needs PyPI")

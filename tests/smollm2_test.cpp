@@ -124,7 +124,7 @@ TEST_F(SmolLM2, LogitsLossAndLoraGradientsMatchPyTorch) {
 // jinja2 the way transformers sets it up, with and without a system message and generation prompt.
 TEST_F(SmolLM2, ChatTemplateRendersAsJinja2) {
   const auto tokenizer = Tokenizer::load(model_dir());
-  ASSERT_NE(tokenizer->chat_template(), nullptr);
+  ASSERT_TRUE(tokenizer->has_chat_template());
   const std::string chat_template =
       nlohmann::json::parse(slurp(model_dir() + "/tokenizer_config.json")).at("chat_template");
   const std::vector<ordered_json> conversations = {

@@ -16,6 +16,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "tests/reference_env.h"
 #include "tests/test_util.h"
 
 namespace fe::fed {
@@ -209,11 +210,8 @@ const std::vector<Case> kCases = {
 class EveryStrategy : public ::testing::TestWithParam<Case> {};
 
 TEST_P(EveryStrategy, MatchesTheNumpyReference) {
-  if (!numpy_available()) {
-    if (const char* required = std::getenv("FE_REQUIRE_TORCH"); required && std::string(required) == "1")
-      FAIL() << kPython << " cannot import numpy, and FE_REQUIRE_TORCH=1 (run scripts/setup.sh)";
-    GTEST_SKIP() << kPython << " cannot import numpy (Debian: python3-numpy)";
-  }
+  FE_NEED_OR_SKIP(numpy_available(), std::string(kPython) + " cannot import numpy", "FE_REQUIRE_TORCH",
+                  "Debian: python3-numpy, scripts/setup.sh");
   const StrategyOptions& options = GetParam().options;
   const History run = simulate(*make_strategy(options), 1);
   const std::vector<NamedTensors> expected = reference_globals(options, run, run.initial);

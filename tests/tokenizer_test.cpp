@@ -9,18 +9,22 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "tests/test_files.h"
+
 namespace fe {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
+using test::read_file;
+using test::write_file;
 
 constexpr int kVocabSize = 320;  // 3 specials + 256 byte pieces + the corpus' characters + merges
 
@@ -48,33 +52,7 @@ const std::vector<std::string> kSampleTexts = {
     "   leading, internal    runs,\t\ttabs and trailing   ",
 };
 
-void write_file(const fs::path& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary);
-  out << contents;
-  ASSERT_TRUE(out.good()) << "cannot write " << path;
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
-
-bool on_path(const std::string& tool) {
-  return std::system(("command -v " + tool + " > /dev/null 2>&1").c_str()) == 0;
-}
-
-// The message of the std::runtime_error that `action` throws; fails the test if none is thrown.
-std::string runtime_error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const std::runtime_error& error) {
-    return error.what();
-  }
-  ADD_FAILURE() << "expected a std::runtime_error";
-  return "";
-}
+bool on_path(const std::string& tool) { return std::system(("command -v " + tool + " > /dev/null 2>&1").c_str()) == 0; }
 
 // One model trained for the whole suite (training takes milliseconds); each test loads it anew.
 class TokenizerTest : public testing::Test {
@@ -109,14 +87,15 @@ class TokenizerTest : public testing::Test {
     }
     write_file(dir_ / "corpus.txt", corpus);
     // The Llama-2 trainer spec, scaled down: no normalization, whitespace kept as written.
-    const std::string command =
-        "spm_train --input=" + (dir_ / "corpus.txt").string() +
-        " --model_prefix=" + (dir_ / "m").string() + " --vocab_size=" + std::to_string(kVocabSize) +
-        " --model_type=bpe --character_coverage=1.0 --byte_fallback=true --split_digits=true"
-        " --allow_whitespace_only_pieces=true --normalization_rule_name=identity"
-        " --remove_extra_whitespaces=false --add_dummy_prefix=true"
-        " --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --num_threads=1"
-        " > " + (dir_ / "spm_train.log").string() + " 2>&1";
+    const std::string command = "spm_train --input=" + (dir_ / "corpus.txt").string() +
+                                " --model_prefix=" + (dir_ / "m").string() +
+                                " --vocab_size=" + std::to_string(kVocabSize) +
+                                " --model_type=bpe --character_coverage=1.0 --byte_fallback=true --split_digits=true"
+                                " --allow_whitespace_only_pieces=true --normalization_rule_name=identity"
+                                " --remove_extra_whitespaces=false --add_dummy_prefix=true"
+                                " --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --num_threads=1"
+                                " > " +
+                                (dir_ / "spm_train.log").string() + " 2>&1";
     std::system(command.c_str());  // success is judged by the model file existing (SetUp)
   }
 
@@ -125,9 +104,8 @@ class TokenizerTest : public testing::Test {
     std::string input;
     for (const std::string& text : texts) input += text + "\n";
     write_file(dir_ / "spm_input.txt", input);
-    const std::string command = "spm_encode --model=" + model_file().string() +
-                                " --output_format=id < " + (dir_ / "spm_input.txt").string() +
-                                " > " + (dir_ / "spm_output.txt").string();
+    const std::string command = "spm_encode --model=" + model_file().string() + " --output_format=id < " +
+                                (dir_ / "spm_input.txt").string() + " > " + (dir_ / "spm_output.txt").string();
     EXPECT_EQ(std::system(command.c_str()), 0) << command;
 
     std::vector<std::vector<int32_t>> ids_per_text;
@@ -200,10 +178,10 @@ TEST_F(TokenizerTest, DecodeDropsControlTokens) {
 
 TEST_F(TokenizerTest, OutOfRangeIdsThrowNamingTheModel) {
   const std::vector<int32_t> ids = {5, static_cast<int32_t>(kVocabSize)};
-  const std::string decode_error = runtime_error_of([&] { tokenizer_->decode(ids); });
+  const std::string decode_error = error_of<std::runtime_error>([&] { tokenizer_->decode(ids); });
   EXPECT_NE(decode_error.find(model_file().string()), std::string::npos) << decode_error;
   EXPECT_NE(decode_error.find(std::to_string(kVocabSize)), std::string::npos) << decode_error;
-  const std::string piece_error = runtime_error_of([&] { tokenizer_->id_to_piece(-1); });
+  const std::string piece_error = error_of<std::runtime_error>([&] { tokenizer_->id_to_piece(-1); });
   EXPECT_NE(piece_error.find(model_file().string()), std::string::npos) << piece_error;
 }
 
@@ -217,14 +195,14 @@ TEST_F(TokenizerTest, LoadsFromModelDirectory) {
 
 TEST_F(TokenizerTest, MissingFileErrorNamesIt) {
   const std::string missing = (dir_ / "no_such.model").string();
-  const std::string error = runtime_error_of([&] { Tokenizer::load(missing); });
+  const std::string error = error_of<std::runtime_error>([&] { Tokenizer::load(missing); });
   EXPECT_NE(error.find(missing), std::string::npos) << error;
 }
 
 TEST_F(TokenizerTest, DirectoryWithoutModelErrorNamesIt) {
   const fs::path empty_dir = dir_ / "empty_dir";
   fs::create_directories(empty_dir);
-  const std::string error = runtime_error_of([&] { Tokenizer::load(empty_dir.string()); });
+  const std::string error = error_of<std::runtime_error>([&] { Tokenizer::load(empty_dir.string()); });
   EXPECT_NE(error.find(empty_dir.string()), std::string::npos) << error;
   EXPECT_NE(error.find("tokenizer.model"), std::string::npos) << error;
 }
@@ -233,7 +211,7 @@ TEST_F(TokenizerTest, FileThatIsNotAModelErrorNamesIt) {
   for (const std::string& contents : {std::string("garbage, not a protobuf\n"), std::string()}) {
     const fs::path not_a_model = dir_ / "not_a.model";
     write_file(not_a_model, contents);
-    const std::string error = runtime_error_of([&] { Tokenizer::load(not_a_model.string()); });
+    const std::string error = error_of<std::runtime_error>([&] { Tokenizer::load(not_a_model.string()); });
     EXPECT_NE(error.find(not_a_model.string()), std::string::npos) << error;
     EXPECT_NE(error.find("not a SentencePiece model"), std::string::npos) << error;
     EXPECT_NE(error.find("tokenizer.json"), std::string::npos) << error;  // the other kind it could be
@@ -244,7 +222,7 @@ TEST_F(TokenizerTest, FileThatIsNotAModelErrorNamesIt) {
 TEST_F(TokenizerTest, JsonFileIsReadAsTokenizerJson) {
   const fs::path json_file = dir_ / "looks_like.model";
   write_file(json_file, "{\"model\": {\"type\": \"BPE\"}}\n");
-  const std::string error = runtime_error_of([&] { Tokenizer::load(json_file.string()); });
+  const std::string error = error_of<std::runtime_error>([&] { Tokenizer::load(json_file.string()); });
   EXPECT_NE(error.find(json_file.string()), std::string::npos) << error;
   EXPECT_NE(error.find("model.vocab"), std::string::npos) << error;
 }
@@ -279,6 +257,42 @@ TEST_F(TokenizerTest, DecodeCanKeepControlTokens) {
   ids.push_back(tokenizer_->eos_id());
   EXPECT_EQ(tokenizer_->decode(ids, /*skip_special_tokens=*/true), text);
   EXPECT_EQ(tokenizer_->decode(ids, /*skip_special_tokens=*/false), "<s>" + text + "</s>");
+}
+
+// A tokenizer.model reads the directory's tokenizer_config.json as transformers' Llama tokenizers
+// do: the BOS/EOS flags, the special tokens, the chat template and the decode clean-up.
+TEST_F(TokenizerTest, ReadsTheConfigBesideTheModel) {
+  const fs::path model_dir = dir_ / "configured";
+  fs::create_directories(model_dir);
+  fs::copy_file(model_file(), model_dir / "tokenizer.model", fs::copy_options::overwrite_existing);
+  write_file(model_dir / "tokenizer_config.json", R"({
+      "add_bos_token": false, "add_eos_token": true, "pad_token": "<unk>", "eos_token": {"content": "</s>"},
+      "clean_up_tokenization_spaces": true,
+      "chat_template": "{% for m in messages %}{{ bos_token }}[INST] {{ m.content }} [/INST]{{ eos_token }}{% endfor %}"})");
+  const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::load(model_dir.string());
+  EXPECT_FALSE(tokenizer->add_bos());
+  EXPECT_TRUE(tokenizer->add_eos());
+  EXPECT_EQ(tokenizer->eos_id(), 2);
+  EXPECT_EQ(tokenizer->pad_id(), 0);
+  ASSERT_TRUE(tokenizer->has_chat_template());
+  EXPECT_EQ(
+      tokenizer->apply_chat_template(nlohmann::ordered_json::parse(R"([{"role": "user", "content": "hi"}])"), false),
+      "<s>[INST] hi [/INST]</s>");
+  const std::string text = "Hello , world . I 'm here !";
+  EXPECT_EQ(tokenizer_->decode(tokenizer_->encode(text)), text);
+  EXPECT_EQ(tokenizer->decode(tokenizer->encode(text)), "Hello, world. I'm here!");
+}
+
+TEST_F(TokenizerTest, ConfigTokenMissingFromTheModelIsAnError) {
+  const fs::path model_dir = dir_ / "misconfigured";
+  fs::create_directories(model_dir);
+  fs::copy_file(model_file(), model_dir / "tokenizer.model", fs::copy_options::overwrite_existing);
+  write_file(model_dir / "tokenizer_config.json", R"({"eos_token": "<|eot_id|>"})");
+  const std::string error = error_of<std::runtime_error>([&] { Tokenizer::load(model_dir.string()); });
+  EXPECT_NE(error.find((model_dir / "tokenizer_config.json").string()), std::string::npos) << error;
+  EXPECT_NE(error.find("eos_token"), std::string::npos) << error;
+  EXPECT_NE(error.find("<|eot_id|>"), std::string::npos) << error;
+  EXPECT_NE(error.find((model_dir / "tokenizer.model").string()), std::string::npos) << error;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "engine/safetensors.h"
+#include "tests/reference_env.h"
 
 namespace fe::test {
 
@@ -22,11 +23,6 @@ inline bool torch_available() {
   static const bool available =
       std::system((std::string(torch_python()) + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0;
   return available;
-}
-
-inline bool torch_required() {
-  const char* required = std::getenv("FE_REQUIRE_TORCH");
-  return required && std::string(required) == "1";
 }
 
 // Logits [B, T, V], the loss and the gradient of every LoRA tensor ("grad.<name>"), all f64, of
@@ -50,13 +46,7 @@ inline SafetensorsCheckpoint run_llama_reference(const std::string& model_dir, c
 
 }  // namespace fe::test
 
-#define FE_NEED_TORCH()                                                                            \
-  do {                                                                                             \
-    if (!::fe::test::torch_available()) {                                                          \
-      if (::fe::test::torch_required())                                                            \
-        FAIL() << ::fe::test::torch_python()                                                       \
-               << " cannot import torch and numpy, and FE_REQUIRE_TORCH=1 (run scripts/setup.sh)"; \
-      GTEST_SKIP() << ::fe::test::torch_python()                                                   \
-                   << " cannot import torch and numpy (Debian: python3-torch python3-numpy)";      \
-    }                                                                                              \
-  } while (0)
+#define FE_NEED_TORCH()                                                                                           \
+  FE_NEED_OR_SKIP(::fe::test::torch_available(),                                                                  \
+                  std::string(::fe::test::torch_python()) + " cannot import torch and numpy", "FE_REQUIRE_TORCH", \
+                  "Debian: python3-torch python3-numpy, scripts/setup.sh")

@@ -3,6 +3,7 @@
 #include "tokenizer/chat_template.h"
 
 #include <algorithm>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <utility>
@@ -70,6 +71,8 @@ std::string ChatTemplate::render_json(const Json& context) const {
         origin_ + ":" + std::to_string(e.pos().line) + ":" + std::to_string(e.pos().column) + ": ";
     if (e.kind() == jinja::TemplateError::Kind::raised) throw std::runtime_error(where + e.message());
     throw std::runtime_error(where + e.message() + excerpt(source_, e.pos()));
+  } catch (const std::bad_alloc&) {  // the renderer reports where; this is the context's JSON
+    throw std::runtime_error(origin_ + ": out of memory while converting the context for the chat template");
   }
 }
 

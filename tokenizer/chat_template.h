@@ -23,9 +23,10 @@
 // templates rely on: integers are 64-bit (overflow is an error, where Python grows them);
 // generators print as "<generator object>" (Python adds a name and an address); a markupsafe.Markup
 // string (from |safe or |escape) stays Markup through `+`, `*`, indexing and its own methods, not
-// through every filter; case mapping and character classes outside ASCII use the C library's
-// Unicode tables plus Python's special casings (equal to Python 3.11's on Debian 12); nesting and
-// recursion stop at fixed depths near Python's recursion limit.
+// through every filter; %c and {:c} of a surrogate code point are an error (Python makes a str
+// that no encoder accepts); nesting and recursion stop at fixed depths near Python's recursion
+// limit; one operation may build at most 256 MiB (a string, or a list's items), where Python builds
+// until memory runs out. Strings follow Python 3.11's Unicode 14.0 data (see jinja_text.h).
 #pragma once
 
 #include <memory>

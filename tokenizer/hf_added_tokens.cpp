@@ -5,44 +5,24 @@
 #include <algorithm>
 #include <utility>
 
+#include "tokenizer/hf_regex.h"
 #include "tokenizer/hf_unicode.h"
+#include "tokenizer/utf8.h"
 
 namespace fe::hf {
 namespace {
 
-// The code point that ends `text` (valid UTF-8, non-empty).
-char32_t last_code_point(std::string_view text) {
-  size_t begin = text.size() - 1;
-  while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
-  return next_code_point(text, begin);
+// Whether the character that ends text[0, end) / starts text[begin, ...) is a `\w` character (HF
+// rejects a single-word token that one touches).
+bool word_character_before(std::string_view text, size_t end) {
+  if (end == 0) return false;
+  size_t pos = utf8::previous_start(text, end);
+  return is_word_character(utf8::next(text, pos));
 }
 
-char32_t first_code_point(std::string_view text) {
-  size_t pos = 0;
-  return next_code_point(text, pos);
-}
-
-// Where the whitespace that ends `text` begins.
-size_t trailing_whitespace_begin(std::string_view text) {
-  size_t begin = text.size();
-  while (begin > 0) {
-    size_t start = begin - 1;
-    while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) --start;
-    size_t pos = start;
-    if (!is_whitespace(next_code_point(text, pos))) break;
-    begin = start;
-  }
-  return begin;
-}
-
-// The length of the whitespace that starts `text`.
-size_t leading_whitespace_length(std::string_view text) {
-  size_t end = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    if (!is_whitespace(next_code_point(text, pos))) break;
-    end = pos;
-  }
-  return end;
+bool word_character_after(std::string_view text, size_t begin) {
+  if (begin == text.size()) return false;
+  return is_word_character(utf8::next(text, begin));
 }
 
 }  // namespace
@@ -106,11 +86,7 @@ std::vector<TextSpan> AddedVocabulary::split(std::string_view text, const Matche
     const AddedToken& token = tokens_[found->token];
     size_t begin = pos, end = pos + found->text.size();
     pos = end;  // the search resumes after the match even if the token's flags reject it
-    if (token.single_word) {
-      const bool free_before = begin == 0 || !is_word_character(last_code_point(text.substr(0, begin)));
-      const bool free_after = end == text.size() || !is_word_character(first_code_point(text.substr(end)));
-      if (!free_before || !free_after) continue;
-    }
+    if (token.single_word && (word_character_before(text, begin) || word_character_after(text, end))) continue;
     if (token.lstrip) begin = std::max(trailing_whitespace_begin(text.substr(0, begin)), plain_begin);
     if (token.rstrip) end += leading_whitespace_length(text.substr(end));
     if (plain_begin < begin) spans.push_back({plain_begin, begin, -1});

@@ -6,7 +6,8 @@
 //   stretches (their content normalized the same way);
 // - at each position the leftmost, then longest token matches, and the search resumes after it
 //   even when its flags then reject it;
-// - single_word: rejected when a word character (regex `\w`) touches either end;
+// - single_word: rejected when a word character (Rust regex's `\w`: is_word_character in
+//   hf_regex.h) touches either end;
 //   lstrip / rstrip: the whitespace before / after joins the token.
 #pragma once
 

@@ -8,7 +8,7 @@
 #include <queue>
 #include <stdexcept>
 
-#include "tokenizer/hf_unicode.h"
+#include "tokenizer/utf8.h"
 
 namespace fe::hf {
 namespace {
@@ -48,22 +48,17 @@ BpeModel::BpeModel(const JsonNode& model) : file_(model.file()) {
 
   const JsonNode vocab = model.at("vocab");
   if (!vocab.value().is_object()) vocab.fail("expected an object {token: id}");
-  int64_t max_id = -1;
   vocab_.reserve(vocab.value().size());
+  tokens_by_id_.reserve(vocab.value().size());
   for (const auto& [token, id_value] : vocab.value().items()) {
-    const int64_t id = id_value.is_number_integer() && !id_value.is_number_unsigned()
-                           ? id_value.get<int64_t>()
-                           : JsonNode(id_value, file_, vocab.path() + "[\"" + token + "\"]").integer();
+    const int64_t id = id_value.is_number_integer() && !id_value.is_number_unsigned() ? id_value.get<int64_t>()
+                                                                                      : vocab.at(token).integer();
     if (id < 0 || id > std::numeric_limits<int32_t>::max())
       vocab.fail("id " + std::to_string(id) + " of \"" + token + "\" is outside [0, 2^31)");
-    vocab_.emplace(token, static_cast<int32_t>(id));
-    max_id = std::max(max_id, id);
-  }
-  tokens_.resize(static_cast<size_t>(max_id + 1));
-  has_token_.resize(tokens_.size());
-  for (const auto& [token, id] : vocab_) {
-    tokens_[id] = token;
-    has_token_[id] = true;
+    const auto [entry, inserted] = vocab_.emplace(token, static_cast<int32_t>(id));
+    // Keys of an unordered_map keep their address, so the reverse map can point at them.
+    if (inserted) tokens_by_id_[entry->second] = &entry->first;
+    max_id_ = std::max(max_id_, entry->second);
   }
 
   read_merges(model.at("merges"));
@@ -120,8 +115,8 @@ std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
 }
 
 const std::string* BpeModel::id_to_token(int32_t id) const {
-  if (id < 0 || id > max_id() || !has_token_[id]) return nullptr;
-  return &tokens_[id];
+  const auto it = tokens_by_id_.find(id);
+  return it == tokens_by_id_.end() ? nullptr : it->second;
 }
 
 int32_t BpeModel::unk_id() const {
@@ -139,7 +134,7 @@ std::vector<int32_t> BpeModel::merge_word(std::string_view word) const {
   int32_t pending_unk_length = 0;
   for (size_t pos = 0; pos < word.size();) {
     const size_t begin = pos;
-    pos += utf8_length(static_cast<unsigned char>(word[pos]));
+    pos += utf8::sequence_length(static_cast<unsigned char>(word[pos]));
     const std::string_view character = word.substr(begin, pos - begin);
     const auto length = static_cast<uint32_t>(character.size());
     if (const auto id = token_to_id(character)) {

@@ -45,7 +45,7 @@ class BpeModel {
   // nullptr for ids with no token.
   const std::string* id_to_token(int32_t id) const;
   // The largest id of vocab, -1 when it is empty.
-  int32_t max_id() const { return static_cast<int32_t>(tokens_.size()) - 1; }
+  int32_t max_id() const { return max_id_; }
 
  private:
   struct MergeRule {
@@ -60,8 +60,10 @@ class BpeModel {
 
   std::string file_;
   StringMap<int32_t> vocab_;
-  std::vector<std::string> tokens_;  // by id; empty where no token has the id
-  std::vector<bool> has_token_;
+  // By id, pointing at vocab_'s keys. A map, not a table indexed by id: ids need not be dense (HF
+  // allows gaps), and a file's largest id must not decide how much memory loading takes.
+  std::unordered_map<int32_t, const std::string*> tokens_by_id_;
+  int32_t max_id_ = -1;
   std::unordered_map<uint64_t, MergeRule> merges_;
   std::optional<std::string> unk_token_;
   std::optional<int32_t> unk_id_;

@@ -8,6 +8,7 @@
 #include "tokenizer/hf_pre_tokenizer.h"
 #include "tokenizer/hf_regex.h"
 #include "tokenizer/hf_unicode.h"
+#include "tokenizer/utf8.h"
 
 namespace fe::hf {
 namespace {
@@ -23,7 +24,7 @@ class ByteLevel final : public Decoder {
       std::string token_bytes;
       bool all_mapped = true;
       for (size_t pos = 0; pos < token.size() && all_mapped;) {
-        const auto byte = byte_level_byte(next_code_point(token, pos));
+        const auto byte = byte_level_byte(utf8::next(token, pos));
         if (byte) {
           token_bytes += static_cast<char>(*byte);
         } else {
@@ -32,7 +33,7 @@ class ByteLevel final : public Decoder {
       }
       bytes += all_mapped ? token_bytes : token;
     }
-    tokens.assign(1, from_utf8_lossy(bytes));
+    tokens.assign(1, utf8::lossy(bytes));
   }
 };
 
@@ -45,7 +46,7 @@ class Metaspace final : public Decoder {
       const std::string& token = tokens[i];
       for (size_t pos = 0; pos < token.size();) {
         const size_t begin = pos;
-        if (next_code_point(token, pos) != replacement_) {
+        if (utf8::next(token, pos) != replacement_) {
           out.append(token, begin, pos - begin);
         } else if (i != 0 || !strip_first_) {
           out += ' ';
@@ -88,7 +89,7 @@ class ByteFallback final : public Decoder {
     std::string pending;
     const auto flush = [&] {
       if (pending.empty()) return;
-      if (!invalid_utf8_offset(pending)) {
+      if (!utf8::invalid_offset(pending)) {
         out.push_back(pending);
       } else {
         for (size_t i = 0; i < pending.size(); ++i) out.emplace_back("\xEF\xBF\xBD");
@@ -126,7 +127,7 @@ class Strip final : public Decoder {
       std::vector<std::pair<size_t, char32_t>> chars;  // (byte offset, code point)
       for (size_t pos = 0; pos < token.size();) {
         const size_t begin = pos;
-        chars.emplace_back(begin, next_code_point(token, pos));
+        chars.emplace_back(begin, utf8::next(token, pos));
       }
       size_t start_cut = 0;
       while (start_cut < start_ && start_cut < chars.size() && chars[start_cut].second == content_) ++start_cut;
@@ -152,17 +153,7 @@ class Replace final : public Decoder {
  public:
   Replace(Regex pattern, std::string content) : pattern_(std::move(pattern)), content_(std::move(content)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
-    for (std::string& token : tokens) {
-      std::string out;
-      size_t copied = 0;
-      for (const Match& match : pattern_.find_all(token)) {
-        out.append(token, copied, match.begin - copied);
-        out += content_;
-        copied = match.end;
-      }
-      out.append(token, copied);
-      token = std::move(out);
-    }
+    for (std::string& token : tokens) token = pattern_.replace_all(token, content_);
   }
 
  private:
@@ -187,14 +178,12 @@ size_t count_of(const JsonNode& node, const char* key) {
   return static_cast<size_t>(value);
 }
 
-}  // namespace
-
-std::unique_ptr<Decoder> make_decoder(const JsonNode& node) {
+std::unique_ptr<Decoder> make(const JsonNode& node, int depth) {
+  check_component_nesting(node, depth);
   const std::string type = node.type();
   if (type == "ByteLevel") return std::make_unique<ByteLevel>();
   if (type == "Metaspace") {
-    const char32_t replacement = node.find("replacement") ? node.at("replacement").character() : U'\u2581';
-    return std::make_unique<Metaspace>(replacement, prepend_scheme_of(node) != PrependScheme::never);
+    return std::make_unique<Metaspace>(metaspace_replacement_of(node), prepend_scheme_of(node) != PrependScheme::never);
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallback>();
   if (type == "Fuse") return std::make_unique<Fuse>();
@@ -205,11 +194,15 @@ std::unique_ptr<Decoder> make_decoder(const JsonNode& node) {
   if (type == "Sequence") {
     const JsonNode list = node.at("decoders");
     std::vector<std::unique_ptr<Decoder>> steps;
-    for (size_t i = 0; i < list.size(); ++i) steps.push_back(make_decoder(list.at(i)));
+    for (size_t i = 0; i < list.size(); ++i) steps.push_back(make(list.at(i), depth + 1));
     return std::make_unique<Sequence>(std::move(steps));
   }
   node.unknown_type(kSupported);
 }
+
+}  // namespace
+
+std::unique_ptr<Decoder> make_decoder(const JsonNode& node) { return make(node, 0); }
 
 std::string decode_tokens(const Decoder* decoder, std::vector<std::string> tokens) {
   std::string text;

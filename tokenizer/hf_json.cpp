@@ -6,8 +6,9 @@
 #include <iterator>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
-#include "tokenizer/hf_unicode.h"
+#include "tokenizer/utf8.h"
 
 namespace fe::hf {
 namespace {
@@ -36,36 +37,60 @@ const char* kind_of(const nlohmann::json& value) {
 
 }  // namespace
 
-JsonNode::JsonNode(const nlohmann::json& value, const std::string& file, std::string path)
-    : value_(&value), file_(&file), path_(std::move(path)) {}
-
-void JsonNode::fail(const std::string& what) const {
-  throw std::runtime_error("tokenizer: " + *file_ + ": " + (path_.empty() ? "" : path_ + ": ") + what);
+JsonNode::Step::~Step() {
+  std::shared_ptr<const Step> next = std::move(parent);
+  while (next && next.use_count() == 1) next = std::move(next->parent);
 }
+
+JsonNode::JsonNode(const nlohmann::json& value, const std::string& file) : value_(&value), file_(&file) {}
+
+std::string JsonNode::path() const {
+  std::vector<const Step*> steps;
+  for (const Step* step = step_.get(); step != nullptr; step = step->parent.get()) steps.push_back(step);
+  std::string out;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    if ((*it)->is_index) {
+      out += "[" + std::to_string((*it)->index) + "]";
+    } else {
+      out += (out.empty() ? "" : ".") + (*it)->key;
+    }
+  }
+  return out;
+}
+
+std::string JsonNode::where() const {
+  const std::string at = path();
+  return "tokenizer: " + *file_ + (at.empty() ? "" : ": " + at);
+}
+
+void JsonNode::fail(const std::string& what) const { throw std::runtime_error(where() + ": " + what); }
 
 void JsonNode::expect(bool ok, const char* expected) const {
   if (!ok) fail(std::string("expected ") + expected + ", found " + kind_of(*value_));
 }
 
+JsonNode JsonNode::child(const nlohmann::json& value, std::string_view key) const {
+  return JsonNode(value, *file_, std::make_shared<const Step>(step_, std::string(key), 0, false));
+}
+
 JsonNode JsonNode::at(std::string_view key) const {
   expect(value_->is_object(), "an object");
   const auto it = value_->find(key);
-  const std::string path = path_.empty() ? std::string(key) : path_ + "." + std::string(key);
-  if (it == value_->end()) JsonNode(*value_, *file_, path).fail("missing");
-  return JsonNode(*it, *file_, path);
+  if (it == value_->end()) child(*value_, key).fail("missing");
+  return child(*it, key);
 }
 
 std::optional<JsonNode> JsonNode::find(std::string_view key) const {
   expect(value_->is_object(), "an object");
   const auto it = value_->find(key);
   if (it == value_->end() || it->is_null()) return std::nullopt;
-  return JsonNode(*it, *file_, path_.empty() ? std::string(key) : path_ + "." + std::string(key));
+  return child(*it, key);
 }
 
 JsonNode JsonNode::at(size_t index) const {
   expect(value_->is_array(), "an array");
   if (index >= value_->size()) fail("no element " + std::to_string(index));
-  return JsonNode((*value_)[index], *file_, path_ + "[" + std::to_string(index) + "]");
+  return JsonNode((*value_)[index], *file_, std::make_shared<const Step>(step_, std::string(), index, true));
 }
 
 size_t JsonNode::size() const {
@@ -81,7 +106,7 @@ std::string JsonNode::string() const {
 char32_t JsonNode::character() const {
   const std::string text = string();
   size_t pos = 0;
-  const char32_t c = text.empty() ? 0 : next_code_point(text, pos);
+  const char32_t c = text.empty() ? 0 : utf8::next(text, pos);
   if (text.empty() || pos != text.size()) fail("expected a single character, found \"" + text + "\"");
   return c;
 }
@@ -113,16 +138,18 @@ int64_t JsonNode::integer_or(std::string_view key, int64_t fallback) const {
   return member ? member->integer() : fallback;
 }
 
-std::string JsonNode::string_or(std::string_view key, const std::string& fallback) const {
-  const auto member = find(key);
-  return member ? member->string() : fallback;
-}
-
 std::string JsonNode::type() const { return at("type").string(); }
 
 void JsonNode::unknown_type(const std::string& supported) const {
   const JsonNode type_node = at("type");
   type_node.fail("unknown type \"" + type_node.string() + "\" (supported: " + supported + ")");
+}
+
+void check_component_nesting(const JsonNode& node, int depth) {
+  if (depth > kMaxComponentNesting) {
+    node.fail("components nested more than " + std::to_string(kMaxComponentNesting) +
+              " Sequences deep (real tokenizers nest one or two; is the file corrupt?)");
+  }
 }
 
 nlohmann::json read_json_file(const std::string& file) {

@@ -2,6 +2,8 @@
 
 #include "tokenizer/hf_normalizer.h"
 
+#include <stdexcept>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -15,11 +17,18 @@ constexpr const char* kSupported = "NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Re
 
 class UnicodeForm final : public Normalizer {
  public:
-  explicit UnicodeForm(NormalForm form) : form_(form) {}
-  void normalize(std::string& text) const override { text = hf::normalize(text, form_); }
+  UnicodeForm(NormalForm form, std::string origin) : form_(form), origin_(std::move(origin)) {}
+  void normalize(std::string& text) const override {
+    try {
+      text = hf::normalize(text, form_);
+    } catch (const std::runtime_error& error) {
+      throw std::runtime_error(origin_ + ": " + error.what());
+    }
+  }
 
  private:
   NormalForm form_;
+  std::string origin_;  // "tokenizer: FILE: PATH", for errors
 };
 
 class Lowercase final : public Normalizer {
@@ -42,19 +51,7 @@ class Prepend final : public Normalizer {
 class Replace final : public Normalizer {
  public:
   Replace(Regex pattern, std::string content) : pattern_(std::move(pattern)), content_(std::move(content)) {}
-  void normalize(std::string& text) const override {
-    const std::vector<Match> matches = pattern_.find_all(text);
-    if (matches.empty()) return;
-    std::string out;
-    size_t copied = 0;
-    for (const Match& match : matches) {
-      out.append(text, copied, match.begin - copied);
-      out += content_;
-      copied = match.end;
-    }
-    out.append(text, copied);
-    text = std::move(out);
-  }
+  void normalize(std::string& text) const override { text = pattern_.replace_all(text, content_); }
 
  private:
   Regex pattern_;
@@ -66,21 +63,8 @@ class Strip final : public Normalizer {
  public:
   Strip(bool left, bool right) : left_(left), right_(right) {}
   void normalize(std::string& text) const override {
-    size_t begin = 0, end = text.size();
-    if (left_) {
-      for (size_t pos = 0; pos < text.size();) {
-        if (!is_whitespace(next_code_point(text, pos))) break;
-        begin = pos;
-      }
-    }
-    if (right_) {
-      // Walk forward, remembering where the last non-whitespace character ended.
-      size_t last_kept_end = begin;
-      for (size_t pos = begin; pos < text.size();) {
-        if (!is_whitespace(next_code_point(text, pos))) last_kept_end = pos;
-      }
-      end = last_kept_end;
-    }
+    const size_t begin = left_ ? leading_whitespace_length(text) : 0;
+    const size_t end = right_ ? begin + trailing_whitespace_begin(std::string_view(text).substr(begin)) : text.size();
     text = text.substr(begin, end - begin);
   }
 
@@ -99,14 +83,13 @@ class Sequence final : public Normalizer {
   std::vector<std::unique_ptr<Normalizer>> steps_;
 };
 
-}  // namespace
-
-std::unique_ptr<Normalizer> make_normalizer(const JsonNode& node) {
+std::unique_ptr<Normalizer> make(const JsonNode& node, int depth) {
+  check_component_nesting(node, depth);
   const std::string type = node.type();
-  if (type == "NFC") return std::make_unique<UnicodeForm>(NormalForm::nfc);
-  if (type == "NFD") return std::make_unique<UnicodeForm>(NormalForm::nfd);
-  if (type == "NFKC") return std::make_unique<UnicodeForm>(NormalForm::nfkc);
-  if (type == "NFKD") return std::make_unique<UnicodeForm>(NormalForm::nfkd);
+  if (type == "NFC") return std::make_unique<UnicodeForm>(NormalForm::nfc, node.where());
+  if (type == "NFD") return std::make_unique<UnicodeForm>(NormalForm::nfd, node.where());
+  if (type == "NFKC") return std::make_unique<UnicodeForm>(NormalForm::nfkc, node.where());
+  if (type == "NFKD") return std::make_unique<UnicodeForm>(NormalForm::nfkd, node.where());
   if (type == "Lowercase") return std::make_unique<Lowercase>();
   if (type == "Prepend") return std::make_unique<Prepend>(node.at("prepend").string());
   if (type == "Replace")
@@ -116,10 +99,14 @@ std::unique_ptr<Normalizer> make_normalizer(const JsonNode& node) {
   if (type == "Sequence") {
     const JsonNode list = node.at("normalizers");
     std::vector<std::unique_ptr<Normalizer>> steps;
-    for (size_t i = 0; i < list.size(); ++i) steps.push_back(make_normalizer(list.at(i)));
+    for (size_t i = 0; i < list.size(); ++i) steps.push_back(make(list.at(i), depth + 1));
     return std::make_unique<Sequence>(std::move(steps));
   }
   node.unknown_type(kSupported);
 }
+
+}  // namespace
+
+std::unique_ptr<Normalizer> make_normalizer(const JsonNode& node) { return make(node, 0); }
 
 }  // namespace fe::hf

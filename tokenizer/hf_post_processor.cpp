@@ -53,9 +53,8 @@ SingleSequenceTemplate from_cls_sep(const JsonNode& processor) {
   return {{id_value(cls.at(size_t{1}))}, {id_value(sep.at(size_t{1}))}};
 }
 
-}  // namespace
-
-SingleSequenceTemplate single_sequence_template(const JsonNode& node) {
+SingleSequenceTemplate from_node(const JsonNode& node, int depth) {
+  check_component_nesting(node, depth);
   const std::string type = node.type();
   if (type == "TemplateProcessing") return from_template(node);
   if (type == "RobertaProcessing" || type == "BertProcessing") return from_cls_sep(node);
@@ -65,7 +64,7 @@ SingleSequenceTemplate single_sequence_template(const JsonNode& node) {
     SingleSequenceTemplate result;
     const JsonNode list = node.at("processors");
     for (size_t i = 0; i < list.size(); ++i) {
-      const SingleSequenceTemplate step = single_sequence_template(list.at(i));
+      const SingleSequenceTemplate step = from_node(list.at(i), depth + 1);
       result.before.insert(result.before.begin(), step.before.begin(), step.before.end());
       result.after.insert(result.after.end(), step.after.begin(), step.after.end());
     }
@@ -73,5 +72,9 @@ SingleSequenceTemplate single_sequence_template(const JsonNode& node) {
   }
   node.unknown_type(kSupported);
 }
+
+}  // namespace
+
+SingleSequenceTemplate single_sequence_template(const JsonNode& node) { return from_node(node, 0); }
 
 }  // namespace fe::hf

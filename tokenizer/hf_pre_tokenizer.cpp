@@ -11,6 +11,7 @@
 
 #include "tokenizer/hf_regex.h"
 #include "tokenizer/hf_unicode.h"
+#include "tokenizer/utf8.h"
 
 namespace fe::hf {
 namespace {
@@ -20,10 +21,9 @@ constexpr const char* kSupported = "ByteLevel, Split, Digits, Metaspace, Whitesp
 // GPT-2's pre-tokenization pattern, which ByteLevel applies when use_regex is true.
 constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// Whitespace's `\w+|[^\w\s]+` with `\w` as Rust's regex crate defines it (Alphabetic, marks,
-// decimal digits, connector punctuation, joiners); Regex::pattern reads `\s` as White_Space.
-constexpr const char* kWordPattern =
-    R"([\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]+|[^\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}\s]+)";
+// Whitespace's `\w+|[^\w\s]+` with `\w` as Rust's regex crate defines it (kWordClassItems);
+// Regex::pattern reads `\s` as White_Space.
+std::string word_pattern() { return std::string("[") + kWordClassItems + "]+|[^" + kWordClassItems + "\\s]+"; }
 
 enum class Behavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
 
@@ -53,7 +53,7 @@ std::vector<Segment> segments_from_chars(const std::string& text, const std::fun
   size_t previous = 0;
   for (size_t pos = 0; pos < text.size();) {
     const size_t begin = pos;
-    if (!matches(next_code_point(text, pos))) continue;
+    if (!matches(utf8::next(text, pos))) continue;
     if (previous < begin) segments.push_back({previous, begin, false});
     segments.push_back({begin, pos, true});
     previous = pos;
@@ -172,9 +172,8 @@ class CharSplit final : public PreTokenizer {
 
 class ByteLevel final : public PreTokenizer {
  public:
-  ByteLevel(bool add_prefix_space, bool use_regex)
-      : add_prefix_space_(add_prefix_space),
-        gpt2_(use_regex ? std::optional(Regex::pattern(kGpt2Pattern)) : std::nullopt) {}
+  ByteLevel(bool add_prefix_space, std::optional<Regex> gpt2)
+      : add_prefix_space_(add_prefix_space), gpt2_(std::move(gpt2)) {}
 
   void pre_tokenize(std::vector<Piece>& pieces) const override {
     std::vector<Piece> split;
@@ -207,7 +206,7 @@ class Metaspace final : public PreTokenizer {
  public:
   Metaspace(char32_t replacement, PrependScheme prepend_scheme, bool split)
       : replacement_char_(replacement), prepend_scheme_(prepend_scheme), split_(split) {
-    append_utf8(replacement_, replacement);
+    utf8::append(replacement_, replacement);
   }
 
   void pre_tokenize(std::vector<Piece>& pieces) const override {
@@ -258,12 +257,47 @@ class Sequence final : public PreTokenizer {
   std::vector<std::unique_ptr<PreTokenizer>> steps_;
 };
 
-Regex compile_builtin(const JsonNode& node, const char* pattern) {
+// `pattern`, which the component at `node` applies without the file spelling it out.
+Regex compile_builtin(const JsonNode& node, const std::string& pattern, const char* name) {
   try {
-    return Regex::pattern(pattern);
+    return Regex::pattern(pattern, node.where() + " (its built-in " + name + " pattern)");
   } catch (const std::invalid_argument& error) {
-    node.fail(std::string("the regex library rejects the built-in pattern (") + error.what() + ")");
+    node.fail(std::string("the regex library rejects the built-in ") + name + " pattern (" + error.what() + ")");
   }
+}
+
+std::unique_ptr<PreTokenizer> make(const JsonNode& node, int depth) {
+  check_component_nesting(node, depth);
+  const std::string type = node.type();
+  if (type == "ByteLevel") {
+    std::optional<Regex> gpt2;
+    if (node.boolean_or("use_regex", true)) gpt2 = compile_builtin(node, kGpt2Pattern, "GPT-2");
+    return std::make_unique<ByteLevel>(node.boolean_or("add_prefix_space", true), std::move(gpt2));
+  }
+  if (type == "Split") {
+    return std::make_unique<Split>(Regex::from_json(node.at("pattern")), behavior_of(node.at("behavior")),
+                                   node.boolean_or("invert", false));
+  }
+  if (type == "Digits") {
+    return std::make_unique<CharSplit>(
+        is_numeric, node.boolean_or("individual_digits", false) ? Behavior::isolated : Behavior::contiguous);
+  }
+  if (type == "Metaspace") {
+    return std::make_unique<Metaspace>(metaspace_replacement_of(node), prepend_scheme_of(node),
+                                       node.boolean_or("split", true));
+  }
+  if (type == "Whitespace") {
+    return std::make_unique<Split>(compile_builtin(node, word_pattern(), "\\w+|[^\\w\\s]+"), Behavior::removed,
+                                   /*invert=*/true);
+  }
+  if (type == "WhitespaceSplit") return std::make_unique<CharSplit>(is_whitespace, Behavior::removed);
+  if (type == "Sequence") {
+    const JsonNode list = node.at("pretokenizers");
+    std::vector<std::unique_ptr<PreTokenizer>> steps;
+    for (size_t i = 0; i < list.size(); ++i) steps.push_back(make(list.at(i), depth + 1));
+    return std::make_unique<Sequence>(std::move(steps));
+  }
+  node.unknown_type(kSupported);
 }
 
 }  // namespace
@@ -280,34 +314,10 @@ PrependScheme prepend_scheme_of(const JsonNode& node) {
   return node.boolean_or("add_prefix_space", true) ? PrependScheme::always : PrependScheme::never;
 }
 
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonNode& node) {
-  const std::string type = node.type();
-  if (type == "ByteLevel") {
-    return std::make_unique<ByteLevel>(node.boolean_or("add_prefix_space", true), node.boolean_or("use_regex", true));
-  }
-  if (type == "Split") {
-    return std::make_unique<Split>(Regex::from_json(node.at("pattern")), behavior_of(node.at("behavior")),
-                                   node.boolean_or("invert", false));
-  }
-  if (type == "Digits") {
-    return std::make_unique<CharSplit>(
-        is_numeric, node.boolean_or("individual_digits", false) ? Behavior::isolated : Behavior::contiguous);
-  }
-  if (type == "Metaspace") {
-    const char32_t replacement = node.find("replacement") ? node.at("replacement").character() : U'\u2581';
-    return std::make_unique<Metaspace>(replacement, prepend_scheme_of(node), node.boolean_or("split", true));
-  }
-  if (type == "Whitespace") {
-    return std::make_unique<Split>(compile_builtin(node, kWordPattern), Behavior::removed, /*invert=*/true);
-  }
-  if (type == "WhitespaceSplit") return std::make_unique<CharSplit>(is_whitespace, Behavior::removed);
-  if (type == "Sequence") {
-    const JsonNode list = node.at("pretokenizers");
-    std::vector<std::unique_ptr<PreTokenizer>> steps;
-    for (size_t i = 0; i < list.size(); ++i) steps.push_back(make_pre_tokenizer(list.at(i)));
-    return std::make_unique<Sequence>(std::move(steps));
-  }
-  node.unknown_type(kSupported);
+char32_t metaspace_replacement_of(const JsonNode& node) {
+  return node.find("replacement") ? node.at("replacement").character() : U'\u2581';
 }
+
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const JsonNode& node) { return make(node, 0); }
 
 }  // namespace fe::hf

@@ -39,5 +39,7 @@ enum class PrependScheme { always, first, never };
 // The "prepend_scheme" of a Metaspace object, or for files older than it, "add_prefix_space"
 // (true: always, false: never).
 PrependScheme prepend_scheme_of(const JsonNode& metaspace);
+// The "replacement" character of a Metaspace object ("▁" when absent).
+char32_t metaspace_replacement_of(const JsonNode& metaspace);
 
 }  // namespace fe::hf

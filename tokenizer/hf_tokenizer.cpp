@@ -3,7 +3,6 @@
 #include "tokenizer/hf_tokenizer.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -15,16 +14,13 @@
 #include "tokenizer/hf_normalizer.h"
 #include "tokenizer/hf_post_processor.h"
 #include "tokenizer/hf_pre_tokenizer.h"
-#include "tokenizer/hf_unicode.h"
 #include "tokenizer/tokenizer_config.h"
+#include "tokenizer/utf8.h"
 
 namespace fe {
 namespace {
 
-namespace fs = std::filesystem;
 using hf::JsonNode;
-
-constexpr const char* kConfigFileName = "tokenizer_config.json";
 
 std::vector<hf::AddedToken> read_added_tokens(const JsonNode& root) {
   std::vector<hf::AddedToken> tokens;
@@ -47,9 +43,15 @@ std::vector<hf::AddedToken> read_added_tokens(const JsonNode& root) {
   return tokens;
 }
 
+int32_t pad_id_of(const JsonNode& padding) {
+  const JsonNode id = padding.at("pad_id");
+  if (id.integer() < 0 || id.integer() > INT32_MAX) id.fail("token id outside [0, 2^31)");
+  return static_cast<int32_t>(id.integer());
+}
+
 class HfTokenizer final : public Tokenizer {
  public:
-  explicit HfTokenizer(std::string file) : file_(std::move(file)) {
+  HfTokenizer(std::string file, const TokenizerConfig& config) : file_(std::move(file)) {
     const nlohmann::json json = hf::read_json_file(file_);
     const JsonNode root(json, file_);
     if (!json.is_object()) root.fail("expected a JSON object (an HF tokenizer.json)");
@@ -67,21 +69,17 @@ class HfTokenizer final : public Tokenizer {
     hf::SingleSequenceTemplate added_around;
     if (const auto node = root.find("post_processor")) added_around = hf::single_sequence_template(*node);
     const auto first_or_none = [](const std::vector<int32_t>& ids) { return ids.empty() ? -1 : ids.front(); };
-    bos_id_ = first_or_none(added_around.before);
-    eos_id_ = first_or_none(added_around.after);
-    if (const auto padding = root.find("padding")) pad_id_ = static_cast<int32_t>(padding->at("pad_id").integer());
-    add_bos_ = !added_around.before.empty();
-    add_eos_ = !added_around.after.empty();
-
-    const fs::path config_file = fs::path(file_).parent_path() / kConfigFileName;
-    std::error_code error;
-    if (fs::is_regular_file(config_file, error)) apply_config(config_file.string());
-    add_bos_ = add_bos_ && bos_id_ >= 0;
-    add_eos_ = add_eos_ && eos_id_ >= 0;
+    SpecialTokens from_file{.bos_id = first_or_none(added_around.before),
+                            .eos_id = first_or_none(added_around.after),
+                            .add_bos = !added_around.before.empty(),
+                            .add_eos = !added_around.after.empty()};
+    if (const auto padding = root.find("padding")) from_file.pad_id = pad_id_of(*padding);
+    special_ = config.special_tokens(
+        from_file, [this](std::string_view token) { return token_to_id(token); }, file_);
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
-    if (const auto offset = hf::invalid_utf8_offset(text))
+    if (const auto offset = utf8::invalid_offset(text))
       fail("the text to encode is not valid UTF-8 (at byte " + std::to_string(*offset) + ")");
     std::vector<int32_t> ids;
     std::vector<hf::Piece> pieces;
@@ -107,9 +105,26 @@ class HfTokenizer final : public Tokenizer {
     return ids;
   }
 
-  std::string decode(std::span<const int32_t> ids) const override { return decode(ids, true); }
+  int64_t vocab_size() const override { return vocab_size_; }
+  int32_t bos_id() const override { return special_.bos_id; }
+  int32_t eos_id() const override { return special_.eos_id; }
+  int32_t pad_id() const override { return special_.pad_id; }
+  bool add_bos() const override { return special_.add_bos; }
+  bool add_eos() const override { return special_.add_eos; }
 
-  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const override {
+  std::string id_to_piece(int32_t id) const override {
+    check_id(id);
+    const std::string* token = token_of(id);
+    return token ? *token : std::string();
+  }
+
+  std::optional<int32_t> token_to_id(std::string_view token) const override {
+    if (const auto id = added_.id_of(token)) return id;
+    return model_->token_to_id(token);
+  }
+
+ protected:
+  std::string decode_ids(std::span<const int32_t> ids, bool skip_special_tokens) const override {
     std::vector<std::string> tokens;
     tokens.reserve(ids.size());
     for (const int32_t id : ids) {
@@ -122,24 +137,6 @@ class HfTokenizer final : public Tokenizer {
       tokens.push_back(*token);
     }
     return hf::decode_tokens(decoder_.get(), std::move(tokens));
-  }
-
-  int64_t vocab_size() const override { return vocab_size_; }
-  int32_t bos_id() const override { return bos_id_; }
-  int32_t eos_id() const override { return eos_id_; }
-  int32_t pad_id() const override { return pad_id_; }
-  bool add_bos() const override { return add_bos_; }
-  bool add_eos() const override { return add_eos_; }
-
-  std::string id_to_piece(int32_t id) const override {
-    check_id(id);
-    const std::string* token = token_of(id);
-    return token ? *token : std::string();
-  }
-
-  std::optional<int32_t> token_to_id(std::string_view token) const override {
-    if (const auto id = added_.id_of(token)) return id;
-    return model_->token_to_id(token);
   }
 
  private:
@@ -159,25 +156,6 @@ class HfTokenizer final : public Tokenizer {
     return model_->id_to_token(id);
   }
 
-  // tokenizer_config.json overrides the special ids and the BOS/EOS flags it states.
-  void apply_config(const std::string& config_file) {
-    const TokenizerConfig config = TokenizerConfig::read(config_file);
-    const auto id_of = [&](const std::optional<std::string>& token, const char* key, int32_t fallback) {
-      if (!token) return fallback;
-      const auto id = token_to_id(*token);
-      if (!id) {
-        throw std::runtime_error("tokenizer: " + config_file + ": " + key + ": \"" + *token + "\" is not a token of " +
-                                 file_ + " (fix the key or use the tokenizer.json that belongs with it)");
-      }
-      return *id;
-    };
-    bos_id_ = id_of(config.bos_token, "bos_token", bos_id_);
-    eos_id_ = id_of(config.eos_token, "eos_token", eos_id_);
-    pad_id_ = id_of(config.pad_token, "pad_token", pad_id_);
-    if (config.add_bos_token) add_bos_ = *config.add_bos_token;
-    if (config.add_eos_token) add_eos_ = *config.add_eos_token;
-  }
-
   std::string file_;
   std::unique_ptr<hf::Normalizer> normalizer_;
   std::unique_ptr<hf::PreTokenizer> pre_tokenizer_;
@@ -185,14 +163,13 @@ class HfTokenizer final : public Tokenizer {
   std::unique_ptr<hf::Decoder> decoder_;
   hf::AddedVocabulary added_;
   int64_t vocab_size_ = 0;
-  int32_t bos_id_ = -1, eos_id_ = -1, pad_id_ = -1;
-  bool add_bos_ = false, add_eos_ = false;
+  SpecialTokens special_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& json_file) {
-  return std::make_unique<HfTokenizer>(json_file);
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& json_file, const TokenizerConfig& config) {
+  return std::make_unique<HfTokenizer>(json_file, config);
 }
 
 }  // namespace fe

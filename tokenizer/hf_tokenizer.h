@@ -6,7 +6,8 @@
 // (hf_pre_tokenizer.h) and each piece encoded by the BPE model (hf_bpe.h). The post-processor is
 // read only for the BOS/EOS rules (hf_post_processor.h); decode goes through the decoder
 // (hf_decoder.h). `truncation` and `padding` are not applied (callers cut and pad sequences);
-// padding's pad_id is the PAD id when tokenizer_config.json names none.
+// padding's pad_id is the PAD id when tokenizer_config.json names none. Component Sequences nest at
+// most kMaxComponentNesting (hf_json.h) deep.
 #pragma once
 
 #include <memory>
@@ -16,7 +17,10 @@
 
 namespace fe {
 
-// Reads `json_file` and, when present, tokenizer_config.json in the same directory.
-std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& json_file);
+struct TokenizerConfig;
+
+// Reads `json_file`; `config` (the directory's tokenizer_config.json, empty when there is none)
+// overrides the special tokens and BOS/EOS flags it names (TokenizerConfig::special_tokens).
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& json_file, const TokenizerConfig& config);
 
 }  // namespace fe

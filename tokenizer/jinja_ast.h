@@ -37,6 +37,10 @@ struct Expr {
   virtual ~Expr() = default;
   Kind kind;
   SourcePos pos;
+  // Nodes on the longest path from here to a leaf (1 for a leaf), or 0 until the parser measures
+  // it. The parser bounds it, so walking the tree recursively (rendering, destroying) stays within
+  // the stack however many operators, attributes or filters a template chains.
+  mutable int height = 0;
 };
 using ExprPtr = std::unique_ptr<Expr>;
 

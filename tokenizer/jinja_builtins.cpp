@@ -32,7 +32,7 @@ Args bind(const std::string& function, CallArgs& call, std::initializer_list<con
   Args bound(names.size());
   for (size_t i = 0; i < call.positional.size(); ++i) bound[i] = call.positional[i];
   for (auto& [key, value] : call.keyword) {
-    const auto it = std::find_if(names.begin(), names.end(), [&](const char* n) { return key == n; });
+    const auto it = std::find(names.begin(), names.end(), std::string_view(key));
     if (it == names.end()) fail(function + "() got an unexpected keyword argument '" + key + "'");
     auto& slot = bound[it - names.begin()];
     if (slot) fail(function + "() got multiple values for argument '" + key + "'");
@@ -76,6 +76,32 @@ Value list_of_strings(const std::vector<std::string>& parts) {
   ValueList items;
   for (const std::string& p : parts) items.push_back(str_value(p));
   return Value::list(std::move(items));
+}
+
+// text::pad and text::replace, after checking the size of what they will build.
+std::string padded(std::string_view s, int64_t width, char32_t fill, char align) {
+  const int64_t size = text::length(s);
+  if (width > size) {
+    std::string fill_utf8;
+    text::append_utf8(fill_utf8, fill);
+    check_result_size(s.size() + result_size(static_cast<uint64_t>(width - size), fill_utf8.size()));
+  }
+  return text::pad(s, width, fill, align);
+}
+
+std::string replaced(std::string_view s, std::string_view old, std::string_view replacement, int64_t count) {
+  if (replacement.size() > old.size()) {
+    uint64_t matches = 0;
+    const uint64_t most = count < 0 ? std::numeric_limits<uint64_t>::max() : static_cast<uint64_t>(count);
+    if (old.empty()) {
+      matches = static_cast<uint64_t>(text::length(s)) + 1;
+    } else {
+      for (size_t at = s.find(old); at != std::string_view::npos && matches < most; at = s.find(old, at + old.size()))
+        ++matches;
+    }
+    check_result_size(s.size() + result_size(std::min(matches, most), replacement.size() - old.size()));
+  }
+  return text::replace(s, old, replacement, count);
 }
 
 Value unsafe_attribute(const Value& object, const std::string& name) {
@@ -189,14 +215,22 @@ FormatSpec parse_format_spec(const std::string& spec_text) {
   if (i < s.size() && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) spec.sign = static_cast<char>(s[i++]);
   if (i < s.size() && s[i] == '#') spec.alternate = true, ++i;
   if (i < s.size() && s[i] == '0') spec.zero = true, ++i;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9') spec.width = spec.width * 10 + (s[i++] - '0');
+  // CPython's get_integer: a Py_ssize_t, else this ValueError.
+  auto digits = [&]() {
+    int64_t n = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+      const int digit = static_cast<int>(s[i++] - '0');
+      if (n > (std::numeric_limits<int64_t>::max() - digit) / 10) fail("Too many decimal digits in format string");
+      n = n * 10 + digit;
+    }
+    return n;
+  };
+  spec.width = digits();
   if (i < s.size() && (s[i] == ',' || s[i] == '_')) spec.grouping = static_cast<char>(s[i++]);
   if (i < s.size() && s[i] == '.') {
     ++i;
-    int64_t p = 0;
     if (i >= s.size() || s[i] < '0' || s[i] > '9') fail("Format specifier missing precision");
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') p = p * 10 + (s[i++] - '0');
-    spec.precision = p;
+    spec.precision = digits();
   }
   if (i < s.size()) spec.type = static_cast<char>(s[i++]);
   if (i < s.size()) fail("Invalid format specifier");
@@ -223,11 +257,14 @@ std::string align_field(const std::string& sign, const std::string& body, const 
   }
   const int64_t size = text::length(sign) + text::length(body);
   if (size >= spec.width) return sign + body;
-  std::string padding;
   const int64_t pad = spec.width - size;
+  std::string fill_utf8;
+  text::append_utf8(fill_utf8, fill);
+  check_result_size(sign.size() + body.size() + result_size(static_cast<uint64_t>(pad), fill_utf8.size()));
   auto fills = [&](int64_t n) {
     std::string f;
-    for (int64_t k = 0; k < n; ++k) text::append_utf8(f, fill);
+    f.reserve(static_cast<size_t>(n) * fill_utf8.size());
+    for (int64_t k = 0; k < n; ++k) f += fill_utf8;
     return f;
   };
   switch (align) {
@@ -245,14 +282,15 @@ std::string align_field(const std::string& sign, const std::string& body, const 
 std::string format_float_spec(double f, const FormatSpec& spec) {
   char type = spec.type;
   std::string body;
-  char buffer[512];
   if (std::isnan(f) || std::isinf(f)) {
     body = std::isnan(f) ? "nan" : "inf";
     if (type == 'E' || type == 'F' || type == 'G') body = text::upper(body);
   } else if (type == 0 && !spec.precision) {
     body = float_repr(std::fabs(f));
   } else {
-    const int precision = static_cast<int>(spec.precision.value_or(6));
+    const int64_t precision = spec.precision.value_or(6);
+    if (precision > std::numeric_limits<int>::max()) fail("precision too big");
+    check_result_size(static_cast<uint64_t>(precision) + 400);  // digits after the point, and up to 309 before
     double shown = std::fabs(f);
     std::string suffix;
     char c = type ? type : 'g';
@@ -262,8 +300,7 @@ std::string format_float_spec(double f, const FormatSpec& spec) {
       suffix = "%";
     }
     std::string format = std::string("%") + (spec.alternate ? "#" : "") + "." + std::to_string(precision) + c;
-    std::snprintf(buffer, sizeof buffer, format.c_str(), shown);
-    body = buffer;
+    body = format_number(format.c_str(), shown);
     if (type == 0 && body.find_first_of(".e") == std::string::npos) body += ".0";
     body += suffix;
   }
@@ -315,11 +352,8 @@ std::string format_value(const Value& v, const std::string& spec_text) {
         if (digits.empty()) digits = "0";
         if (spec.alternate) prefix = "0b";
         break;
-      case 'c': {
-        std::string s;
-        text::append_utf8(s, static_cast<char32_t>(i));
-        return align_field("", s, spec, '<');
-      }
+      case 'c':
+        return align_field("", code_point_char(i), spec, '<');
       default:
         fail(std::string("Unknown format code '") + spec.type + "' for object of type 'int'");
     }
@@ -496,7 +530,7 @@ Value pad_method(const Value& self, CallArgs& args, const char* name, char align
   const std::string fill = a[1] ? str_arg(a[1], "fillchar") : " ";
   const std::u32string fill_cp = text::decode(fill);
   if (fill_cp.size() != 1) fail("The fill character must be exactly one character long");
-  return str_value(text::pad(self.as_string(), int_arg(a[0], "width", 0), fill_cp[0], align));
+  return str_value(padded(self.as_string(), int_arg(a[0], "width", 0), fill_cp[0], align));
 }
 
 template <bool (*Predicate)(char32_t)>
@@ -505,8 +539,6 @@ Value all_chars(const Value& self, CallArgs& args) {
   const std::u32string cps = text::decode(self.as_string());
   return Value::boolean(!cps.empty() && std::all_of(cps.begin(), cps.end(), Predicate));
 }
-
-bool is_alnum_char(char32_t c) { return text::is_alpha(c) || text::is_digit(c); }
 
 const std::map<std::string, Method, std::less<>>& str_methods() {
   static const std::map<std::string, Method, std::less<>> methods = {
@@ -531,21 +563,21 @@ const std::map<std::string, Method, std::less<>>& str_methods() {
       {"find", [](const Value& s, CallArgs& a) { return find_method(s, a, "find", false, false); }},
       {"format", [](const Value& s, CallArgs& a) { return str_value(str_format(s.as_string(), a)); }},
       {"index", [](const Value& s, CallArgs& a) { return find_method(s, a, "index", false, true); }},
-      {"isalnum", all_chars<is_alnum_char>},
+      {"isalnum", all_chars<text::is_alnum>},
       {"isalpha", all_chars<text::is_alpha>},
       {"isascii",
        [](const Value& s, CallArgs& a) {
          no_arguments("isascii", a);
          return Value::boolean(text::is_ascii(s.as_string()));
        }},
-      {"isdecimal", all_chars<text::is_digit>},
+      {"isdecimal", all_chars<text::is_decimal>},
       {"isdigit", all_chars<text::is_digit>},
       {"islower",
        [](const Value& s, CallArgs& a) {
          no_arguments("islower", a);
          return Value::boolean(text::all_lower(s.as_string()));
        }},
-      {"isnumeric", all_chars<text::is_digit>},
+      {"isnumeric", all_chars<text::is_numeric>},
       {"isspace", all_chars<text::is_space>},
       {"isupper",
        [](const Value& s, CallArgs& a) {
@@ -560,8 +592,8 @@ const std::map<std::string, Method, std::less<>>& str_methods() {
          for (size_t i = 0; i < items.size(); ++i) {
            if (!items[i].is_string())
              fail("sequence item " + std::to_string(i) + ": expected str instance, " + type_name(items[i]) + " found");
-           if (i) out += s.as_string();
-           out += items[i].as_string();
+           if (i) append_checked(out, s.as_string());
+           append_checked(out, items[i].as_string());
          }
          return str_value(std::move(out));
        }},
@@ -601,7 +633,7 @@ const std::map<std::string, Method, std::less<>>& str_methods() {
        [](const Value& s, CallArgs& a) {
          Args b = bind("replace", a, {"old", "new", "count"}, 2);
          return str_value(
-             text::replace(s.as_string(), str_arg(b[0], "old"), str_arg(b[1], "new"), int_arg(b[2], "count", -1)));
+             replaced(s.as_string(), str_arg(b[0], "old"), str_arg(b[1], "new"), int_arg(b[2], "count", -1)));
        }},
       {"rfind", [](const Value& s, CallArgs& a) { return find_method(s, a, "rfind", true, false); }},
       {"rindex", [](const Value& s, CallArgs& a) { return find_method(s, a, "rindex", true, true); }},
@@ -647,6 +679,7 @@ const std::map<std::string, Method, std::less<>>& str_methods() {
          const std::string& t = s.as_string();
          const int64_t width = int_arg(b[0], "width", 0), size = text::length(t);
          if (size >= width) return s;
+         check_result_size(t.size() + static_cast<uint64_t>(width - size));
          const size_t sign = !t.empty() && (t[0] == '+' || t[0] == '-') ? 1 : 0;
          return str_value(t.substr(0, sign) + std::string(width - size, '0') + t.substr(sign));
        }},
@@ -906,9 +939,9 @@ Value filter_join(const Value& value, CallArgs& args) {
   std::string out;
   bool first = true;
   for (const Value& item : iterate(value)) {
-    if (!first) out += separator;
+    if (!first) append_checked(out, separator);
     first = false;
-    out += to_str(a[1] ? getter(item) : item);
+    append_checked(out, to_str(a[1] ? getter(item) : item));
   }
   return str_value(std::move(out));
 }
@@ -972,12 +1005,12 @@ Value filter_trim(const Value& value, CallArgs& args) {
 
 Value filter_replace(const Value& value, CallArgs& args) {
   Args a = bind("replace", args, {"old", "new", "count"}, 2);
-  return str_value(text::replace(to_str(value), to_str(*a[0]), to_str(*a[1]), int_arg(a[2], "count", -1)));
+  return str_value(replaced(to_str(value), to_str(*a[0]), to_str(*a[1]), int_arg(a[2], "count", -1)));
 }
 
 Value filter_center(const Value& value, CallArgs& args) {
   Args a = bind("center", args, {"width"});
-  return like_input(value, text::pad(to_str(value), int_arg(a[0], "width", 80), U' ', '^'));
+  return like_input(value, padded(to_str(value), int_arg(a[0], "width", 80), U' ', '^'));
 }
 
 Value filter_indent(const Value& value, CallArgs& args) {
@@ -985,11 +1018,16 @@ Value filter_indent(const Value& value, CallArgs& args) {
   if (value.is_undefined()) fail_undefined(value);
   if (!value.is_string()) fail("unsupported operand type(s) for +=: '" + type_name(value) + "' and 'str'");
   std::string indention;
-  if (a[0] && a[0]->is_string())
+  if (a[0] && a[0]->is_string()) {
     indention = a[0]->as_string();
-  else
-    indention = std::string(std::max<int64_t>(int_arg(a[0], "width", 4), 0), ' ');
+  } else {
+    const int64_t width = std::max<int64_t>(int_arg(a[0], "width", 4), 0);
+    check_result_size(static_cast<uint64_t>(width));
+    indention = std::string(width, ' ');
+  }
   const std::vector<std::string> lines = text::splitlines(value.as_string() + "\n", false);
+  // Every line indented, the first too, plus the text and its newlines.
+  check_result_size(value.as_string().size() + lines.size() + result_size(lines.size() + 1, indention.size()));
   std::string out;
   if (bool_arg(a[2], false)) {
     for (size_t i = 0; i < lines.size(); ++i) out += (i ? "\n" + indention : "") + lines[i];
@@ -1067,9 +1105,8 @@ Value filter_round(const Value& value, CallArgs& args) {
     const double scale = std::pow(10.0, static_cast<double>(-precision));
     return Value::floating(std::nearbyint(f / scale) * scale);
   }
-  char buffer[512];
-  std::snprintf(buffer, sizeof buffer, "%.*f", static_cast<int>(std::min<int64_t>(precision, 300)), f);
-  return Value::floating(std::strtod(buffer, nullptr));
+  const std::string format = "%." + std::to_string(std::min<int64_t>(precision, 400)) + "f";
+  return Value::floating(std::strtod(format_number(format.c_str(), f).c_str(), nullptr));
 }
 
 Value filter_reverse(const Value& value, CallArgs& args) {
@@ -1218,8 +1255,10 @@ Value filter_batch(const Value& value, CallArgs& args) {
       current.push_back(item);
     }
     if (!current.empty()) {
-      if (is_set(a[1]))
+      if (is_set(a[1]) && count > static_cast<int64_t>(current.size())) {
+        result_size(static_cast<uint64_t>(count), sizeof(Value));
         while (static_cast<int64_t>(current.size()) < count) current.push_back(*a[1]);
+      }
       batches.push_back(Value::list(std::move(current)));
     }
     return batches;
@@ -1232,6 +1271,7 @@ Value filter_slice(const Value& value, CallArgs& args) {
     const ValueList seq = iterate(value);
     const int64_t slices = int_arg(a[0], "slices", 1);
     if (slices <= 0) fail("integer division or modulo by zero");
+    result_size(static_cast<uint64_t>(slices), sizeof(Value));
     const auto length = static_cast<int64_t>(seq.size());
     const int64_t per_slice = length / slices, with_extra = length % slices;
     int64_t offset = 0;
@@ -1323,7 +1363,7 @@ Value filter_tojson(const Value& value, CallArgs& args) {
     if (a[1]->is_string())
       style.indent = a[1]->as_string();
     else
-      style.indent = std::string(std::max<int64_t>(int_arg(a[1], "indent", 0), 0), ' ');
+      style.indent = std::string(result_size(std::max<int64_t>(int_arg(a[1], "indent", 0), 0), 1), ' ');
   }
   if (is_set(a[2])) {
     const ValueList parts = iterate(*a[2]);

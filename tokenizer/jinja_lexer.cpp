@@ -59,11 +59,16 @@ class Lexer {
  private:
   enum class State { root, block, variable };
 
+  // The column counts code points from the line's start. Tokens come in source order, so the count
+  // continues from the previous position on the same line: counting from the start each time would
+  // take time quadratic in the length of a one-line template.
   SourcePos position(size_t offset) const {
     size_t line = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset) - line_starts_.begin();
     const size_t start = line_starts_[line - 1];
-    const std::string_view prefix(src_.data() + start, offset - start);
-    return {static_cast<int>(line), static_cast<int>(text::length(prefix)) + 1};
+    if (counted_.offset < start || counted_.offset > offset) counted_ = {start, 1};
+    counted_.column += text::length(std::string_view(src_.data() + counted_.offset, offset - counted_.offset));
+    counted_.offset = offset;
+    return {static_cast<int>(line), static_cast<int>(counted_.column)};
   }
 
   [[noreturn]] void fail_at(size_t offset, const std::string& message) const {
@@ -492,6 +497,11 @@ class Lexer {
 
   std::string src_;
   std::vector<size_t> line_starts_;
+  struct CountedColumn {
+    size_t offset = 0;  // a byte offset whose column is known
+    int64_t column = 1;
+  };
+  mutable CountedColumn counted_;
   size_t pos_ = 0;
   State state_ = State::root;
   bool line_starting_ = true;  // the last match ended a line (lstrip_blocks applies at start of text)

@@ -19,6 +19,97 @@ using Names = std::vector<std::string>;
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
+// Calls f on each direct child of e (not on e, not deeper).
+void for_each_child(const Expr& e, const std::function<void(const Expr&)>& f) {
+  auto maybe = [&](const ExprPtr& x) {
+    if (x) f(*x);
+  };
+  auto args = [&](const Arguments& a) {
+    for (const ExprPtr& x : a.positional) f(*x);
+    for (const auto& [key, x] : a.keyword) f(*x);
+    maybe(a.star_args);
+    maybe(a.star_kwargs);
+  };
+  switch (e.kind) {
+    case Expr::Kind::sequence:
+      for (const ExprPtr& x : static_cast<const SequenceExpr&>(e).items) f(*x);
+      break;
+    case Expr::Kind::dict:
+      for (const auto& [k, v] : static_cast<const DictExpr&>(e).items) {
+        f(*k);
+        f(*v);
+      }
+      break;
+    case Expr::Kind::attribute:
+      f(*static_cast<const AttributeExpr&>(e).object);
+      break;
+    case Expr::Kind::item:
+      f(*static_cast<const ItemExpr&>(e).object);
+      f(*static_cast<const ItemExpr&>(e).key);
+      break;
+    case Expr::Kind::slice: {
+      const auto& slice = static_cast<const SliceExpr&>(e);
+      maybe(slice.start);
+      maybe(slice.stop);
+      maybe(slice.step);
+      break;
+    }
+    case Expr::Kind::call:
+      f(*static_cast<const CallExpr&>(e).callee);
+      args(static_cast<const CallExpr&>(e).args);
+      break;
+    case Expr::Kind::filter:
+    case Expr::Kind::test:
+      maybe(static_cast<const FilterExpr&>(e).operand);
+      args(static_cast<const FilterExpr&>(e).args);
+      break;
+    case Expr::Kind::conditional: {
+      const auto& c = static_cast<const ConditionalExpr&>(e);
+      maybe(c.test);
+      maybe(c.then_value);
+      maybe(c.else_value);
+      break;
+    }
+    case Expr::Kind::binary:
+      f(*static_cast<const BinaryExpr&>(e).left);
+      f(*static_cast<const BinaryExpr&>(e).right);
+      break;
+    case Expr::Kind::concat:
+      for (const ExprPtr& x : static_cast<const ConcatExpr&>(e).operands) f(*x);
+      break;
+    case Expr::Kind::compare:
+      f(*static_cast<const CompareExpr&>(e).first);
+      for (const auto& [op, x] : static_cast<const CompareExpr&>(e).rest) f(*x);
+      break;
+    case Expr::Kind::logical:
+      f(*static_cast<const LogicalExpr&>(e).left);
+      f(*static_cast<const LogicalExpr&>(e).right);
+      break;
+    case Expr::Kind::logical_not:
+      f(*static_cast<const NotExpr&>(e).operand);
+      break;
+    case Expr::Kind::unary:
+      f(*static_cast<const UnaryExpr&>(e).operand);
+      break;
+    case Expr::Kind::constant:
+    case Expr::Kind::name:
+    case Expr::Kind::namespace_ref:
+      break;
+  }
+}
+
+// e.height, measuring the nodes below e not measured yet (the parser measures each node it folds
+// into a chain as it builds it, so this descends only through what recursion built, which the
+// parser's nesting limit bounds).
+int measured_height(const Expr& e) {
+  if (e.height == 0) {
+    int tallest = 0;
+    for_each_child(e, [&](const Expr& child) { tallest = std::max(tallest, measured_height(child)); });
+    e.height = tallest + 1;
+  }
+  return e.height;
+}
+
 class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : tokens_(std::move(tokens)) {}
@@ -359,7 +450,7 @@ class Parser {
   // --- expressions --------------------------------------------------------------------------
   ExprPtr parse_expression(bool with_condexpr) {
     const Nesting nesting(*this);
-    return with_condexpr ? parse_condexpr() : parse_or();
+    return grown(with_condexpr ? parse_condexpr() : parse_or());
   }
 
   ExprPtr parse_condexpr() {
@@ -368,9 +459,12 @@ class Parser {
     while (skip_if_name("if")) {
       auto node = std::make_unique<ConditionalExpr>(pos);
       node->test = parse_or();
-      if (skip_if_name("else")) node->else_value = parse_condexpr();
+      if (skip_if_name("else")) {
+        const Nesting nesting(*this);
+        node->else_value = parse_condexpr();
+      }
       node->then_value = std::move(expr);
-      expr = std::move(node);
+      expr = grown(std::move(node));
       pos = current().pos;
     }
     return expr;
@@ -380,7 +474,7 @@ class Parser {
     SourcePos pos = current().pos;
     ExprPtr left = parse_and();
     while (skip_if_name("or")) {
-      left = std::make_unique<LogicalExpr>(pos, false, std::move(left), parse_and());
+      left = grown(std::make_unique<LogicalExpr>(pos, false, std::move(left), parse_and()));
       pos = current().pos;
     }
     return left;
@@ -390,7 +484,7 @@ class Parser {
     SourcePos pos = current().pos;
     ExprPtr left = parse_not();
     while (skip_if_name("and")) {
-      left = std::make_unique<LogicalExpr>(pos, true, std::move(left), parse_not());
+      left = grown(std::make_unique<LogicalExpr>(pos, true, std::move(left), parse_not()));
       pos = current().pos;
     }
     return left;
@@ -435,7 +529,7 @@ class Parser {
       }
     }
     if (!node) return first;
-    return node;
+    return grown(std::move(node));
   }
 
   ExprPtr parse_math1() {
@@ -443,7 +537,7 @@ class Parser {
     ExprPtr left = parse_concat();
     while (is(TokenType::add) || is(TokenType::sub)) {
       const BinaryOp op = next().type == TokenType::add ? BinaryOp::add : BinaryOp::sub;
-      left = std::make_unique<BinaryExpr>(pos, op, std::move(left), parse_concat());
+      left = grown(std::make_unique<BinaryExpr>(pos, op, std::move(left), parse_concat()));
       pos = current().pos;
     }
     return left;
@@ -456,7 +550,7 @@ class Parser {
     auto node = std::make_unique<ConcatExpr>(pos);
     node->operands.push_back(std::move(first));
     while (skip_if(TokenType::tilde)) node->operands.push_back(parse_math2());
-    return node;
+    return grown(std::move(node));
   }
 
   ExprPtr parse_math2() {
@@ -468,7 +562,7 @@ class Parser {
                           : type == TokenType::div      ? BinaryOp::div
                           : type == TokenType::floordiv ? BinaryOp::floordiv
                                                         : BinaryOp::mod;
-      left = std::make_unique<BinaryExpr>(pos, op, std::move(left), parse_pow());
+      left = grown(std::make_unique<BinaryExpr>(pos, op, std::move(left), parse_pow()));
       pos = current().pos;
     }
     return left;
@@ -478,7 +572,7 @@ class Parser {
     SourcePos pos = current().pos;
     ExprPtr left = parse_unary(true);
     while (skip_if(TokenType::pow)) {
-      left = std::make_unique<BinaryExpr>(pos, BinaryOp::pow, std::move(left), parse_unary(true));
+      left = grown(std::make_unique<BinaryExpr>(pos, BinaryOp::pow, std::move(left), parse_unary(true)));
       pos = current().pos;
     }
     return left;
@@ -496,7 +590,7 @@ class Parser {
     }
     node = parse_postfix(std::move(node));
     if (with_filter) node = parse_filter_expr(std::move(node));
-    return node;
+    return grown(std::move(node));
   }
 
   ExprPtr parse_primary() {
@@ -593,9 +687,9 @@ class Parser {
   ExprPtr parse_postfix(ExprPtr node) {
     while (true) {
       if (is(TokenType::dot) || is(TokenType::lbracket))
-        node = parse_subscript(std::move(node));
+        node = grown(parse_subscript(std::move(node)));
       else if (is(TokenType::lparen))
-        node = parse_call(std::move(node));
+        node = grown(parse_call(std::move(node)));
       else
         return node;
     }
@@ -606,9 +700,9 @@ class Parser {
       if (is(TokenType::pipe))
         node = parse_filter(std::move(node), false);
       else if (is_name("is"))
-        node = parse_test(std::move(node));
+        node = grown(parse_test(std::move(node)));
       else if (is(TokenType::lparen))
-        node = parse_call(std::move(node));
+        node = grown(parse_call(std::move(node)));
       else
         return node;
     }
@@ -707,7 +801,7 @@ class Parser {
       const SourcePos pos = current().pos;
       auto filter = std::make_unique<FilterExpr>(Expr::Kind::filter, pos, std::move(node), parse_dotted_name());
       if (is(TokenType::lparen)) filter->args = parse_call_args();
-      node = std::move(filter);
+      node = grown(std::move(filter));
       start_inline = false;
     }
     return node;
@@ -743,6 +837,18 @@ class Parser {
   // Deeply nested source (thousands of brackets) fails cleanly instead of exhausting the stack, as
   // Python's recursion limit stops jinja2.
   static constexpr int kMaxNesting = 250;
+  // Chains make trees as tall without recursing in the parser (`1 + 1 + ...`, `x.a.b...`,
+  // `x|f|g...`), so every node is measured as it is built and a tree taller than this fails.
+  // jinja2's compiler stops near here too, with RecursionError (at 500 terms of `1 + 1 + ...`).
+  static constexpr int kMaxExpressionHeight = 500;
+  ExprPtr grown(ExprPtr node) const {
+    if (measured_height(*node) > kMaxExpressionHeight)
+      fail("the expression nests more than " + std::to_string(kMaxExpressionHeight) +
+               " levels deep (each operator, attribute, subscript, call, filter or bracket is one); jinja2 fails "
+               "near there too, with RecursionError",
+           node->pos);
+    return node;
+  }
   struct Nesting {
     explicit Nesting(Parser& p) : parser(p) {
       if (++parser.nesting_ > kMaxNesting) parser.fail("the template nests expressions or blocks too deeply");
@@ -762,88 +868,7 @@ void visit_expr(const Expr* e, bool soft, const ExprVisitor& visit) {
   if (!e) return;
   if (e->kind == Expr::Kind::conditional) soft = true;
   visit(*e, soft);
-  auto args = [&](const Arguments& a) {
-    for (const ExprPtr& x : a.positional) visit_expr(x.get(), soft, visit);
-    for (const auto& [key, x] : a.keyword) visit_expr(x.get(), soft, visit);
-    visit_expr(a.star_args.get(), soft, visit);
-    visit_expr(a.star_kwargs.get(), soft, visit);
-  };
-  switch (e->kind) {
-    case Expr::Kind::sequence:
-      for (const ExprPtr& x : static_cast<const SequenceExpr*>(e)->items) visit_expr(x.get(), soft, visit);
-      break;
-    case Expr::Kind::dict:
-      for (const auto& [k, v] : static_cast<const DictExpr*>(e)->items) {
-        visit_expr(k.get(), soft, visit);
-        visit_expr(v.get(), soft, visit);
-      }
-      break;
-    case Expr::Kind::attribute:
-      visit_expr(static_cast<const AttributeExpr*>(e)->object.get(), soft, visit);
-      break;
-    case Expr::Kind::item: {
-      const auto* item = static_cast<const ItemExpr*>(e);
-      visit_expr(item->object.get(), soft, visit);
-      visit_expr(item->key.get(), soft, visit);
-      break;
-    }
-    case Expr::Kind::slice: {
-      const auto* slice = static_cast<const SliceExpr*>(e);
-      visit_expr(slice->start.get(), soft, visit);
-      visit_expr(slice->stop.get(), soft, visit);
-      visit_expr(slice->step.get(), soft, visit);
-      break;
-    }
-    case Expr::Kind::call: {
-      const auto* call = static_cast<const CallExpr*>(e);
-      visit_expr(call->callee.get(), soft, visit);
-      args(call->args);
-      break;
-    }
-    case Expr::Kind::filter:
-    case Expr::Kind::test: {
-      const auto* filter = static_cast<const FilterExpr*>(e);
-      visit_expr(filter->operand.get(), soft, visit);
-      args(filter->args);
-      break;
-    }
-    case Expr::Kind::conditional: {
-      const auto* c = static_cast<const ConditionalExpr*>(e);
-      visit_expr(c->test.get(), soft, visit);
-      visit_expr(c->then_value.get(), soft, visit);
-      visit_expr(c->else_value.get(), soft, visit);
-      break;
-    }
-    case Expr::Kind::binary: {
-      const auto* b = static_cast<const BinaryExpr*>(e);
-      visit_expr(b->left.get(), soft, visit);
-      visit_expr(b->right.get(), soft, visit);
-      break;
-    }
-    case Expr::Kind::concat:
-      for (const ExprPtr& x : static_cast<const ConcatExpr*>(e)->operands) visit_expr(x.get(), soft, visit);
-      break;
-    case Expr::Kind::compare: {
-      const auto* c = static_cast<const CompareExpr*>(e);
-      visit_expr(c->first.get(), soft, visit);
-      for (const auto& [op, x] : c->rest) visit_expr(x.get(), soft, visit);
-      break;
-    }
-    case Expr::Kind::logical: {
-      const auto* l = static_cast<const LogicalExpr*>(e);
-      visit_expr(l->left.get(), soft, visit);
-      visit_expr(l->right.get(), soft, visit);
-      break;
-    }
-    case Expr::Kind::logical_not:
-      visit_expr(static_cast<const NotExpr*>(e)->operand.get(), soft, visit);
-      break;
-    case Expr::Kind::unary:
-      visit_expr(static_cast<const UnaryExpr*>(e)->operand.get(), soft, visit);
-      break;
-    default:
-      break;
-  }
+  for_each_child(*e, [&](const Expr& child) { visit_expr(&child, soft, visit); });
 }
 
 void visit_macro(const MacroStmt& macro, const ExprVisitor& visit) {

@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <new>
 #include <optional>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -15,6 +17,13 @@ namespace {
 // Nested macro calls and loop(...) recursions before the render stops, as Python's recursion
 // limit would (a template that recurses without end must fail, not exhaust the stack).
 constexpr int kMaxCallDepth = 200;
+// Expressions and statements being evaluated at once, across macro calls: each is a few C++ stack
+// frames, so this bounds the render's stack use (about 1 KiB a level) whatever the template nests.
+constexpr int kMaxRenderDepth = 3000;
+
+// What a failed allocation reports: a template whose data outgrows memory fails like any other
+// runtime error, with its position, instead of ending the process.
+constexpr const char* kOutOfMemory = "out of memory: the template builds more data than this process can hold";
 
 struct Scope {
   explicit Scope(std::shared_ptr<Scope> parent) : parent(std::move(parent)) {}
@@ -70,10 +79,15 @@ class Renderer {
 
   Flow exec_located(const Stmt& stmt, const ScopePtr& scope, std::string& out) {
     try {
+      const RenderDepth depth(*this);
       return exec_stmt(stmt, scope, out);
     } catch (const TemplateError& e) {
       if (e.pos().line > 0) throw;
       throw e.located(stmt.pos);
+    } catch (const std::bad_alloc&) {
+      throw TemplateError(TemplateError::Kind::runtime, kOutOfMemory, stmt.pos);
+    } catch (const std::length_error&) {
+      throw TemplateError(TemplateError::Kind::runtime, kOutOfMemory, stmt.pos);
     }
   }
 
@@ -81,7 +95,7 @@ class Renderer {
     switch (stmt.kind) {
       case Stmt::Kind::output:
         for (const OutputStmt::Part& part : static_cast<const OutputStmt&>(stmt).parts)
-          out += part.expr ? to_str(eval(*part.expr, scope)) : part.text;
+          append_checked(out, part.expr ? to_str(eval(*part.expr, scope)) : part.text);
         return Flow::normal;
       case Stmt::Kind::for_loop: {
         const auto& node = static_cast<const ForStmt&>(stmt);
@@ -101,7 +115,9 @@ class Renderer {
       }
       case Stmt::Kind::set_block: {
         const auto& node = static_cast<const SetBlockStmt&>(stmt);
-        Value text = Value::string(render_body(node.body, node.body_locals, scope));
+        std::string body;
+        if (const Flow flow = render_body(node.body, node.body_locals, scope, body); flow != Flow::normal) return flow;
+        Value text = Value::string(std::move(body));
         if (node.filter) text = apply_filters(*node.filter, text, scope);
         assign(*node.target, text, scope);
         return Flow::normal;
@@ -116,13 +132,14 @@ class Renderer {
         const auto& call_expr = static_cast<const CallExpr&>(*node.call);
         CallArgs args = eval_args(call_expr.args, scope);
         args.keyword.emplace_back("caller", make_macro(*node.caller, scope));
-        out += to_str(call(eval(*call_expr.callee, scope), args));
+        append_checked(out, to_str(call(eval(*call_expr.callee, scope), args)));
         return Flow::normal;
       }
       case Stmt::Kind::filter_block: {
         const auto& node = static_cast<const FilterBlockStmt&>(stmt);
-        out +=
-            to_str(apply_filters(*node.filter, Value::string(render_body(node.body, node.body_locals, scope)), scope));
+        std::string body;
+        if (const Flow flow = render_body(node.body, node.body_locals, scope, body); flow != Flow::normal) return flow;
+        append_checked(out, to_str(apply_filters(*node.filter, Value::string(std::move(body)), scope)));
         return Flow::normal;
       }
       case Stmt::Kind::with: {
@@ -131,8 +148,7 @@ class Renderer {
         std::vector<Value> values;
         for (const auto& [target, value] : node.assignments) values.push_back(eval(*value, scope));
         for (size_t i = 0; i < values.size(); ++i) assign(*node.assignments[i].first, values[i], inner);
-        exec(node.body, inner, out);
-        return Flow::normal;
+        return exec(node.body, inner, out);
       }
       case Stmt::Kind::loop_control:
         return static_cast<const LoopControlStmt&>(stmt).is_break ? Flow::break_loop : Flow::continue_loop;
@@ -140,12 +156,11 @@ class Renderer {
     return Flow::normal;
   }
 
-  // A body rendered into its own string, in a scope of its own (jinja2 renders {% set %} and
-  // {% filter %} blocks in an inner frame).
-  std::string render_body(const Body& body, const FrameLocals& locals, const ScopePtr& scope) {
-    std::string out;
-    exec(body, frame(scope, locals), out);
-    return out;
+  // A body rendered into `out`, in a scope of its own (jinja2 renders {% set %} and {% filter %}
+  // blocks in an inner frame). A `break` or `continue` inside it leaves the enclosing loop at once,
+  // as in jinja2's generated Python: the block's text is dropped and nothing is assigned or filtered.
+  Flow render_body(const Body& body, const FrameLocals& locals, const ScopePtr& scope, std::string& out) {
+    return exec(body, frame(scope, locals), out);
   }
 
   ValueList loop_items(const ForStmt& node, const Value& iterable, const ScopePtr& scope) {
@@ -222,6 +237,18 @@ class Renderer {
     if (const Value* v = context_.find(Value::string(name))) return *v;
     return global(name);
   }
+
+  struct RenderDepth {
+    explicit RenderDepth(Renderer& r) : renderer(r) {
+      if (++renderer.render_depth_ > kMaxRenderDepth) {
+        --renderer.render_depth_;
+        fail("maximum recursion depth exceeded (expressions, blocks and macro calls nested more than " +
+             std::to_string(kMaxRenderDepth) + " deep)");
+      }
+    }
+    ~RenderDepth() { --renderer.render_depth_; }
+    Renderer& renderer;
+  };
 
   struct CallDepth {
     explicit CallDepth(Renderer& r) : renderer(r) {
@@ -335,10 +362,15 @@ class Renderer {
 
   Value eval(const Expr& expr, const ScopePtr& scope) {
     try {
+      const RenderDepth depth(*this);
       return eval_node(expr, scope);
     } catch (const TemplateError& e) {
       if (e.pos().line > 0) throw;
       throw e.located(expr.pos);
+    } catch (const std::bad_alloc&) {
+      throw TemplateError(TemplateError::Kind::runtime, kOutOfMemory, expr.pos);
+    } catch (const std::length_error&) {
+      throw TemplateError(TemplateError::Kind::runtime, kOutOfMemory, expr.pos);
     }
   }
 
@@ -411,7 +443,7 @@ class Renderer {
       case Expr::Kind::concat: {
         std::string text;
         for (const ExprPtr& operand : static_cast<const ConcatExpr&>(expr).operands)
-          text += to_str(eval(*operand, scope));
+          append_checked(text, to_str(eval(*operand, scope)));
         return Value::string(std::move(text));
       }
       case Expr::Kind::compare: {
@@ -468,6 +500,7 @@ class Renderer {
 
   const Dict& context_;
   int call_depth_ = 0;
+  int render_depth_ = 0;
 };
 
 }  // namespace

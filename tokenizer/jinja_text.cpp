@@ -1,9 +1,11 @@
 // tokenizer/jinja_text.cpp — Python str semantics over UTF-8 (see jinja_text.h).
 #include "tokenizer/jinja_text.h"
 
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <cstdio>
-#include <locale>
+#include <iterator>
 #include <stdexcept>
 
 namespace fe::jinja::text {
@@ -11,57 +13,110 @@ namespace {
 
 constexpr char32_t kReplacement = 0xFFFD;
 
-// The wide ctype facet of the C library's UTF-8 locale: Unicode case mappings and classes.
-const std::ctype<wchar_t>* unicode_ctype() {
-  static const std::ctype<wchar_t>* facet = []() -> const std::ctype<wchar_t>* {
-    static std::locale locale;
-    for (const char* name : {"C.UTF-8", "C.utf8", "en_US.UTF-8"}) {
-      try {
-        locale = std::locale(name);
-        return &std::use_facet<std::ctype<wchar_t>>(locale);
-      } catch (const std::runtime_error&) {
-      }
-    }
-    return nullptr;
-  }();
-  return facet;
+struct CodePointRange {
+  char32_t first, last;
+};
+
+template <size_t N>
+bool in_table(char32_t c, const CodePointRange (&table)[N]) {
+  const auto* it = std::upper_bound(std::begin(table), std::end(table), c,
+                                    [](char32_t v, const CodePointRange& r) { return v < r.first; });
+  return it != std::begin(table) && c <= (it - 1)->last;
 }
 
-bool in_ranges(char32_t c, std::initializer_list<std::pair<char32_t, char32_t>> ranges) {
-  for (const auto& [first, last] : ranges)
-    if (c >= first && c <= last) return true;
-  return false;
-}
+// Python's str methods as CPython 3.11 computes them from its Unicode 14.0 database, here from
+// utf8proc's categories and case mappings plus the tables below, where Python's data says more than
+// a category. Every table is what this one-liner prints for its predicate P (over Python 3.11's
+// unicodedata, and utf8proc through ctypes):
+//   python3 -c "import ctypes,unicodedata as u,itertools as t;U=ctypes.CDLL('libutf8proc.so.2');
+//   P=lambda c:...;r=[i for i in range(0x110000) if P(chr(i))];print(', '.join('{0x%X, 0x%X}'%(g[0],
+//   g[-1]) for g in ([i for _,i in x] for _,x in t.groupby(enumerate(r),lambda p:p[1]-p[0]))))"
+// tests/chat_template_test.cpp compares every code point with Python.
 
-// Python's repr() escapes these beyond the C0/C1 controls: separators other than the ASCII space
-// (Zs, Zl, Zp), format characters (Cf), surrogates and private use (Co). Unassigned code points
-// (Cn) are left to the C library's `print` class.
-bool python_unprintable(char32_t c) {
-  return in_ranges(c,
-                   {{0xA0, 0xA0},       {0xAD, 0xAD},       {0x600, 0x605},     {0x61C, 0x61C},     {0x6DD, 0x6DD},
-                    {0x70F, 0x70F},     {0x890, 0x891},     {0x8E2, 0x8E2},     {0x1680, 0x1680},   {0x180E, 0x180E},
-                    {0x2000, 0x200F},   {0x2028, 0x202F},   {0x205F, 0x2064},   {0x2066, 0x206F},   {0x3000, 0x3000},
-                    {0xD800, 0xF8FF},   {0xFEFF, 0xFEFF},   {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD}, {0x110CD, 0x110CD},
-                    {0x13430, 0x13438}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001}, {0xE0020, 0xE007F},
-                    {0xF0000, 0x10FFFF}});
+// utf8proc 2.8 has Unicode 15.0, which assigned these; Python 3.11 (Unicode 14.0) treats them as
+// unassigned (Cn: not printable, no case, no class).
+// P = lambda c: u.category(c) == 'Cn' and U.utf8proc_category(ord(c)) != 0
+constexpr CodePointRange kAssignedAfterUnicode14[] = {
+    {0xCF3, 0xCF3},     {0xECE, 0xECE},     {0x10EFD, 0x10EFF}, {0x1123F, 0x11241}, {0x11B00, 0x11B09},
+    {0x11F00, 0x11F10}, {0x11F12, 0x11F3A}, {0x11F3E, 0x11F59}, {0x1342F, 0x1342F}, {0x13439, 0x13455},
+    {0x1B132, 0x1B132}, {0x1B155, 0x1B155}, {0x1D2C0, 0x1D2D3}, {0x1DF25, 0x1DF2A}, {0x1E030, 0x1E06D},
+    {0x1E08F, 0x1E08F}, {0x1E4D0, 0x1E4F9}, {0x1F6DC, 0x1F6DC}, {0x1F774, 0x1F776}, {0x1F77B, 0x1F77F},
+    {0x1F7D9, 0x1F7D9}, {0x1FA75, 0x1FA77}, {0x1FA87, 0x1FA88}, {0x1FAAD, 0x1FAAF}, {0x1FABB, 0x1FABD},
+    {0x1FABF, 0x1FABF}, {0x1FACE, 0x1FACF}, {0x1FADA, 0x1FADB}, {0x1FAE8, 0x1FAE8}, {0x1FAF7, 0x1FAF8},
+    {0x2B739, 0x2B739}, {0x31350, 0x323AF},
+};
+
+// str.isdigit beyond the decimal digits (Nd): Numeric_Type=Digit (superscripts, circled digits).
+// P = lambda c: c.isdigit() and u.category(c) != 'Nd'
+constexpr CodePointRange kDigitsBeyondDecimal[] = {
+    {0xB2, 0xB3},     {0xB9, 0xB9},       {0x1369, 0x1371},   {0x19DA, 0x19DA},   {0x2070, 0x2070},
+    {0x2074, 0x2079}, {0x2080, 0x2089},   {0x2460, 0x2468},   {0x2474, 0x247C},   {0x2488, 0x2490},
+    {0x24EA, 0x24EA}, {0x24F5, 0x24FD},   {0x24FF, 0x24FF},   {0x2776, 0x277E},   {0x2780, 0x2788},
+    {0x278A, 0x2792}, {0x10A40, 0x10A43}, {0x10E60, 0x10E68}, {0x11052, 0x1105A}, {0x1F100, 0x1F10A},
+};
+
+// str.isnumeric beyond the categories Nd, Nl, No (all numeric): Numeric_Type=Numeric letters, the
+// CJK numerals.
+// P = lambda c: c.isnumeric() and u.category(c) not in ('Nd', 'Nl', 'No')
+constexpr CodePointRange kNumericLetters[] = {
+    {0x3405, 0x3405},   {0x3483, 0x3483},   {0x382A, 0x382A},   {0x3B4D, 0x3B4D},   {0x4E00, 0x4E00},
+    {0x4E03, 0x4E03},   {0x4E07, 0x4E07},   {0x4E09, 0x4E09},   {0x4E5D, 0x4E5D},   {0x4E8C, 0x4E8C},
+    {0x4E94, 0x4E94},   {0x4E96, 0x4E96},   {0x4EBF, 0x4EC0},   {0x4EDF, 0x4EDF},   {0x4EE8, 0x4EE8},
+    {0x4F0D, 0x4F0D},   {0x4F70, 0x4F70},   {0x5104, 0x5104},   {0x5146, 0x5146},   {0x5169, 0x5169},
+    {0x516B, 0x516B},   {0x516D, 0x516D},   {0x5341, 0x5341},   {0x5343, 0x5345},   {0x534C, 0x534C},
+    {0x53C1, 0x53C4},   {0x56DB, 0x56DB},   {0x58F1, 0x58F1},   {0x58F9, 0x58F9},   {0x5E7A, 0x5E7A},
+    {0x5EFE, 0x5EFF},   {0x5F0C, 0x5F0E},   {0x5F10, 0x5F10},   {0x62FE, 0x62FE},   {0x634C, 0x634C},
+    {0x67D2, 0x67D2},   {0x6F06, 0x6F06},   {0x7396, 0x7396},   {0x767E, 0x767E},   {0x8086, 0x8086},
+    {0x842C, 0x842C},   {0x8CAE, 0x8CAE},   {0x8CB3, 0x8CB3},   {0x8D30, 0x8D30},   {0x9621, 0x9621},
+    {0x9646, 0x9646},   {0x964C, 0x964C},   {0x9678, 0x9678},   {0x96F6, 0x96F6},   {0xF96B, 0xF96B},
+    {0xF973, 0xF973},   {0xF978, 0xF978},   {0xF9B2, 0xF9B2},   {0xF9D1, 0xF9D1},   {0xF9D3, 0xF9D3},
+    {0xF9FD, 0xF9FD},   {0x20001, 0x20001}, {0x20064, 0x20064}, {0x200E2, 0x200E2}, {0x20121, 0x20121},
+    {0x2092A, 0x2092A}, {0x20983, 0x20983}, {0x2098C, 0x2098C}, {0x2099C, 0x2099C}, {0x20AEA, 0x20AEA},
+    {0x20AFD, 0x20AFD}, {0x20B19, 0x20B19}, {0x22390, 0x22390}, {0x22998, 0x22998}, {0x23B1B, 0x23B1B},
+    {0x2626D, 0x2626D}, {0x2F890, 0x2F890},
+};
+
+// str.isupper / str.islower beyond the categories Lu / Ll: Unicode's Other_Uppercase and
+// Other_Lowercase (Roman numerals, circled letters, modifier letters).
+// P = lambda c: c.isupper() and u.category(c) != 'Lu'
+constexpr CodePointRange kOtherUppercase[] = {
+    {0x2160, 0x216F}, {0x24B6, 0x24CF}, {0x1F130, 0x1F149}, {0x1F150, 0x1F169}, {0x1F170, 0x1F189},
+};
+// P = lambda c: c.islower() and u.category(c) != 'Ll'
+constexpr CodePointRange kOtherLowercase[] = {
+    {0xAA, 0xAA},     {0xBA, 0xBA},     {0x2B0, 0x2B8},     {0x2C0, 0x2C1},     {0x2E0, 0x2E4},     {0x345, 0x345},
+    {0x37A, 0x37A},   {0x1D2C, 0x1D6A}, {0x1D78, 0x1D78},   {0x1D9B, 0x1DBF},   {0x2071, 0x2071},   {0x207F, 0x207F},
+    {0x2090, 0x209C}, {0x2170, 0x217F}, {0x24D0, 0x24E9},   {0x2C7C, 0x2C7D},   {0xA69C, 0xA69D},   {0xA770, 0xA770},
+    {0xA7F8, 0xA7F9}, {0xAB5C, 0xAB5F}, {0x10780, 0x10780}, {0x10783, 0x10785}, {0x10787, 0x107B0}, {0x107B2, 0x107BA},
+};
+
+bool assigned_after_unicode14(char32_t c) { return c > 0x10FFFF || in_table(c, kAssignedAfterUnicode14); }
+
+// The general category as Python 3.11's unicodedata.category gives it.
+utf8proc_category_t category(char32_t c) {
+  if (assigned_after_unicode14(c)) return UTF8PROC_CATEGORY_CN;
+  return static_cast<utf8proc_category_t>(utf8proc_category(static_cast<utf8proc_int32_t>(c)));
 }
 
 char32_t simple_upper(char32_t c) {
   if (c < 0x80) return (c >= 'a' && c <= 'z') ? c - 32 : c;
-  const auto* ctype = unicode_ctype();
-  return ctype ? static_cast<char32_t>(ctype->toupper(static_cast<wchar_t>(c))) : c;
+  if (assigned_after_unicode14(c)) return c;
+  return static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(c)));
 }
 
 char32_t simple_lower(char32_t c) {
   if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  const auto* ctype = unicode_ctype();
-  return ctype ? static_cast<char32_t>(ctype->tolower(static_cast<wchar_t>(c))) : c;
+  if (assigned_after_unicode14(c)) return c;
+  return static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c)));
 }
 
-bool ctype_is(std::ctype_base::mask mask, char32_t c) {
-  const auto* ctype = unicode_ctype();
-  return ctype && ctype->is(mask, static_cast<wchar_t>(c));
+char32_t simple_title(char32_t c) {
+  if (c < 0x80) return simple_upper(c);
+  if (assigned_after_unicode14(c)) return c;
+  return static_cast<char32_t>(utf8proc_totitle(static_cast<utf8proc_int32_t>(c)));
 }
+
+bool is_title(char32_t c) { return c >= 0x80 && category(c) == UTF8PROC_CATEGORY_LT; }
 
 // Python's case mappings where they are not the simple one-to-one mapping: one-to-many upper case
 // (SpecialCasing.txt: ß → SS, ŉ → ʼN, the ligatures...) and title case different from upper case
@@ -255,17 +310,31 @@ void append_title(std::u32string& out, char32_t c) {
   const SpecialCase* special = special_case(c);
   if (special && special->title)
     out += special->title;
+  else if (special && special->upper)
+    out += special->upper;
   else
-    append_upper(out, c);
+    out += simple_title(c);
 }
 
 bool is_cased(char32_t c);
 
-// Apostrophes, periods, colons and combining marks, which Python's final-sigma rule looks past
-// (an approximation of Unicode's Case_Ignorable).
+// Unicode's Case_Ignorable, which Python's final-sigma rule looks past: the categories Mn, Me, Cf,
+// Lm, Sk, and the apostrophes, periods and colons of Word_Break MidLetter, MidNumLet and
+// Single_Quote (checked against Python's str.lower for every code point).
 bool is_case_ignorable(char32_t c) {
-  return c == '\'' || c == '.' || c == ':' || c == '^' || c == '`' || c == 0xB7 || c == 0x2019 ||
-         (c >= 0x300 && c <= 0x36F);
+  switch (category(c)) {
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_SK:
+      return true;
+    default:
+      break;
+  }
+  static constexpr char32_t kWordBreakMid[] = {0x27,   0x2E,   0x3A,   0xB7,   0x387,  0x55F,  0x5F4,  0x2018, 0x2019,
+                                               0x2024, 0x2027, 0xFE13, 0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
+  return std::binary_search(std::begin(kWordBreakMid), std::end(kWordBreakMid), c);
 }
 
 // The lower case of s[i]: İ becomes i̇, and Σ becomes ς at the end of a word (Python's rule).
@@ -290,12 +359,8 @@ void append_lower(std::u32string& out, const std::u32string& s, size_t i) {
   out += simple_lower(c);
 }
 
-bool is_cased(char32_t c) { return is_upper(c) || is_lower(c) || simple_upper(c) != c || simple_lower(c) != c; }
-
-bool is_title_char(char32_t c) {
-  return c == 0x1C5 || c == 0x1C8 || c == 0x1CB || c == 0x1F2 || (c >= 0x1F88 && c <= 0x1FAF && (c & 0xF) >= 8) ||
-         c == 0x1FBC || c == 0x1FCC || c == 0x1FFC;
-}
+// Unicode's Cased: upper case, lower case or title case.
+bool is_cased(char32_t c) { return is_upper(c) || is_lower(c) || is_title(c); }
 
 bool is_line_break(char32_t c) {
   return c == '\n' || c == '\r' || c == 0x0B || c == 0x0C || c == 0x1C || c == 0x1D || c == 0x1E || c == 0x85 ||
@@ -442,33 +507,63 @@ bool is_space(char32_t c) {
 }
 
 bool is_printable(char32_t c) {
-  if (c < 0x20 || (c >= 0x7F && c < 0xA0)) return false;
-  if (c < 0x7F) return true;
-  if (python_unprintable(c)) return false;
-  return unicode_ctype() == nullptr || ctype_is(std::ctype_base::print, c);
+  if (c < 0x80) return c >= 0x20 && c < 0x7F;
+  switch (category(c)) {
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CS:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP:
+    case UTF8PROC_CATEGORY_ZS:
+      return false;
+    default:
+      return true;
+  }
 }
 
-bool is_word(char32_t c) {
-  if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-  return ctype_is(std::ctype_base::alnum, c);
-}
+bool is_word(char32_t c) { return c == '_' || is_alnum(c); }
 
 bool is_upper(char32_t c) {
   if (c < 0x80) return c >= 'A' && c <= 'Z';
-  return ctype_is(std::ctype_base::upper, c);
+  return category(c) == UTF8PROC_CATEGORY_LU || in_table(c, kOtherUppercase);
 }
 
 bool is_lower(char32_t c) {
   if (c < 0x80) return c >= 'a' && c <= 'z';
-  return ctype_is(std::ctype_base::lower, c);
+  return category(c) == UTF8PROC_CATEGORY_LL || in_table(c, kOtherLowercase);
 }
 
 bool is_alpha(char32_t c) {
   if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-  return ctype_is(std::ctype_base::alpha, c);
+  switch (category(c)) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+      return true;
+    default:
+      return false;
+  }
 }
 
-bool is_digit(char32_t c) { return c >= '0' && c <= '9'; }
+bool is_decimal(char32_t c) {
+  if (c < 0x80) return c >= '0' && c <= '9';
+  return category(c) == UTF8PROC_CATEGORY_ND;
+}
+
+bool is_digit(char32_t c) { return is_decimal(c) || (c >= 0x80 && in_table(c, kDigitsBeyondDecimal)); }
+
+bool is_numeric(char32_t c) {
+  if (c < 0x80) return c >= '0' && c <= '9';
+  const utf8proc_category_t cat = category(c);
+  return cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_NO ||
+         in_table(c, kNumericLetters);
+}
+
+bool is_alnum(char32_t c) { return is_alpha(c) || is_numeric(c); }
 
 std::string upper(std::string_view s) {
   if (is_ascii(s)) {
@@ -538,7 +633,7 @@ std::string capitalize(std::string_view s) {
 bool all_upper(std::string_view s) {
   bool cased = false;
   for (char32_t c : decode(s)) {
-    if (is_lower(c) || is_title_char(c)) return false;
+    if (is_lower(c) || is_title(c)) return false;
     if (is_upper(c)) cased = true;
   }
   return cased;
@@ -547,7 +642,7 @@ bool all_upper(std::string_view s) {
 bool all_lower(std::string_view s) {
   bool cased = false;
   for (char32_t c : decode(s)) {
-    if (is_upper(c) || is_title_char(c)) return false;
+    if (is_upper(c) || is_title(c)) return false;
     if (is_lower(c)) cased = true;
   }
   return cased;

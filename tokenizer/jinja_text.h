@@ -6,9 +6,13 @@
 // UTF-8 everywhere; operations that index by code point decode to UTF-32 internally. Invalid UTF-8
 // bytes decode to U+FFFD (chat templates and JSON never hold them).
 //
-// Case mapping and character classes beyond ASCII come from the C library's "C.UTF-8" locale (simple
-// one-to-one mappings) plus the one-to-many mappings templates meet in practice (ß → SS, the Latin
-// ligatures, İ → i̇); without that locale only ASCII letters change case.
+// Case mapping and character classes follow CPython 3.11, whose Unicode database is 14.0: utf8proc
+// (the tokenizer module's one Unicode library) gives the general categories and the one-to-one case
+// mappings; small tables generated from Python 3.11's unicodedata (jinja_text.cpp) add what Python
+// knows beyond them: the one-to-many mappings (ß → SS, the ligatures, İ → i̇), title case that
+// differs from upper case, Other_Uppercase/Other_Lowercase, the numeric types, and the code points
+// newer Unicode versions assigned, which Python 3.11 still treats as unassigned. Every code point
+// matches Python 3.11 for these functions (tests/chat_template_test.cpp checks all of them).
 #pragma once
 
 #include <cstdint>
@@ -26,14 +30,17 @@ void append_utf8(std::string& out, char32_t code_point);
 int64_t length(std::string_view utf8);
 bool is_ascii(std::string_view utf8);
 
-// Character classes as Python's str methods see them.
+// Character classes as Python's str methods see them (one code point: "x".isupper() and so on).
 bool is_space(char32_t c);      // str.isspace, and what `\s` matches in the lexer
 bool is_printable(char32_t c);  // str.isprintable: what repr() leaves unescaped
-bool is_word(char32_t c);       // what `\w` matches
-bool is_upper(char32_t c);
-bool is_lower(char32_t c);
-bool is_alpha(char32_t c);
-bool is_digit(char32_t c);
+bool is_word(char32_t c);       // what `\w` matches in Python's re: str.isalnum, and '_'
+bool is_upper(char32_t c);      // Unicode's Uppercase (Lu and Other_Uppercase)
+bool is_lower(char32_t c);      // Unicode's Lowercase (Ll and Other_Lowercase)
+bool is_alpha(char32_t c);      // categories Lu Ll Lt Lm Lo
+bool is_decimal(char32_t c);    // category Nd
+bool is_digit(char32_t c);      // Numeric_Type Decimal or Digit (², ①)
+bool is_numeric(char32_t c);    // any Numeric_Type (½, Ⅻ, 三)
+bool is_alnum(char32_t c);      // str.isalnum: alpha or numeric
 
 std::string upper(std::string_view s);
 std::string lower(std::string_view s);

@@ -67,20 +67,81 @@ int64_t int_mod(int64_t a, int64_t b) {
   return r;
 }
 
+// seq * times: the result's size is checked before anything is built.
 Value repeat(const Value& seq, int64_t times) {
+  const uint64_t copies = times > 0 ? static_cast<uint64_t>(times) : 0;
   if (seq.is_string()) {
+    const std::string& s = seq.as_string();
     std::string out;
-    for (int64_t i = 0; i < times; ++i) out += seq.as_string();
+    if (!s.empty() && copies > 0) {
+      out.reserve(result_size(copies, s.size()));
+      for (uint64_t i = 0; i < copies; ++i) out += s;
+    }
     return Value::string(std::move(out), seq.is_markup());
   }
-  ValueList items;
-  for (int64_t i = 0; i < times; ++i) items.insert(items.end(), seq.items().begin(), seq.items().end());
-  return seq.kind() == Value::Kind::list ? Value::list(std::move(items)) : Value::tuple(std::move(items));
+  const ValueList& items = seq.items();
+  ValueList out;
+  if (!items.empty() && copies > 0) {
+    out.reserve(result_size(copies, items.size() * sizeof(Value)) / sizeof(Value));
+    for (uint64_t i = 0; i < copies; ++i) out.insert(out.end(), items.begin(), items.end());
+  }
+  return seq.kind() == Value::Kind::list ? Value::list(std::move(out)) : Value::tuple(std::move(out));
 }
+
+// Python stops recursing through nested containers at its recursion limit (RecursionError). A
+// template can nest lists as deep as it likes ({% set ns.x = [ns.x] %} in a loop), so every walk
+// over a value's containers stops at this depth instead of exhausting the stack.
+constexpr int kMaxValueDepth = 1000;
+thread_local int value_depth = 0;
+
+struct NestedValue {
+  explicit NestedValue(const char* while_doing) {
+    if (++value_depth > kMaxValueDepth) {
+      --value_depth;
+      fail(std::string("maximum recursion depth exceeded ") + while_doing);
+    }
+  }
+  ~NestedValue() { --value_depth; }
+  NestedValue(const NestedValue&) = delete;
+  NestedValue& operator=(const NestedValue&) = delete;
+};
+
+// The containers whose repr() is being written on this thread, outermost first. A container met
+// again inside itself prints as Python's Py_ReprEnter makes it print: [...], (...), {...}.
+thread_local std::vector<const void*> repr_in_progress;
+
+struct ReprEntry {
+  explicit ReprEntry(const void* object) {
+    if (std::find(repr_in_progress.begin(), repr_in_progress.end(), object) != repr_in_progress.end()) return;
+    if (repr_in_progress.size() >= static_cast<size_t>(kMaxValueDepth))
+      fail("maximum recursion depth exceeded while getting the repr of an object");
+    repr_in_progress.push_back(object);
+    entered = true;
+  }
+  ~ReprEntry() {
+    if (entered) repr_in_progress.pop_back();
+  }
+  ReprEntry(const ReprEntry&) = delete;
+  ReprEntry& operator=(const ReprEntry&) = delete;
+  bool entered = false;  // false: `object` is being printed further out
+};
 
 bool is_repeatable(const Value& v) { return v.is_string() || v.is_sequence(); }
 
 }  // namespace
+
+std::string code_point_char(int64_t code_point) {
+  if (code_point < 0 || code_point > 0x10FFFF) fail("%c arg not in range(0x110000)");
+  if (code_point >= 0xD800 && code_point <= 0xDFFF) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "%04X", static_cast<unsigned>(code_point));
+    fail(std::string("%c arg U+") + hex +
+         " is a surrogate, which UTF-8 text cannot hold (Python makes a str that no encoder accepts)");
+  }
+  std::string out;
+  text::append_utf8(out, static_cast<char32_t>(code_point));
+  return out;
+}
 
 bool ordered(Order op, const Value& a, const Value& b) {
   static const char* kSymbols[] = {"<", "<=", ">", ">="};
@@ -104,6 +165,7 @@ bool ordered(Order op, const Value& a, const Value& b) {
   }
   if (a.is_string() && b.is_string()) return apply(a.as_string().compare(b.as_string()), 0);
   if (a.is_sequence() && a.kind() == b.kind()) {
+    const NestedValue nested("in comparison");
     const ValueList &x = a.items(), &y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i)
       if (!equal(x[i], y[i])) return ordered(op, x[i], y[i]);
@@ -125,6 +187,8 @@ std::string join_repr(const ValueList& items) {
 }
 
 std::string dict_repr(const Dict& dict) {
+  const ReprEntry entry(&dict);
+  if (!entry.entered) return "{...}";
   std::string out = "{";
   for (size_t i = 0; i < dict.entries.size(); ++i) {
     if (i) out += ", ";
@@ -159,6 +223,7 @@ void dump_json(std::string& out, const Value& v, const JsonStyle& style, int lev
   const std::string item_separator = style.separators ? style.separators->first : (pretty ? "," : ", ");
   const std::string key_separator = style.separators ? style.separators->second : ": ";
   auto newline = [&](int depth) {
+    check_result_size(out.size() + 1 + result_size(depth, style.indent->size()));
     out += '\n';
     for (int i = 0; i < depth; ++i) out += *style.indent;
   };
@@ -188,6 +253,7 @@ void dump_json(std::string& out, const Value& v, const JsonStyle& style, int lev
     case Value::Kind::list:
     case Value::Kind::tuple: {
       if (!v.view_name().empty()) fail("Object of type " + v.view_name() + " is not JSON serializable");
+      const NestedValue nested("while encoding a JSON object");
       const ValueList& items = v.items();
       if (items.empty()) {
         out += "[]";
@@ -204,6 +270,7 @@ void dump_json(std::string& out, const Value& v, const JsonStyle& style, int lev
       return;
     }
     case Value::Kind::dict: {
+      const NestedValue nested("while encoding a JSON object");
       std::vector<const std::pair<Value, Value>*> entries;
       for (const auto& entry : v.as_dict().entries) entries.push_back(&entry);
       if (entries.empty()) {
@@ -249,11 +316,13 @@ Value value_from_json(const Json& json) {
     case nlohmann::json::value_t::string:
       return Value::string(json.template get<std::string>());
     case nlohmann::json::value_t::array: {
+      const NestedValue nested("while converting JSON");
       ValueList items;
       for (const auto& item : json) items.push_back(value_from_json(item));
       return Value::list(std::move(items));
     }
     case nlohmann::json::value_t::object: {
+      const NestedValue nested("while converting JSON");
       auto dict = std::make_shared<Dict>();
       for (auto it = json.begin(); it != json.end(); ++it)
         dict->entries.emplace_back(Value::string(it.key()), value_from_json(it.value()));
@@ -269,14 +338,16 @@ std::string strip_python_whitespace(std::string_view text) { return text::strip(
 // printf-style formatting of one value: the `%` operator on strings and the `format` filter.
 struct PercentSpec {
   std::string flags;
-  std::optional<int> width, precision;
+  int64_t width = 0;                 // Py_ssize_t in CPython; the result's size is checked
+  std::optional<int64_t> precision;  // a C int in CPython
   char type = 's';
 };
 
 std::string pad_field(std::string body, const PercentSpec& spec, bool numeric) {
-  const int64_t width = spec.width.value_or(0);
+  const int64_t width = spec.width;
   const int64_t size = text::length(body);
   if (size >= width) return body;
+  check_result_size(body.size() + static_cast<uint64_t>(width - size));
   const bool left = spec.flags.find('-') != std::string::npos;
   if (left) return body + std::string(width - size, ' ');
   if (numeric && spec.flags.find('0') != std::string::npos) {
@@ -296,8 +367,14 @@ std::string sign_prefix(bool negative, const PercentSpec& spec) {
   return "";
 }
 
+// Zeros in front of `digits` up to `precision` digits (%.5d, %.3x).
+std::string zero_extend(std::string digits, const std::optional<int64_t>& precision) {
+  if (!precision || *precision <= static_cast<int64_t>(digits.size())) return digits;
+  check_result_size(static_cast<uint64_t>(*precision));
+  return std::string(*precision - digits.size(), '0') + digits;
+}
+
 std::string format_percent(const Value& v, const PercentSpec& spec) {
-  char buffer[512];
   switch (spec.type) {
     case 's': {
       std::string s = to_str(v);
@@ -316,9 +393,8 @@ std::string format_percent(const Value& v, const PercentSpec& spec) {
       if (!v.is_number())
         fail(std::string("%") + spec.type + " format: a real number is required, not " + type_name(v));
       const int64_t i = v.is_integral() ? v.as_int() : static_cast<int64_t>(std::trunc(v.as_float()));
-      std::string digits = std::to_string(i < 0 ? -static_cast<uint64_t>(i) : static_cast<uint64_t>(i));
-      if (spec.precision && static_cast<int>(digits.size()) < *spec.precision)
-        digits = std::string(*spec.precision - digits.size(), '0') + digits;
+      const std::string digits =
+          zero_extend(std::to_string(i < 0 ? -static_cast<uint64_t>(i) : static_cast<uint64_t>(i)), spec.precision);
       return pad_field(sign_prefix(i < 0, spec) + digits, spec, true);
     }
     case 'x':
@@ -327,14 +403,13 @@ std::string format_percent(const Value& v, const PercentSpec& spec) {
       if (!v.is_integral()) fail(std::string("%") + spec.type + " format: an integer is required, not " + type_name(v));
       const int64_t i = v.as_int();
       const uint64_t magnitude = i < 0 ? -static_cast<uint64_t>(i) : static_cast<uint64_t>(i);
+      char buffer[32];  // 22 octal digits at most
       std::snprintf(buffer, sizeof buffer,
                     spec.type == 'o'   ? "%llo"
                     : spec.type == 'x' ? "%llx"
                                        : "%llX",
                     static_cast<unsigned long long>(magnitude));
-      std::string digits = buffer;
-      if (spec.precision && static_cast<int>(digits.size()) < *spec.precision)
-        digits = std::string(*spec.precision - digits.size(), '0') + digits;
+      const std::string digits = zero_extend(buffer, spec.precision);
       std::string prefix;
       if (spec.flags.find('#') != std::string::npos) prefix = spec.type == 'o' ? "0o" : spec.type == 'x' ? "0x" : "0X";
       return pad_field(sign_prefix(i < 0, spec) + prefix + digits, spec, true);
@@ -347,12 +422,13 @@ std::string format_percent(const Value& v, const PercentSpec& spec) {
     case 'G': {
       if (!v.is_number()) fail(std::string("must be real number, not ") + type_name(v));
       const double f = v.as_float();
+      const int64_t precision = spec.precision.value_or(6);
+      check_result_size(static_cast<uint64_t>(precision) + 400);  // digits after the point, and up to 309 before
       std::string format = "%";
       for (char flag : spec.flags)
         if (flag == '#') format += flag;
-      format += "." + std::to_string(spec.precision.value_or(6)) + spec.type;
-      std::snprintf(buffer, sizeof buffer, format.c_str(), std::fabs(f));
-      std::string body = buffer;
+      format += "." + std::to_string(precision) + spec.type;
+      std::string body = format_number(format.c_str(), std::fabs(f));
       if (std::isnan(f)) body = (spec.type >= 'a') ? "nan" : "NAN";
       if (std::isinf(f)) body = (spec.type >= 'a') ? "inf" : "INF";
       return pad_field(sign_prefix(std::signbit(f) && !std::isnan(f), spec) + body, spec, std::isfinite(f));
@@ -363,9 +439,7 @@ std::string format_percent(const Value& v, const PercentSpec& spec) {
         return pad_field(v.as_string(), spec, false);
       }
       if (!v.is_integral()) fail("%c requires int or char");
-      std::string s;
-      text::append_utf8(s, static_cast<char32_t>(v.as_int()));
-      return pad_field(s, spec, false);
+      return pad_field(code_point_char(v.as_int()), spec, false);
     }
     default:
       fail(std::string("unsupported format character '") + spec.type + "'");
@@ -409,22 +483,42 @@ Value percent_format(const Value& format, const Value& args) {
     }
     PercentSpec spec;
     while (i < f.size() && std::string_view("-+ #0").find(f[i]) != std::string_view::npos) spec.flags += f[i++];
-    auto number = [&]() -> std::optional<int> {
-      if (i < f.size() && f[i] == '*') {
-        ++i;
-        const Value w = take(std::nullopt);
-        if (!w.is_integral()) fail("* wants int");
-        return static_cast<int>(w.as_int());
+    // Digits up to `limit` (CPython's Py_ssize_t for widths, int for precisions), else `too_big`.
+    auto digits = [&](int64_t limit, const char* too_big) {
+      int64_t n = 0;
+      while (i < f.size() && f[i] >= '0' && f[i] <= '9') {
+        const int digit = f[i++] - '0';
+        if (n > (limit - digit) / 10) fail(too_big);
+        n = n * 10 + digit;
       }
-      if (i >= f.size() || f[i] < '0' || f[i] > '9') return std::nullopt;
-      int n = 0;
-      while (i < f.size() && f[i] >= '0' && f[i] <= '9') n = n * 10 + (f[i++] - '0');
       return n;
     };
-    spec.width = number();
+    auto star = [&]() {
+      ++i;
+      const Value n = take(std::nullopt);
+      if (!n.is_integral()) fail("* wants int");
+      return n.as_int();
+    };
+    if (i < f.size() && f[i] == '*') {
+      spec.width = star();
+      if (spec.width < 0) {  // CPython: a negative width left-aligns
+        if (spec.width == std::numeric_limits<int64_t>::min()) check_result_size(kMaxResultBytes + 1);
+        spec.flags += '-';
+        spec.width = -spec.width;
+      }
+    } else {
+      spec.width = digits(std::numeric_limits<int64_t>::max(), "width too big");
+    }
     if (i < f.size() && f[i] == '.') {
       ++i;
-      spec.precision = number().value_or(0);
+      if (i < f.size() && f[i] == '*') {
+        const int64_t precision = star();
+        if (precision < std::numeric_limits<int>::min() || precision > std::numeric_limits<int>::max())
+          fail("Python int too large to convert to C int");
+        spec.precision = std::max<int64_t>(precision, 0);
+      } else {
+        spec.precision = digits(std::numeric_limits<int>::max(), "precision too big");
+      }
     }
     while (i < f.size() && (f[i] == 'h' || f[i] == 'l' || f[i] == 'L')) ++i;
     if (i >= f.size()) fail("incomplete format");
@@ -454,6 +548,36 @@ TemplateError TemplateError::located(SourcePos pos) const {
 
 void fail(std::string message) { throw TemplateError(TemplateError::Kind::runtime, std::move(message)); }
 
+void check_result_size(uint64_t bytes) {
+  if (bytes > kMaxResultBytes)
+    fail("result too large: " + std::to_string(bytes) + " bytes, more than the " +
+         std::to_string(kMaxResultBytes >> 20) + " MiB one operation of a template may build");
+}
+
+void append_checked(std::string& out, std::string_view text) {
+  check_result_size(static_cast<uint64_t>(out.size()) + text.size());
+  out += text;
+}
+
+uint64_t result_size(uint64_t count, uint64_t unit_bytes) {
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(count, unit_bytes, &bytes))
+    fail("result too large: " + std::to_string(count) + " times " + std::to_string(unit_bytes) +
+         " bytes, more than the " + std::to_string(kMaxResultBytes >> 20) +
+         " MiB one operation of a template may build");
+  check_result_size(bytes);
+  return bytes;
+}
+
+std::string format_number(const char* format, double number) {
+  const int size = std::snprintf(nullptr, 0, format, number);
+  if (size < 0) fail(std::string("cannot format ") + float_repr(number) + " with " + format);
+  std::string out(static_cast<size_t>(size) + 1, '\0');
+  std::snprintf(out.data(), out.size(), format, number);
+  out.resize(static_cast<size_t>(size));
+  return out;
+}
+
 namespace {
 thread_local ObjectArena* active_arena = nullptr;
 }  // namespace
@@ -471,6 +595,26 @@ ObjectArena::~ObjectArena() {
 
 void ObjectArena::track(const std::shared_ptr<Object>& object) {
   if (active_arena) active_arena->objects_.push_back(object);
+}
+
+Sequence::~Sequence() = default;
+void Sequence::release() { items.clear(); }
+Dict::~Dict() = default;
+void Dict::release() { entries.clear(); }
+Iterator::~Iterator() = default;
+void Iterator::release() {
+  produce = nullptr;
+  items.clear();
+}
+Namespace::~Namespace() = default;
+void Namespace::release() { attributes.release(); }
+Callable::~Callable() = default;
+void Callable::release() { call = nullptr; }
+Loop::~Loop() = default;
+void Loop::release() {
+  items.clear();
+  last_changed.reset();
+  recurse = nullptr;
 }
 
 const Value* Dict::find(const Value& key) const {
@@ -767,11 +911,16 @@ std::string to_repr(const Value& value) {
     case Value::Kind::list: {
       const auto& sequence = static_cast<const Sequence&>(*value.identity());
       if (!sequence.view_repr.empty()) return sequence.view_repr;
+      const ReprEntry entry(&sequence);
+      if (!entry.entered) return sequence.view.empty() ? "[...]" : "...";
       const std::string items = "[" + join_repr(value.items()) + "]";
       return sequence.view.empty() ? items : sequence.view + "(" + items + ")";
     }
-    case Value::Kind::tuple:
+    case Value::Kind::tuple: {
+      const ReprEntry entry(value.identity());
+      if (!entry.entered) return "(...)";
       return "(" + join_repr(value.items()) + (value.items().size() == 1 ? ",)" : ")");
+    }
     case Value::Kind::dict:
       return dict_repr(value.as_dict());
     case Value::Kind::iterator:
@@ -803,6 +952,8 @@ bool equal(const Value& a, const Value& b) {
       return a.as_string() == b.as_string();
     case K::list:
     case K::tuple: {
+      if (a.identity() == b.identity()) return true;  // Python compares items by identity first
+      const NestedValue nested("in comparison");
       const ValueList &x = a.items(), &y = b.items();
       if (x.size() != y.size()) return false;
       for (size_t i = 0; i < x.size(); ++i)
@@ -810,6 +961,8 @@ bool equal(const Value& a, const Value& b) {
       return true;
     }
     case K::dict: {
+      if (a.identity() == b.identity()) return true;
+      const NestedValue nested("in comparison");
       const Dict &x = a.as_dict(), &y = b.as_dict();
       if (x.entries.size() != y.entries.size()) return false;
       for (const auto& [key, v] : x.entries) {
@@ -839,6 +992,7 @@ Value binary(BinaryOp op, const Value& a, const Value& b) {
       }
       if (numbers) return Value::floating(a.as_float() + b.as_float());
       if (a.is_string() && b.is_string()) {
+        check_result_size(static_cast<uint64_t>(a.as_string().size()) + b.as_string().size());
         // markupsafe.Markup escapes the plain operand it is joined with.
         if (a.is_markup() && !b.is_markup())
           return Value::string(a.as_string() + text::escape_html(b.as_string()), true);
@@ -847,6 +1001,7 @@ Value binary(BinaryOp op, const Value& a, const Value& b) {
         return Value::string(a.as_string() + b.as_string(), a.is_markup());
       }
       if (a.is_sequence() && a.kind() == b.kind()) {
+        result_size(a.items().size() + b.items().size(), sizeof(Value));
         ValueList items = a.items();
         items.insert(items.end(), b.items().begin(), b.items().end());
         return a.kind() == Value::Kind::list ? Value::list(std::move(items)) : Value::tuple(std::move(items));

@@ -20,6 +20,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -53,6 +54,27 @@ class TemplateError : public std::runtime_error {
 // A runtime error (TypeError, ValueError, UndefinedError...) whose position the renderer adds.
 [[noreturn]] void fail(std::string message);
 
+// The most bytes one operation may build: one string, or one list's items at sizeof(Value) each.
+// Python builds whatever it is asked to ('a' * 10**12, 'x'|indent(10**11)) until memory runs out;
+// a template is user input, so an operation that would build more fails with "result too large"
+// before it allocates. 256 MiB is a thousand times what a chat template produces.
+constexpr uint64_t kMaxResultBytes = uint64_t{256} << 20;
+// Fails with "result too large" when `bytes` exceeds kMaxResultBytes.
+void check_result_size(uint64_t bytes);
+// out += text, unless that makes `out` larger than kMaxResultBytes ("result too large").
+void append_checked(std::string& out, std::string_view text);
+// count * unit_bytes, checked: fails with "result too large" when the product overflows or exceeds
+// kMaxResultBytes.
+uint64_t result_size(uint64_t count, uint64_t unit_bytes);
+
+// chr(code_point) in UTF-8, for %c and {:c}: Python's OverflowError outside [0, 0x10FFFF]. A
+// surrogate, which Python puts into a str that no encoder accepts, is an error here.
+std::string code_point_char(int64_t code_point);
+
+// snprintf(format, number) into a string of whatever length it needs (a precision of hundreds of
+// digits writes hundreds of characters).
+std::string format_number(const char* format, double number);
+
 class Value;
 using ValueList = std::vector<Value>;
 
@@ -61,6 +83,10 @@ struct Object {
   // Drops the values it holds (see ObjectArena).
   virtual void release() = 0;
 };
+
+// Objects holding Values declare their destructor and release() here and define them in
+// jinja_value.cpp, where Value is complete: a container of an incomplete type may not be destroyed
+// (clang with libstdc++ rejects the implicit destructors).
 
 // The objects created while one template renders. Templates can build reference cycles (a macro
 // kept in the scope it closes over, a loop's `loop(...)` holding the loop's scope, a namespace
@@ -85,14 +111,16 @@ struct Sequence : Object {  // a list's or a tuple's items
   // "dict_items([...])" and "range(0, 3)", and json.dumps refuses them.
   std::string view;       // "dict_items", "range", ...; empty for a list or tuple
   std::string view_repr;  // how a range prints
-  void release() override { items.clear(); }
+  ~Sequence() override;
+  void release() override;
 };
 
 struct Dict : Object {
   std::vector<std::pair<Value, Value>> entries;  // insertion order, as Python dicts
   const Value* find(const Value& key) const;
   void set(Value key, Value value);
-  void release() override { entries.clear(); }
+  ~Dict() override;
+  void release() override;
 };
 
 // A Python generator: iterating consumes it, so a second loop over it sees nothing. Generators are
@@ -103,15 +131,14 @@ struct Iterator : Object {
   ValueList items;
   size_t next = 0;
   ValueList& produced();
-  void release() override {
-    produce = nullptr;
-    items.clear();
-  }
+  ~Iterator() override;
+  void release() override;
 };
 
 struct Namespace : Object {  // jinja2.utils.Namespace: attributes settable with {% set ns.x = ... %}
   Dict attributes;
-  void release() override { attributes.release(); }
+  ~Namespace() override;
+  void release() override;
 };
 
 struct CallArgs {
@@ -122,7 +149,8 @@ struct CallArgs {
 struct Callable : Object {
   std::string name;  // for messages: "raise_exception", "str.upper", "macro 'm'"
   std::function<Value(CallArgs&)> call;
-  void release() override { call = nullptr; }
+  ~Callable() override;
+  void release() override;
 };
 
 struct Loop : Object {  // jinja2.runtime.LoopContext
@@ -131,11 +159,8 @@ struct Loop : Object {  // jinja2.runtime.LoopContext
   int64_t depth0 = 0;
   std::optional<ValueList> last_changed;       // loop.changed()'s memory
   std::function<Value(const Value&)> recurse;  // loop(items) of a `recursive` loop, else empty
-  void release() override {
-    items.clear();
-    last_changed.reset();
-    recurse = nullptr;
-  }
+  ~Loop() override;
+  void release() override;
 };
 
 class Value {

@@ -10,13 +10,14 @@
 
 #include <sentencepiece_processor.h>
 
-#include "tokenizer/hf_added_tokens.h"
-
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 #include <utility>
+
+#include "tokenizer/hf_added_tokens.h"
+#include "tokenizer/tokenizer_config.h"
 
 namespace fe {
 namespace {
@@ -35,7 +36,7 @@ std::string read_file(const std::string& file) {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(std::string model_file) : model_file_(std::move(model_file)) {
+  SentencePieceTokenizer(std::string model_file, const TokenizerConfig& config) : model_file_(std::move(model_file)) {
     // Parsing the bytes ourselves (rather than processor_.Load(path)) keeps the I/O errors above
     // ours; any status failure here means the bytes are not a usable SentencePiece model.
     const auto status = processor_.LoadFromSerializedProto(read_file(model_file_));
@@ -48,6 +49,13 @@ class SentencePieceTokenizer final : public Tokenizer {
       if (processor_.IsControl(id) || processor_.IsUnknown(id))
         special.push_back({.id = id, .content = processor_.IdToPiece(id), .special = true, .normalized = false});
     special_pieces_ = hf::AddedVocabulary(std::move(special), nullptr);
+    const SpecialTokens from_model{.bos_id = processor_.bos_id(),
+                                   .eos_id = processor_.eos_id(),
+                                   .pad_id = processor_.pad_id(),
+                                   .add_bos = true,
+                                   .add_eos = false};
+    special_ = config.special_tokens(
+        from_model, [this](std::string_view token) { return token_to_id(token); }, model_file_);
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
@@ -64,35 +72,12 @@ class SentencePieceTokenizer final : public Tokenizer {
     return ids;
   }
 
-  // SentencePiece renders control pieces (BOS, EOS, PAD) as empty text, and reassembles
-  // byte-fallback pieces into UTF-8 (invalid sequences become U+FFFD).
-  std::string decode(std::span<const int32_t> ids) const override {
-    for (const int32_t id : ids) check_id(id);
-    std::string text;
-    check(processor_.Decode(std::vector<int>(ids.begin(), ids.end()), &text), "decode");
-    return text;
-  }
-
-  // Keeping special tokens writes each control piece as its text ("<s>"); the runs between them
-  // are decoded as above.
-  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const override {
-    if (skip_special_tokens) return decode(ids);
-    std::string text;
-    size_t run_begin = 0;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      check_id(ids[i]);
-      if (!processor_.IsControl(ids[i])) continue;
-      text += decode(ids.subspan(run_begin, i - run_begin));
-      text += processor_.IdToPiece(ids[i]);
-      run_begin = i + 1;
-    }
-    return text + decode(ids.subspan(run_begin));
-  }
-
   int64_t vocab_size() const override { return processor_.GetPieceSize(); }
-  int32_t bos_id() const override { return processor_.bos_id(); }
-  int32_t eos_id() const override { return processor_.eos_id(); }
-  int32_t pad_id() const override { return processor_.pad_id(); }
+  int32_t bos_id() const override { return special_.bos_id; }
+  int32_t eos_id() const override { return special_.eos_id; }
+  int32_t pad_id() const override { return special_.pad_id; }
+  bool add_bos() const override { return special_.add_bos; }
+  bool add_eos() const override { return special_.add_eos; }
 
   std::string id_to_piece(int32_t id) const override {
     check_id(id);  // SentencePiece does not range-check here
@@ -106,15 +91,36 @@ class SentencePieceTokenizer final : public Tokenizer {
     return id;
   }
 
-  bool add_bos() const override { return bos_id() >= 0; }
-  bool add_eos() const override { return false; }
+ protected:
+  // SentencePiece renders control pieces (BOS, EOS, PAD) as empty text and reassembles
+  // byte-fallback pieces into UTF-8 (invalid sequences become U+FFFD). Keeping special tokens
+  // writes each control piece as its text ("<s>"); the runs between them are decoded as above.
+  std::string decode_ids(std::span<const int32_t> ids, bool skip_special_tokens) const override {
+    for (const int32_t id : ids) check_id(id);
+    if (skip_special_tokens) return decode_pieces(ids);
+    std::string text;
+    size_t run_begin = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!processor_.IsControl(ids[i])) continue;
+      text += decode_pieces(ids.subspan(run_begin, i - run_begin));
+      text += processor_.IdToPiece(ids[i]);
+      run_begin = i + 1;
+    }
+    return text + decode_pieces(ids.subspan(run_begin));
+  }
 
  private:
+  std::string decode_pieces(std::span<const int32_t> ids) const {
+    std::string text;
+    check(processor_.Decode(std::vector<int>(ids.begin(), ids.end()), &text), "decode");
+    return text;
+  }
+
   // Ids can come from a model whose embedding table is larger than the vocabulary.
   void check_id(int32_t id) const {
     if (id < 0 || id >= vocab_size()) {
-      fail(model_file_, "token id " + std::to_string(id) + " outside the vocabulary [0, " +
-                            std::to_string(vocab_size()) + ")");
+      fail(model_file_,
+           "token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
     }
   }
 
@@ -125,12 +131,13 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string model_file_;
   sentencepiece::SentencePieceProcessor processor_;
   hf::AddedVocabulary special_pieces_;  // control and unknown pieces, by their text
+  SpecialTokens special_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& model_file) {
-  return std::make_unique<SentencePieceTokenizer>(model_file);
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& model_file, const TokenizerConfig& config) {
+  return std::make_unique<SentencePieceTokenizer>(model_file, config);
 }
 
 }  // namespace fe

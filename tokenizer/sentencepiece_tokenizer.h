@@ -9,7 +9,12 @@
 
 namespace fe {
 
-// Reads `model_file` (a serialized SentencePiece ModelProto); an error names the file.
-std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& model_file);
+struct TokenizerConfig;
+
+// Reads `model_file` (a serialized SentencePiece ModelProto); an error names the file. `config`
+// (the directory's tokenizer_config.json, empty when there is none) overrides the special tokens
+// and BOS/EOS flags it names, as transformers' Llama tokenizers apply it; without it BOS is added
+// and EOS is not (Llama 2).
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& model_file, const TokenizerConfig& config);
 
 }  // namespace fe

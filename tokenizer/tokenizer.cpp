@@ -1,13 +1,16 @@
-// tokenizer/tokenizer.cpp — Tokenizer::load: which kind of tokenizer a path holds.
+// tokenizer/tokenizer.cpp — Tokenizer::load (which kind of tokenizer a path holds, and the config
+// beside it) and decode's clean-up.
 
 #include "tokenizer/tokenizer.h"
 
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <utility>
 
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
+#include "tokenizer/tokenizer_config.h"
 
 namespace fe {
 namespace {
@@ -35,17 +38,37 @@ bool is_json_file(const fs::path& file) {
   return false;
 }
 
-// `path` is a file or a directory holding one.
-std::unique_ptr<Tokenizer> load_by_kind(const std::string& path) {
+// The tokenizer file `path` means: itself, or the one its directory holds.
+std::string tokenizer_file(const std::string& path) {
   std::error_code error;
   if (!fs::exists(path, error)) fail(path, std::string("no such file or directory (") + kExpected + ")");
-  if (fs::is_directory(path, error)) {
-    if (const std::string file = Tokenizer::file_in(path); !file.empty()) return load_by_kind(file);
-    fail(path, std::string("directory holds neither ") + kHfFileName + " (HF tokenizers) nor " +
-                   kSentencePieceFileName +
-                   " (SentencePiece); copy the model's tokenizer file into it, or point `tokenizer:` at the file");
+  if (!fs::is_directory(path, error)) return path;
+  if (std::string file = Tokenizer::file_in(path); !file.empty()) return file;
+  fail(path, std::string("directory holds neither ") + kHfFileName + " (HF tokenizers) nor " + kSentencePieceFileName +
+                 " (SentencePiece); copy the model's tokenizer file into it, or point `tokenizer:` at the file");
+}
+
+// transformers' PreTrainedTokenizerBase.clean_up_tokenization: Python's str.replace, one pattern
+// after the other, each over the whole text from left to right without overlaps.
+void clean_up_tokenization(std::string& text) {
+  static constexpr std::pair<std::string_view, std::string_view> kReplacements[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
+  };
+  for (const auto& [from, to] : kReplacements) {
+    size_t at = text.find(from);
+    if (at == std::string::npos) continue;
+    std::string out;
+    out.reserve(text.size());
+    size_t copied = 0;
+    for (; at != std::string::npos; at = text.find(from, copied)) {
+      out.append(text, copied, at - copied);
+      out.append(to);
+      copied = at + from.size();
+    }
+    out.append(text, copied);
+    text = std::move(out);
   }
-  return is_json_file(path) ? load_hf_tokenizer(path) : load_sentencepiece_tokenizer(path);
 }
 
 }  // namespace
@@ -58,10 +81,18 @@ std::string Tokenizer::file_in(const std::string& dir) {
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
-  std::unique_ptr<Tokenizer> tokenizer = load_by_kind(path);
-  std::error_code error;
-  tokenizer->attach_chat_template(fs::is_directory(path, error) ? file_in(path) : path);
+  const std::string file = tokenizer_file(path);
+  const TokenizerConfig config = TokenizerConfig::read_directory(fs::path(file).parent_path().string());
+  std::unique_ptr<Tokenizer> tokenizer =
+      is_json_file(file) ? load_hf_tokenizer(file, config) : load_sentencepiece_tokenizer(file, config);
+  tokenizer->attach_config(config);
   return tokenizer;
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
+  std::string text = decode_ids(ids, skip_special_tokens);
+  if (clean_up_tokenization_spaces_) clean_up_tokenization(text);
+  return text;
 }
 
 }  // namespace fe

@@ -1,7 +1,6 @@
-// tokenizer/tokenizer_chat.cpp — the chat template a tokenizer carries (HF keeps it in
-// tokenizer_config.json, beside tokenizer.json or tokenizer.model) and apply_chat_template.
+// tokenizer/tokenizer_chat.cpp — what a tokenizer takes from its model directory's config (the
+// chat template, the special tokens' strings, the decode clean-up flag) and apply_chat_template.
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -10,13 +9,7 @@
 #include "tokenizer/tokenizer_config.h"
 
 namespace fe {
-
-void Tokenizer::attach_chat_template(const std::string& file) {
-  namespace fs = std::filesystem;
-  const fs::path config_file = fs::path(file).parent_path() / "tokenizer_config.json";
-  std::error_code error;
-  const bool has_config = fs::is_regular_file(config_file, error);
-  const TokenizerConfig config = has_config ? TokenizerConfig::read(config_file.string()) : TokenizerConfig{};
+void Tokenizer::attach_config(const TokenizerConfig& config) {
   // As transformers' special_tokens_map: the config's strings, else the pieces of the ids in use.
   const auto special = [&](const char* key, const std::optional<std::string>& configured, int32_t id) {
     if (configured)
@@ -28,17 +21,43 @@ void Tokenizer::attach_chat_template(const std::string& file) {
   special("eos_token", config.eos_token, eos_id());
   special("unk_token", config.unk_token, -1);
   special("pad_token", config.pad_token, pad_id());
-  if (config.chat_template)
-    chat_template_ =
-        std::make_shared<const ChatTemplate>(*config.chat_template, config_file.string() + ": chat_template");
+  chat_template_source_ = config.chat_template;
+  chat_template_origin_ = config.chat_template_origin;
+  clean_up_tokenization_spaces_ = config.clean_up_tokenization_spaces;
 }
 
+bool Tokenizer::has_chat_template() const { return chat_template_source_.has_value(); }
+
 std::string Tokenizer::apply_chat_template(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
-  if (!chat_template_)
+  return apply_chat_template(messages, add_generation_prompt, nlohmann::ordered_json::object());
+}
+
+std::string Tokenizer::apply_chat_template(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                           const nlohmann::ordered_json& extra_context) const {
+  if (!chat_template_source_) {
     throw std::runtime_error(
-        "tokenizer: no chat template (tokenizer_config.json beside the tokenizer has no \"chat_template\")");
+        "tokenizer: no chat template (the model directory has no chat_template.jinja, no chat_template.json and no "
+        "\"chat_template\" in tokenizer_config.json)");
+  }
+  if (!extra_context.is_object()) {
+    throw std::runtime_error(
+        "tokenizer: apply_chat_template: the extra context must be a JSON object of variables, "
+        "got " +
+        std::string(extra_context.type_name()));
+  }
+  for (const char* argument : {"messages", "add_generation_prompt"}) {
+    if (extra_context.contains(argument)) {
+      throw std::runtime_error(std::string("tokenizer: apply_chat_template: \"") + argument +
+                               "\" is an argument of its own, not a key of the extra context");
+    }
+  }
+  // A template that does not parse throws here, each time it is applied, naming its origin.
+  std::call_once(chat_template_parsed_, [this] {
+    chat_template_ = std::make_shared<const ChatTemplate>(*chat_template_source_, chat_template_origin_);
+  });
   nlohmann::ordered_json context = {{"messages", messages}, {"add_generation_prompt", add_generation_prompt}};
   for (const auto& [key, value] : special_token_strings_) context[key] = value;
+  for (const auto& [key, value] : extra_context.items()) context[key] = value;
   return chat_template_->render(context);
 }
 

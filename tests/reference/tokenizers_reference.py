@@ -7,15 +7,17 @@
 CORPUS.json  {"lines": [text, ...]}: the texts to encode.
 build        trains one small BPE per kind of pipeline that real checkpoints ship (KINDS below, or
              only the KINDs named) on a generated corpus plus the given lines, and writes
-             OUT_DIR/KIND/tokenizer.json and OUT_DIR/KIND/expected.json (as `expect` writes it).
+             OUT_DIR/KIND/tokenizer.json, OUT_DIR/KIND/tokenizer_config.json for the kinds of CONFIGS,
+             and OUT_DIR/KIND/expected.json (as `expect` writes it).
 expect       OUT.json {"lines": [{"text", "ids", "ids_with_special_tokens", "decoded",
                                   "decoded_with_special_tokens"}],
                        "decode_cases": [{"ids", "decoded", "decoded_with_special_tokens"}],
                        "token_to_id": {token: id}, "vocab_size": one past the largest id,
                        "special_tokens": [the added tokens marked special]}
              ids: encode(text, add_special_tokens=False); decoded*: decode(ids, skip_special_tokens=
-             True / False); decode_cases: random id sequences over the whole vocabulary, so the
-             decoders meet invalid UTF-8 and stray pieces.
+             True / False), then transformers' clean_up_tokenization when the tokenizer_config.json
+             beside TOKENIZER.json sets clean_up_tokenization_spaces; decode_cases: random id
+             sequences over the whole vocabulary, so the decoders meet invalid UTF-8 and stray pieces.
 """
 
 import json
@@ -213,10 +215,22 @@ def build_word_splits(texts, lines):
     normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(),
                                        normalizers.Replace(Regex(r"\d{5,}"), "#")])
     pre = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=False)])
+    # The tokens added outside the vocabulary below are kept from the trainer's text.
+    outside_words = ("wug", "zorp", "blick", "dax")
+    texts = [t for t in texts if not any(word in t.lower() for word in outside_words)]
     tokenizer = train({"normalizer": normalizer, "pre_tokenizer": pre, "unk_token": "<unk>"}, texts, 700,
                       byte_level=False, limit_alphabet=80)
     tokenizer.add_tokens([AddedToken("Hello World", normalized=True), AddedToken("fox", single_word=True),
                           AddedToken("[MASK]", lstrip=True, rstrip=True, normalized=False)])
+    # Tokens the model cannot spell as one piece, so a flag that rejects or widens a match changes
+    # the ids ("fox" above is also a model token: rejected or not, it encodes the same).
+    outside_vocab = [AddedToken("wug", single_word=True), AddedToken("Zorp", single_word=True, normalized=False),
+                     AddedToken("blick", lstrip=True), AddedToken("dax", rstrip=True, normalized=False)]
+    model_vocab = tokenizer.get_vocab(with_added_tokens=False)
+    inside = [t.content for t in outside_vocab if t.content in model_vocab]
+    if inside:
+        raise SystemExit("word_splits: the trained vocabulary holds %s; pick other added tokens" % inside)
+    tokenizer.add_tokens(outside_vocab)
     # Special but normalized: its text in decoding is "<sep>", which HF then does not skip.
     tokenizer.add_special_tokens([AddedToken("<Sep>", normalized=True, special=True)])
     tokenizer.post_processor = processors.RobertaProcessing(("</s>", special_id(tokenizer, "</s>")),
@@ -256,6 +270,9 @@ def build_byte_level_prefix(texts, lines):
 # `tokenizers` itself saves [a, b] pairs.
 STRING_MERGES = {"smollm2"}
 
+# Kinds saved with a tokenizer_config.json beside them (what transformers reads on top of tokenizers).
+CONFIGS = {"word_splits": {"clean_up_tokenization_spaces": True}}
+
 KINDS = {
     "llama3": build_llama3,
     "qwen2": build_qwen2,
@@ -269,7 +286,23 @@ KINDS = {
 }
 
 
-def expectations(tokenizer, lines, seed=7):
+def clean_up_tokenization(text):
+    """transformers' PreTrainedTokenizerBase.clean_up_tokenization, which its decode applies after
+    tokenizers' when tokenizer_config.json sets clean_up_tokenization_spaces."""
+    return (text.replace(" .", ".").replace(" ?", "?").replace(" !", "!").replace(" ,", ",").replace(" ' ", "'")
+            .replace(" n't", "n't").replace(" 'm", "'m").replace(" 's", "'s").replace(" 've", "'ve")
+            .replace(" 're", "'re"))
+
+
+def expectations(tokenizer, lines, config=None, seed=7):
+    """What transformers gives for `lines` with `tokenizer` and the tokenizer_config.json `config`
+    (only clean_up_tokenization_spaces matters here)."""
+    clean_up = (config or {}).get("clean_up_tokenization_spaces", False)
+
+    def decode(ids, skip_special_tokens):
+        text = tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        return clean_up_tokenization(text) if clean_up else text
+
     out = {"lines": []}
     for text in lines:
         ids = tokenizer.encode(text, add_special_tokens=False).ids
@@ -277,8 +310,8 @@ def expectations(tokenizer, lines, seed=7):
             "text": text,
             "ids": ids,
             "ids_with_special_tokens": tokenizer.encode(text, add_special_tokens=True).ids,
-            "decoded": tokenizer.decode(ids, skip_special_tokens=True),
-            "decoded_with_special_tokens": tokenizer.decode(ids, skip_special_tokens=False),
+            "decoded": decode(ids, True),
+            "decoded_with_special_tokens": decode(ids, False),
         })
     vocab = tokenizer.get_vocab(with_added_tokens=True)
     size = max(vocab.values()) + 1
@@ -287,8 +320,8 @@ def expectations(tokenizer, lines, seed=7):
     for _ in range(200):
         ids = [rng.randrange(size) for _ in range(rng.randrange(1, 12))]
         ids = [i for i in ids if tokenizer.id_to_token(i) is not None]
-        out["decode_cases"].append({"ids": ids, "decoded": tokenizer.decode(ids, skip_special_tokens=True),
-                                    "decoded_with_special_tokens": tokenizer.decode(ids, skip_special_tokens=False)})
+        out["decode_cases"].append({"ids": ids, "decoded": decode(ids, True),
+                                    "decoded_with_special_tokens": decode(ids, False)})
     out["token_to_id"] = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS if tokenizer.token_to_id(t) is not None}
     out["vocab_size"] = size
     added = tokenizer.get_added_tokens_decoder()
@@ -325,12 +358,20 @@ def main(argv):
                     spec = json.load(f)
                 spec["model"]["merges"] = [" ".join(pair) for pair in spec["model"]["merges"]]
                 write_json(file, spec)
+            config = CONFIGS.get(name)
+            if config is not None:
+                write_json(os.path.join(out_dir, name, "tokenizer_config.json"), config)
             # Expectations come from the saved file, as the C++ side reads it.
             saved = Tokenizer.from_file(file)
-            write_json(os.path.join(out_dir, name, "expected.json"), expectations(saved, lines))
+            write_json(os.path.join(out_dir, name, "expected.json"), expectations(saved, lines, config))
         return 0
     if len(argv) == 5 and argv[1] == "expect":
-        write_json(argv[4], expectations(Tokenizer.from_file(argv[2]), read_lines(argv[3])))
+        config_file = os.path.join(os.path.dirname(argv[2]), "tokenizer_config.json")
+        config = None
+        if os.path.exists(config_file):
+            with open(config_file, encoding="utf-8") as f:
+                config = json.load(f)
+        write_json(argv[4], expectations(Tokenizer.from_file(argv[2]), read_lines(argv[3]), config))
         return 0
     sys.stderr.write(__doc__)
     return 2
