@@ -31,9 +31,8 @@ struct Shape4 {
 
 // Llama 3.2 1B's attention (hd 64) at 16k tokens, Llama 2 7B's (hd 128, no GQA), and Mistral 7B's
 // (hd 128, GQA 4) with a window of a quarter of the sequence.
-const Shape4 kShapes[] = {{"llama-1b", 8, 2048, 32, 8, 64},
-                          {"llama-7b", 8, 2048, 32, 32, 128},
-                          {"mistral-w512", 8, 2048, 32, 8, 128, 512}};
+const Shape4 kShapes[] = {
+    {"llama-1b", 8, 2048, 32, 8, 64}, {"llama-7b", 8, 2048, 32, 32, 128}, {"mistral-w512", 8, 2048, 32, 8, 128, 512}};
 
 // (query, key) pairs a sequence computes: T²/2 causal (the papers' convention), Σᵢ min(i + 1, W)
 // with a window.
@@ -56,8 +55,8 @@ int run(int argc, char** argv) {
   options.iters = 10;
   if (!parse_options(argc, argv, options, "bench_attention", /*accepts_only=*/false)) return 2;
   if (no_gpu("bench_attention")) return 0;
-  std::printf("%-12s %6s %6s %4s %4s %4s %5s  %10s %8s  %10s %8s\n", "shape", "B", "T", "H", "Hkv", "hd", "W",
-              "fwd ms", "TFLOP/s", "bwd ms", "TFLOP/s");
+  std::printf("%-12s %6s %6s %4s %4s %4s %5s  %10s %8s  %10s %8s\n", "shape", "B", "T", "H", "Hkv", "hd", "W", "fwd ms",
+              "TFLOP/s", "bwd ms", "TFLOP/s");
   Timer timer;
   Rng rng(7);
   for (const Shape4& s : kShapes) {

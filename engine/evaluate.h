@@ -25,7 +25,7 @@ struct EvalOptions {
   int64_t batch_size = 8;
   bool exact_match = true;          // generate for examples that have a reference
   int64_t max_generate_examples = 0;  // 0: all of them
-  SamplingOptions sampling;         // its stop_ids are evaluate()'s
+  SamplingOptions sampling;           // its stop_ids are evaluate()'s
   TextNormalization normalization;
 };
 

@@ -9,7 +9,8 @@
 
 namespace fe {
 
-std::vector<int32_t> stop_ids(const std::string& model_dir, const LlamaConfig& model_config, const Tokenizer* tokenizer) {
+std::vector<int32_t> stop_ids(const std::string& model_dir, const LlamaConfig& model_config,
+                              const Tokenizer* tokenizer) {
   std::vector<int32_t> ids;
   const auto add = [&ids](int64_t id) {
     if (id >= 0 && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(static_cast<int32_t>(id));

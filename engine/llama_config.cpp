@@ -189,9 +189,12 @@ void parse_rope(const json& j, LlamaConfig& c, const std::string& source) {
 
 const char* architecture_name(ModelType type) {
   switch (type) {
-    case ModelType::llama: return "LlamaForCausalLM";
-    case ModelType::mistral: return "MistralForCausalLM";
-    case ModelType::qwen2: return "Qwen2ForCausalLM";
+    case ModelType::llama:
+      return "LlamaForCausalLM";
+    case ModelType::mistral:
+      return "MistralForCausalLM";
+    case ModelType::qwen2:
+      return "Qwen2ForCausalLM";
   }
   return "";
 }
@@ -200,9 +203,12 @@ const char* architecture_name(ModelType type) {
 
 const char* model_type_name(ModelType type) {
   switch (type) {
-    case ModelType::llama: return "llama";
-    case ModelType::mistral: return "mistral";
-    case ModelType::qwen2: return "qwen2";
+    case ModelType::llama:
+      return "llama";
+    case ModelType::mistral:
+      return "mistral";
+    case ModelType::qwen2:
+      return "qwen2";
   }
   return "";
 }
@@ -213,8 +219,8 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
   c.model_type = parse_model_type(j, source);
   const std::string act = read_string(j, "hidden_act", "silu", source);
   if (act != "silu")
-    config_error(source, "unsupported hidden_act \"" + act +
-                             "\" (supported: silu, the SwiGLU MLP of llama, mistral and qwen2)");
+    config_error(
+        source, "unsupported hidden_act \"" + act + "\" (supported: silu, the SwiGLU MLP of llama, mistral and qwen2)");
 
   read_key(j, "hidden_size", c.hidden_size, source, true);
   read_key(j, "intermediate_size", c.intermediate_size, source, true);
@@ -246,8 +252,12 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
       read_key(j, "attention_bias", c.attention_bias, source, false);
       read_key(j, "mlp_bias", c.mlp_bias, source, false);
       break;
-    case ModelType::mistral: c.sliding_window = parse_sliding_window(j, source); break;
-    case ModelType::qwen2: parse_qwen2_windows(j, c, source); break;
+    case ModelType::mistral:
+      c.sliding_window = parse_sliding_window(j, source);
+      break;
+    case ModelType::qwen2:
+      parse_qwen2_windows(j, c, source);
+      break;
   }
   return c;
 }
@@ -324,13 +334,13 @@ int64_t LlamaConfig::attention_window(int64_t layer) const {
   return sliding_layers[layer] ? sliding_window : 0;
 }
 
-bool LlamaConfig::qkv_bias() const {
+bool LlamaConfig::has_qkv_bias() const {
   return model_type == ModelType::qwen2 || (model_type == ModelType::llama && attention_bias);
 }
 
-bool LlamaConfig::o_bias() const { return model_type == ModelType::llama && attention_bias; }
+bool LlamaConfig::has_o_bias() const { return model_type == ModelType::llama && attention_bias; }
 
-bool LlamaConfig::mlp_has_bias() const { return model_type == ModelType::llama && mlp_bias; }
+bool LlamaConfig::has_mlp_bias() const { return model_type == ModelType::llama && mlp_bias; }
 
 // HF's _compute_default_rope_parameters, _compute_linear_scaling_rope_parameters and
 // _compute_llama3_parameters.
@@ -361,9 +371,9 @@ std::vector<double> LlamaConfig::rope_inv_freq() const {
 int64_t LlamaConfig::num_parameters() const {
   const int64_t d = hidden_size, f = intermediate_size;
   int64_t per_layer = d * q_dim() + 2 * d * kv_dim() + q_dim() * d + 3 * d * f + 2 * d;
-  if (qkv_bias()) per_layer += q_dim() + 2 * kv_dim();
-  if (o_bias()) per_layer += d;
-  if (mlp_has_bias()) per_layer += 2 * f + d;
+  if (has_qkv_bias()) per_layer += q_dim() + 2 * kv_dim();
+  if (has_o_bias()) per_layer += d;
+  if (has_mlp_bias()) per_layer += 2 * f + d;
   return vocab_size * d * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * per_layer + d;
 }
 

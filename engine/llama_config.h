@@ -68,9 +68,9 @@ struct LlamaConfig {
   // The attention window of a layer for kernels/attention.h: W or 0 (full causal attention).
   int64_t attention_window(int64_t layer) const;
   // Which projections carry a bias under this architecture.
-  bool qkv_bias() const;
-  bool o_bias() const;
-  bool mlp_has_bias() const;
+  bool has_qkv_bias() const;
+  bool has_o_bias() const;
+  bool has_mlp_bias() const;
   // RoPE inverse frequencies (hd/2 of them) after rope_scaling, in double precision.
   std::vector<double> rope_inv_freq() const;
   int64_t num_parameters() const;

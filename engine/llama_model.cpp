@@ -246,9 +246,9 @@ void LlamaModel::layer_backward(int64_t l, Activations& acts, Grads& grads) cons
   Tensor dk = empty(cache.k.shape());
   Tensor dv = empty(cache.v.shape());
   kernels::attention_backward(dq.view().reshaped(q4), dk.view().reshaped(kv4), dv.view().reshaped(kv4),
-                              datt.view().reshaped(q4), cache.q.view().reshaped(q4),
-                              cache.k.view().reshaped(kv4), cache.v.view().reshaped(kv4),
-                              cache.att.view().reshaped(q4), cache.lse, c.attention_window(l));
+                              datt.view().reshaped(q4), cache.q.view().reshaped(q4), cache.k.view().reshaped(kv4),
+                              cache.v.view().reshaped(kv4), cache.att.view().reshaped(q4), cache.lse,
+                              c.attention_window(l));
   kernels::rope_apply(dq, acts.cos, acts.sin, true);
   kernels::rope_apply(dk, acts.cos, acts.sin, true);
   project_back(Proj::q, dq, cache.h1, dh, false);

@@ -9,8 +9,9 @@
 // Token ids and labels are always host tensors; the model copies them where it computes. An
 // adapter may be kept in another dtype than the model's (fp32 master weights beside bf16 GPU
 // weights): each call then computes with a copy in the model's dtype, and LoRA gradients may be
-// f32 on the GPU. Full-parameter training runs on the CPU only. The base weights are frozen: a training step produces gradients for the LoRA matrices only, unless
-// the caller also asks for base-weight gradients (full-parameter training).
+// f32 on the GPU. Full-parameter training runs on the CPU only. The base weights are frozen: a training step produces
+// gradients for the LoRA matrices only, unless the caller also asks for base-weight gradients (full-parameter
+// training).
 //
 // Loss convention (DESIGN.md): the loss of a step is the mean over every label token of the whole
 // global batch. A micro-batch therefore returns the *sum* of its token losses and its token count,

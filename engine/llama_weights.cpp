@@ -86,11 +86,14 @@ bool proj_has_bias(const LlamaConfig& c, Proj p) {
   switch (p) {
     case Proj::q:
     case Proj::k:
-    case Proj::v: return c.qkv_bias();
-    case Proj::o: return c.o_bias();
+    case Proj::v:
+      return c.has_qkv_bias();
+    case Proj::o:
+      return c.has_o_bias();
     case Proj::gate:
     case Proj::up:
-    case Proj::down: return c.mlp_has_bias();
+    case Proj::down:
+      return c.has_mlp_bias();
   }
   return false;
 }

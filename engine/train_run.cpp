@@ -1,11 +1,5 @@
 #include "engine/train_run.h"
 
-#include "engine/accountant.h"
-#include "engine/durable_file.h"
-#include "engine/generation_config.h"
-#include "engine/metrics_log.h"
-#include "engine/model_files.h"
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 
+#include "engine/accountant.h"
+#include "engine/durable_file.h"
+#include "engine/generation_config.h"
+#include "engine/metrics_log.h"
+#include "engine/model_files.h"
 
 namespace fe {
 namespace {
@@ -211,8 +210,11 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
     if (run.eval.empty()) return EvalResult{};
     const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), c.eval, run.stop_ids);
     progress << "eval  step " << step << " | " << describe(r) << std::endl;
-    metrics.write({{"step", step}, {"eval_loss", r.loss}, {"eval_perplexity", r.perplexity},
-                   {"eval_examples", r.examples}, {"eval_exact_match", r.exact_matches},
+    metrics.write({{"step", step},
+                   {"eval_loss", r.loss},
+                   {"eval_perplexity", r.perplexity},
+                   {"eval_examples", r.examples},
+                   {"eval_exact_match", r.exact_matches},
                    {"eval_exact_match_examples", r.generated_examples},
                    {"eval_accuracy", r.accuracy()}});
     return r;

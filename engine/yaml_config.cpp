@@ -444,7 +444,7 @@ T ConfigNode::require(const std::string& key, const Bounds& bounds) const {
 
 #define FE_INSTANTIATE_GETTERS(T)                                                          \
   template T ConfigNode::get<T>(const std::string&, const std::type_identity_t<T>&) const; \
-  template T ConfigNode::require<T>(const std::string&) const;                              \
+  template T ConfigNode::require<T>(const std::string&) const;                             \
   template std::optional<T> ConfigNode::get_optional<T>(const std::string&) const;
 FE_INSTANTIATE_GETTERS(bool)
 FE_INSTANTIATE_GETTERS(int64_t)

@@ -132,7 +132,11 @@ class Participant {
  public:
   Participant(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint,
               std::unique_ptr<Communicator> ranks, int local_rank, std::ostream& log)
-      : me_(me), log_(log), ranks_(std::move(ranks)), local_rank_(local_rank), run_(load_run(me.train, true)),
+      : me_(me),
+        log_(log),
+        ranks_(std::move(ranks)),
+        local_rank_(local_rank),
+        run_(load_run(me.train, true)),
         model_(run_.weights, {.recompute_activations = me.train.recompute_activations}),
         adapter_(LoraAdapter::init(run_.weights.config, config.shared.lora, 0, DType::f32)),
         batches_(run_.train, global_micro_batch(), me.train.seed, me.train.bucket_by_length, run_.pad_id()),

@@ -545,7 +545,8 @@ struct Server::Impl {
   }
 
   EvalResult evaluate_global() const {
-    return evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval, eval_run.stop_ids);
+    return evaluate(*eval_model, &global, eval_run.eval, eval_run.tokenizer.get(), config.shared.eval,
+                    eval_run.stop_ids);
   }
 
   // Round 0: the starting global adapter, the baseline the rounds are measured against.

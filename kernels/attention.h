@@ -17,10 +17,9 @@
 namespace fe::kernels {
 
 // out: [B, Tq, H, hd]; lse: [B, H, Tq]. window ≥ 0.
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v,
-                       int64_t window = 0);
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v, int64_t window);
 // dq, dk, dv are written (not accumulated). Training only: requires Tq = Tk. window: the forward's.
-void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q,
-                        const View& k, const View& v, const View& out, const View& lse, int64_t window = 0);
+void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q, const View& k,
+                        const View& v, const View& out, const View& lse, int64_t window);
 
 }  // namespace fe::kernels

@@ -321,7 +321,8 @@ TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
 TEST_F(CliWorkflow, PreTokenizedDataNeedsNoTokenizer) {
   std::string records;
   for (int i = 0; i < 16; ++i)
-    records += "{\"input_ids\": [1, " + std::to_string(10 + i) + ", 310, 42, 43], \"labels\": [-100, -100, 310, 42, 43]}\n";
+    records +=
+        "{\"input_ids\": [1, " + std::to_string(10 + i) + ", 310, 42, 43], \"labels\": [-100, -100, 310, 42, 43]}\n";
   write_file(dir_.path("data/ids.jsonl"), records);
   for (const std::string tokenizer_line : {"", "tokenizer: null\n"}) {
     write_file(dir_.path("ids.yaml"), "model: base\n" + tokenizer_line +
@@ -329,14 +330,16 @@ TEST_F(CliWorkflow, PreTokenizedDataNeedsNoTokenizer) {
                                           "train: {steps: 2, micro_batch_size: 4}\noutput: {dir: ids_run}\n");
     const CliResult trained = run_cli("train " + dir_.path("ids.yaml"));
     ASSERT_EQ(trained.status, 0) << tokenizer_line << trained.output;
-    const CliResult eval = run_cli("eval " + dir_.path("ids.yaml") + " --adapter " + dir_.path("ids_run/adapter") + " --json");
+    const CliResult eval =
+        run_cli("eval " + dir_.path("ids.yaml") + " --adapter " + dir_.path("ids_run/adapter") + " --json");
     ASSERT_EQ(eval.status, 0) << eval.output;
     const auto result = nlohmann::json::parse(eval.output);
     EXPECT_EQ(result["examples"], 16);
     EXPECT_EQ(result["exact_match_examples"], 0);  // nothing to decode generations with
     EXPECT_EQ(result["tokens"], 16 * 3);
   }
-  const CliResult ids = run_cli("generate --model " + dir_.path("base") + " --prompt-ids '1, 10 310' --max-new-tokens 3");
+  const CliResult ids =
+      run_cli("generate --model " + dir_.path("base") + " --prompt-ids '1, 10 310' --max-new-tokens 3");
   ASSERT_EQ(ids.status, 0) << ids.output;
   EXPECT_THAT(ids.output, MatchesRegex("[0-9]+ [0-9]+ [0-9]+\n"));
   const CliResult outside = run_cli("generate --model " + dir_.path("base") + " --prompt-ids 1,320");
@@ -346,8 +349,8 @@ TEST_F(CliWorkflow, PreTokenizedDataNeedsNoTokenizer) {
   EXPECT_NE(no_text.status, 0);
   EXPECT_THAT(no_text.output, AllOf(HasSubstr("holds no tokenizer"), HasSubstr("--tokenizer")));
   // The project's SentencePiece tokenizer has no chat template: --chat says so.
-  const CliResult chat = run_cli("generate --model " + dir_.path("base") + " --tokenizer " + dir_.path("data") +
-                                 " --chat --prompt hi");
+  const CliResult chat =
+      run_cli("generate --model " + dir_.path("base") + " --tokenizer " + dir_.path("data") + " --chat --prompt hi");
   EXPECT_NE(chat.status, 0);
   EXPECT_THAT(chat.output, AllOf(HasSubstr("no chat template"), HasSubstr("drop --chat")));
 }
@@ -369,7 +372,8 @@ TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   write_file(dir_.path("notok.yaml"), "model: base\ndata:\n  train: data/shift/train.jsonl\noutput:\n  dir: run\n");
   r = run_cli("train " + dir_.path("notok.yaml"));
   EXPECT_NE(r.status, 0);
-  EXPECT_THAT(r.output, AllOf(HasSubstr("train.jsonl:1"), HasSubstr("needs a tokenizer"), HasSubstr("set `tokenizer:`")));
+  EXPECT_THAT(r.output,
+              AllOf(HasSubstr("train.jsonl:1"), HasSubstr("needs a tokenizer"), HasSubstr("set `tokenizer:`")));
 
   write_file(dir_.path("data/bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json\n");
   write_file(dir_.path("bad.yaml"), "model: base\ntokenizer: data\ndata:\n  train: data/bad.jsonl\noutput:\n  dir: run\n");

@@ -1,10 +1,11 @@
 // Generation: the KV-cache path against full forward passes, and the sampler's distribution.
+#include "engine/generate.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "engine/generate.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -43,6 +44,22 @@ TEST(Generate, CachedDecodingMatchesFullForward) {
   EXPECT_THROW(model.decode(View{all.data(), DType::i32, Shape{1, 1}, Device::cpu}, cache, &lora), Error);  // full
 }
 
+// Each generated token is the argmax of the whole sequence so far recomputed from scratch (an f64
+// model, so ties cannot hide a difference).
+void expect_greedy_matches_recomputing(const LlamaModel& model, const std::vector<int32_t>& prompt,
+                                       const std::vector<int32_t>& generated) {
+  const int64_t vocab = model.config().vocab_size;
+  std::vector<int32_t> sequence = prompt;
+  for (int32_t token : generated) {
+    Tensor ids = Tensor::empty(Shape{1, static_cast<int64_t>(sequence.size())}, DType::i32);
+    std::copy(sequence.begin(), sequence.end(), ids.as<int32_t>());
+    const Tensor logits = model.logits(ids, nullptr);
+    const double* last = logits.as<double>() + (sequence.size() - 1) * vocab;
+    EXPECT_EQ(token, std::max_element(last, last + vocab) - last) << "after " << sequence.size() << " tokens";
+    sequence.push_back(token);
+  }
+}
+
 TEST(Generate, GreedyMatchesRecomputingEverything) {
   const LlamaConfig c = small_config();
   const LlamaModel model(LlamaWeights::random(c, 4, DType::f64));
@@ -51,15 +68,7 @@ TEST(Generate, GreedyMatchesRecomputingEverything) {
   options.max_new_tokens = 6;
   const std::vector<int32_t> generated = generate(model, nullptr, prompt, options);
   ASSERT_EQ(generated.size(), 6u);
-  std::vector<int32_t> sequence = prompt;
-  for (int32_t token : generated) {
-    Tensor ids = Tensor::empty(Shape{1, static_cast<int64_t>(sequence.size())}, DType::i32);
-    std::copy(sequence.begin(), sequence.end(), ids.as<int32_t>());
-    const Tensor logits = model.logits(ids, nullptr);
-    const double* last = logits.as<double>() + (sequence.size() - 1) * c.vocab_size;
-    EXPECT_EQ(token, std::max_element(last, last + c.vocab_size) - last);
-    sequence.push_back(token);
-  }
+  expect_greedy_matches_recomputing(model, prompt, generated);
   options.stop_ids = {generated[2]};
   EXPECT_EQ(generate(model, nullptr, prompt, options),
             std::vector<int32_t>(generated.begin(), generated.begin() + 2));
@@ -98,15 +107,7 @@ TEST(Generate, SlidingWindowDecodingMatchesFullForward) {
   options.max_new_tokens = 8;
   const std::vector<int32_t> generated = generate(model, nullptr, prompt, options);
   ASSERT_EQ(generated.size(), 8u);
-  std::vector<int32_t> sequence = prompt;
-  for (int32_t token : generated) {
-    Tensor ids = Tensor::empty(Shape{1, static_cast<int64_t>(sequence.size())}, DType::i32);
-    std::copy(sequence.begin(), sequence.end(), ids.as<int32_t>());
-    const Tensor logits = model.logits(ids, nullptr);
-    const double* last = logits.as<double>() + (sequence.size() - 1) * c.vocab_size;
-    EXPECT_EQ(token, std::max_element(last, last + c.vocab_size) - last);
-    sequence.push_back(token);
-  }
+  expect_greedy_matches_recomputing(model, prompt, generated);
 }
 
 TEST(Generate, SamplingFollowsSoftmaxAndTopP) {

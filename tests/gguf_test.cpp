@@ -628,7 +628,7 @@ void check_round_trip(const std::string& kind, const std::optional<std::string>&
   // The engine reads the directory as it reads any HF checkpoint.
   const LlamaConfig engine_config = LlamaConfig::load(dir.path("out"));
   EXPECT_EQ(model_type_name(engine_config.model_type), arch);
-  EXPECT_EQ(engine_config.qkv_bias(), arch == "qwen2");
+  EXPECT_EQ(engine_config.has_qkv_bias(), arch == "qwen2");
   EXPECT_EQ(LlamaWeights::load(dir.path("out"), DType::f32).layers.size(), 2u);
 
   const json config = read_json(dir.path("out/config.json"));

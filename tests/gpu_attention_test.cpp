@@ -163,20 +163,20 @@ TEST(GpuAttention, ForwardThenBackwardIsDeterministic) {
     const Tensor dout = random_host(qs, dtype, rng);
     const Tensor gq = gpu(q), gk = gpu(k), gv = gpu(v), gdout = gpu(dout);
     Tensor out = poisoned(qs, dtype), lse = poisoned(ls, DType::f32);
-    kernels::attention_forward(out, lse, gq, gk, gv);
+    kernels::attention_forward(out, lse, gq, gk, gv, 0);
     Tensor dq[2], dk[2], dv[2];
     for (int run = 0; run < 2; ++run) {
       dq[run] = poisoned(qs, dtype);
       dk[run] = poisoned(kvs, dtype);
       dv[run] = poisoned(kvs, dtype);
-      kernels::attention_backward(dq[run], dk[run], dv[run], gdout, gq, gk, gv, out, lse);
+      kernels::attention_backward(dq[run], dk[run], dv[run], gdout, gq, gk, gv, out, lse, 0);
     }
     EXPECT_TRUE(same_bytes(dq[0], dq[1]) && same_bytes(dk[0], dk[1]) && same_bytes(dv[0], dv[1])) << dtype_name(dtype);
 
     Tensor cout = Tensor::empty(qs, DType::f32), clse = Tensor::empty(ls, DType::f32);
-    kernels::attention_forward(cout, clse, cpu_f32(q), cpu_f32(k), cpu_f32(v));
+    kernels::attention_forward(cout, clse, cpu_f32(q), cpu_f32(k), cpu_f32(v), 0);
     Tensor cdq = Tensor::empty(qs, DType::f32), cdk = Tensor::empty(kvs, DType::f32), cdv = Tensor::empty(kvs, DType::f32);
-    kernels::attention_backward(cdq, cdk, cdv, cpu_f32(dout), cpu_f32(q), cpu_f32(k), cpu_f32(v), cout, clse);
+    kernels::attention_backward(cdq, cdk, cdv, cpu_f32(dout), cpu_f32(q), cpu_f32(k), cpu_f32(v), cout, clse, 0);
     expect_close(dq[0], cdq, dtype, "chained dq");
     expect_close(dk[0], cdk, dtype, "chained dk");
     expect_close(dv[0], cdv, dtype, "chained dv");
@@ -188,13 +188,13 @@ TEST(GpuAttention, RejectsUnsupportedHeadDimsAndMixedDtypes) {
   const Shape qs{1, 4, 2, 32}, kvs{1, 4, 2, 32}, ls{1, 2, 4};
   Tensor q = Tensor::zeros(qs, DType::f32, Device::cuda), k = Tensor::zeros(kvs, DType::f32, Device::cuda);
   Tensor out = Tensor::empty(qs, DType::f32, Device::cuda), lse = Tensor::empty(ls, DType::f32, Device::cuda);
-  EXPECT_THROW(kernels::attention_forward(out, lse, q, k, k), Error);  // hd 32
+  EXPECT_THROW(kernels::attention_forward(out, lse, q, k, k, 0), Error);  // hd 32
   const Shape q64{1, 4, 2, 64};
   Tensor qb = Tensor::zeros(q64, DType::bf16, Device::cuda), kf = Tensor::zeros(q64, DType::f32, Device::cuda);
   Tensor ob = Tensor::empty(q64, DType::bf16, Device::cuda);
-  EXPECT_THROW(kernels::attention_forward(ob, lse, qb, kf, kf), Error);  // q bf16, k f32
+  EXPECT_THROW(kernels::attention_forward(ob, lse, qb, kf, kf, 0), Error);  // q bf16, k f32
   Tensor lse_f16 = Tensor::empty(ls, DType::f16, Device::cuda);
-  EXPECT_THROW(kernels::attention_forward(ob, lse_f16, qb, qb, qb), Error);  // lse neither f32 nor bf16
+  EXPECT_THROW(kernels::attention_forward(ob, lse_f16, qb, qb, qb, 0), Error);  // lse neither f32 nor bf16
 }
 
 }  // namespace

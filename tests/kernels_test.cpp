@@ -211,14 +211,26 @@ void PrintTo(const AttentionCase& c, std::ostream* os) {
   *os << "T=" << c.seq << " W=" << c.window << " Hkv=" << c.kv_heads;
 }
 
-class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
+class AttentionTest : public ::testing::TestWithParam<AttentionCase> {
+ protected:
+  static constexpr int64_t B = 2, H = 4, hd = 6;
+  // Random f64 q [B, T, H, hd] and k, v [B, T, Hkv, hd] of the case's shape.
+  struct Inputs {
+    Tensor q, k, v;
+  };
+  Inputs random_inputs(uint64_t seed) const {
+    Rng rng(seed);
+    const auto [T, W, G] = GetParam();
+    Inputs in{random_tensor(Shape{B, T, H, hd}, rng), random_tensor(Shape{B, T, G, hd}, rng),
+              random_tensor(Shape{B, T, G, hd}, rng)};
+    return in;
+  }
+};
 
 TEST_P(AttentionTest, ForwardMatchesNaiveAndBackwardMatchesFiniteDifferences) {
-  Rng rng(5);
+  Rng rng(7);
   const auto [T, W, G] = GetParam();
-  const int64_t B = 2, H = 4, hd = 6;
-  Tensor q = random_tensor(Shape{B, T, H, hd}, rng), k = random_tensor(Shape{B, T, G, hd}, rng);
-  Tensor v = random_tensor(Shape{B, T, G, hd}, rng);
+  auto [q, k, v] = random_inputs(5);
   Tensor out = Tensor::empty(q.shape(), DType::f64), lse = Tensor::empty(Shape{B, H, T}, DType::f64);
   kernels::attention_forward(out, lse, q, k, v, W);
   EXPECT_LT(relative_error(out, reference_attention(q, k, v, W)), 1e-13);
@@ -244,11 +256,8 @@ TEST_P(AttentionTest, ForwardMatchesNaiveAndBackwardMatchesFiniteDifferences) {
 // Decoding against a KV cache: the last Tq queries over all Tk keys give the rows of the
 // full-sequence result, with and without a window.
 TEST_P(AttentionTest, FewerQueriesThanKeysGiveTheFullSequenceRows) {
-  Rng rng(6);
   const auto [T, W, G] = GetParam();
-  const int64_t B = 2, H = 4, hd = 6;
-  Tensor q = random_tensor(Shape{B, T, H, hd}, rng), k = random_tensor(Shape{B, T, G, hd}, rng);
-  Tensor v = random_tensor(Shape{B, T, G, hd}, rng);
+  const auto [q, k, v] = random_inputs(6);
   Tensor full = Tensor::empty(q.shape(), DType::f64), full_lse = Tensor::empty(Shape{B, H, T}, DType::f64);
   kernels::attention_forward(full, full_lse, q, k, v, W);
   for (int64_t tq : {int64_t{1}, T / 2}) {
@@ -268,12 +277,13 @@ TEST_P(AttentionTest, FewerQueriesThanKeysGiveTheFullSequenceRows) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    CausalAndSlidingWindow, AttentionTest,
-    ::testing::Values(AttentionCase{5, 0, 1}, AttentionCase{5, 0, 2}, AttentionCase{5, 0, 4},  // full causal
-                      AttentionCase{7, 3, 2}, AttentionCase{9, 4, 4}, AttentionCase{8, 5, 1},  // W < T
-                      AttentionCase{7, 1, 1}, AttentionCase{6, 1, 4},                          // only itself
-                      AttentionCase{6, 6, 2}, AttentionCase{5, 9, 2}));                        // W ≥ T
+INSTANTIATE_TEST_SUITE_P(CausalAndSlidingWindow, AttentionTest,
+                         ::testing::Values(AttentionCase{5, 0, 1}, AttentionCase{5, 0, 2},
+                                           AttentionCase{5, 0, 4},  // full causal
+                                           AttentionCase{7, 3, 2}, AttentionCase{9, 4, 4},
+                                           AttentionCase{8, 5, 1},                            // W < T
+                                           AttentionCase{7, 1, 1}, AttentionCase{6, 1, 4},    // only itself
+                                           AttentionCase{6, 6, 2}, AttentionCase{5, 9, 2}));  // W ≥ T
 
 // A window at least as long as the sequence changes nothing; W = 1 returns each query's own value.
 TEST(Attention, WindowEdgeCasesAreExact) {
@@ -417,14 +427,14 @@ TEST(Precision, Float32MatchesFloat64) {
   Tensor v = random_tensor(Shape{2, 7, 2, 8}, rng), w = random_tensor(Shape{8}, rng);
   auto run = [&](DType dtype) {
     Tensor out = Tensor::empty(q.shape(), dtype), lse = Tensor::empty(Shape{2, 4, 7}, dtype);
-    kernels::attention_forward(out, lse, q.to(dtype), k.to(dtype), v.to(dtype));
+    kernels::attention_forward(out, lse, q.to(dtype), k.to(dtype), v.to(dtype), 0);
     Tensor y = Tensor::empty(Shape{2 * 7 * 4, 8}, dtype), rstd = Tensor::empty(Shape{2 * 7 * 4}, dtype);
     kernels::rmsnorm_forward(y, rstd, out.reshaped(y.shape()), w.to(dtype), 1e-6);
     return y.to(DType::f64);
   };
   EXPECT_LT(relative_error(run(DType::f32), run(DType::f64)), 1e-6);
   Tensor bf = Tensor::empty(q.shape(), DType::bf16);
-  EXPECT_THROW(kernels::attention_forward(bf, bf, bf, bf, bf), Error);  // CPU ops compute in f32/f64
+  EXPECT_THROW(kernels::attention_forward(bf, bf, bf, bf, bf, 0), Error);  // CPU ops compute in f32/f64
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // architecture's biases and attention windows, bad ones are refused with the file and key named,
 // written configs read back as the same architecture, and RoPE frequencies follow HF's formulas
 // (checked against values worked out by hand here).
+#include "engine/llama_config.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -12,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "engine/llama_config.h"
 #include "kernels/view.h"
 
 namespace fe {
@@ -117,9 +118,9 @@ TEST(LlamaConfig, LlamaHasNoWindowAndBiasesPerAttentionBias) {
   const LlamaConfig c = parse(kTinyLlama, [](json& j) { j["sliding_window"] = 16; });  // LlamaConfig ignores it
   EXPECT_EQ(c.model_type, ModelType::llama);
   EXPECT_EQ(c.attention_window(0), 0);
-  EXPECT_FALSE(c.qkv_bias() || c.o_bias() || c.mlp_has_bias());
+  EXPECT_FALSE(c.has_qkv_bias() || c.has_o_bias() || c.has_mlp_bias());
   const LlamaConfig biased = parse(kTinyLlama, [](json& j) { j["attention_bias"] = j["mlp_bias"] = true; });
-  EXPECT_TRUE(biased.qkv_bias() && biased.o_bias() && biased.mlp_has_bias());
+  EXPECT_TRUE(biased.has_qkv_bias() && biased.has_o_bias() && biased.has_mlp_bias());
   expect_round_trip(biased);
   EXPECT_EQ(parse(kTinyLlama, [](json& j) { j.erase("model_type"); }).model_type, ModelType::llama);
 }
@@ -130,7 +131,7 @@ TEST(LlamaConfig, ReadsMistralWithItsSlidingWindow) {
   EXPECT_EQ(c.sliding_window, 4096);
   for (int64_t l : {0, 31}) EXPECT_EQ(c.attention_window(l), 4096);
   EXPECT_EQ(c.head_dim, 128);  // hidden / heads when head_dim is absent
-  EXPECT_FALSE(c.qkv_bias() || c.o_bias() || c.mlp_has_bias());
+  EXPECT_FALSE(c.has_qkv_bias() || c.has_o_bias() || c.has_mlp_bias());
   EXPECT_EQ(c.num_parameters(), 7241732096);  // Mistral-7B-v0.1's published parameter count
   EXPECT_EQ(c.to_json()["architectures"], json::array({"MistralForCausalLM"}));
   EXPECT_EQ(c.to_json()["sliding_window"], 4096);
@@ -143,7 +144,7 @@ TEST(LlamaConfig, ReadsMistralWithItsSlidingWindow) {
   expect_round_trip(full);
   EXPECT_EQ(parse(kMistral7B, [](json& j) { j.erase("sliding_window"); }).attention_window(3), 4096);
   // MistralAttention has no biases whatever attention_bias says.
-  EXPECT_FALSE(parse(kMistral7B, [](json& j) { j["attention_bias"] = true; }).qkv_bias());
+  EXPECT_FALSE(parse(kMistral7B, [](json& j) { j["attention_bias"] = true; }).has_qkv_bias());
   EXPECT_THAT(parse_error(kMistral7B, [](json& j) { j["sliding_window"] = 0; }),
               AllOf(HasSubstr("models/x/config.json"), HasSubstr("\"sliding_window\""), HasSubstr("or null")));
   EXPECT_THAT(parse_error(kMistral7B, [](json& j) { j["sliding_window"] = "4096"; }), HasSubstr("\"sliding_window\""));
@@ -152,8 +153,8 @@ TEST(LlamaConfig, ReadsMistralWithItsSlidingWindow) {
 TEST(LlamaConfig, ReadsQwen2WithQkvBiasesAndWindowsOnlyWhenEnabled) {
   const LlamaConfig c = parse(kQwen25);
   EXPECT_EQ(c.model_type, ModelType::qwen2);
-  EXPECT_TRUE(c.qkv_bias());
-  EXPECT_FALSE(c.o_bias() || c.mlp_has_bias());
+  EXPECT_TRUE(c.has_qkv_bias());
+  EXPECT_FALSE(c.has_o_bias() || c.has_mlp_bias());
   for (int64_t l = 0; l < 24; ++l) EXPECT_EQ(c.attention_window(l), 0);  // use_sliding_window false
   EXPECT_EQ(c.head_dim, 64);
   EXPECT_EQ(c.rope_theta, 1e6);
@@ -180,7 +181,10 @@ TEST(LlamaConfig, ReadsQwen2WithQkvBiasesAndWindowsOnlyWhenEnabled) {
   for (int64_t l = 0; l < 24; ++l) EXPECT_EQ(typed.attention_window(l), l % 2 ? 7 : 0) << l;
   expect_round_trip(typed);
 
-  EXPECT_THAT(parse_error(kQwen25, [](json& j) { j["layer_types"] = {"full_attention", "sliding_attention"}; }),
+  EXPECT_THAT(parse_error(kQwen25,
+                          [](json& j) {
+                            j["layer_types"] = {"full_attention", "sliding_attention"};
+                          }),
               AllOf(HasSubstr("models/x/config.json"), HasSubstr("\"layer_types\""), HasSubstr("24 entries")));
   EXPECT_THAT(parse_error(kQwen25,
                           [](json& j) {

@@ -20,9 +20,7 @@ struct Dims {
   int64_t lse_index(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
   int64_t group_size() const { return heads / kv_heads; }
   int64_t last_key(int64_t query) const { return kv_seq - seq + query; }  // causal limit, inclusive
-  int64_t first_key(int64_t query) const {
-    return window > 0 ? std::max<int64_t>(0, last_key(query) - window + 1) : 0;
-  }
+  int64_t first_key(int64_t query) const { return window > 0 ? std::max<int64_t>(0, last_key(query) - window + 1) : 0; }
   int64_t keys_per_query() const { return window > 0 ? std::min(window, kv_seq) : kv_seq; }
   int64_t work() const { return batch * heads * seq * keys_per_query() * head_dim; }  // multiply-adds, roughly
 };
@@ -59,8 +57,7 @@ T dot(const T* a, const T* b, int64_t n) {
 
 }  // namespace
 
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v,
-                       int64_t window) {
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v, int64_t window) {
   detail::OpCheck check("attention_forward",
                         {{"out", &out}, {"lse", &lse}, {"q", &q}, {"k", &k}, {"v", &v}});
   const Dims d = check_dims(check, q, k, v, window);
@@ -108,9 +105,8 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
 //   dV += Pᵀ dO;  dS = P ⊙ (dO Vᵀ − D);  dQ = scale·dS K;  dK += scale·dSᵀ Q.
 // Work is split by (batch, kv head) so the query heads sharing a kv head accumulate dK, dV in one
 // thread, in a fixed order.
-void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout,
-                        const View& q, const View& k, const View& v, const View& out,
-                        const View& lse, int64_t window) {
+void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q, const View& k,
+                        const View& v, const View& out, const View& lse, int64_t window) {
   detail::OpCheck check("attention_backward",
                         {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}, {"dout", &dout}, {"q", &q},
                          {"k", &k}, {"v", &v}, {"out", &out}, {"lse", &lse}});

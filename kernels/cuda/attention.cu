@@ -420,7 +420,12 @@ __global__ void __launch_bounds__(kThreads)
 // ---- host side -------------------------------------------------------------------------------
 
 Geometry geometry(const View& q, const View& k, int64_t window) {
-  return Geometry{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], window,
+  return Geometry{q.shape[0],
+                  q.shape[1],
+                  k.shape[1],
+                  q.shape[2],
+                  k.shape[2],
+                  window,
                   static_cast<float>(1.0 / std::sqrt(static_cast<double>(q.shape[3])))};
 }
 
@@ -466,8 +471,7 @@ dim3 grid_of(int64_t tiles, int64_t heads, int64_t batch, const char* op) {
 
 }  // namespace
 
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v,
-                       int64_t window) {
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v, int64_t window) {
   const Geometry g = geometry(q, k, window);
   if (g.batch == 0 || g.tq == 0 || g.heads == 0) return;
   with_head_dim("attention_forward", q.shape[3], [&](auto head_dim) {
@@ -488,8 +492,8 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
   });
 }
 
-void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q,
-                        const View& k, const View& v, const View& out, const View& lse, int64_t window) {
+void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q, const View& k,
+                        const View& v, const View& out, const View& lse, int64_t window) {
   const Geometry g = geometry(q, k, window);
   if (g.batch == 0 || g.tq == 0 || g.heads == 0) return;
   with_head_dim("attention_backward", q.shape[3], [&](auto head_dim) {

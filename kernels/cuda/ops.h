@@ -65,10 +65,9 @@ void linear_backward(const View& dx, bool accumulate_dx, const View& da, const V
 // attention.cu: causal flash attention, GQA, head_dim 64 or 128 (else Error), window 0 (full causal)
 // or W > 0 (kernels/attention.h). q, k, v, out and the gradients share one dtype; lse f32
 // (recommended) or that dtype. No float atomics.
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v,
-                       int64_t window);
-void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q,
-                        const View& k, const View& v, const View& out, const View& lse, int64_t window);
+void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v, int64_t window);
+void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q, const View& k,
+                        const View& v, const View& out, const View& lse, int64_t window);
 
 // cross_entropy.cu: logits [N, V], dlogits like logits or empty (may alias logits), targets i32
 // [N], checked on the GPU: bad_row ≥ 0 names the first row whose target is neither kIgnoreIndex
