@@ -101,8 +101,8 @@ std::vector<int32_t> read_ids(const json& list, const std::string& key, IdList k
     }
     const uint64_t id = value.get<uint64_t>();
     if (id >= static_cast<uint64_t>(vocab_size))
-      source.fail(where + ": token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                  std::to_string(vocab_size) + ")");
+      source.fail(where + ": token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
+                  std::to_string(vocab_size) + ") (vocab_size in the model's config.json)");
     ids.push_back(static_cast<int32_t>(id));
   }
   return ids;

@@ -562,7 +562,7 @@ TEST_F(DatasetTest, BadLinesAreErrorsNamingFileAndLine) {
       {R"({"input_ids": [5, -6]})", DataFormat::tokenized, "data.jsonl:1:", "input_ids[1]: token id -6 is negative"},
       {R"({"input_ids": [5, 6], "labels": [-5, 6]})", DataFormat::tokenized, "data.jsonl:1:",
        "labels[0]: token id -5 is negative"},
-      {R"({"input_ids": [5, 259]})", DataFormat::tokenized, "data.jsonl:1:", "outside the vocabulary [0, 259)"},
+      {R"({"input_ids": [5, 259]})", DataFormat::tokenized, "data.jsonl:1:", "outside the model's vocabulary [0, 259) (vocab_size in the model's config.json)"},
       {R"({"input_ids": [5, 6.5]})", DataFormat::tokenized, "data.jsonl:1:", "input_ids[1] should be an integer"},
       {R"({"input_ids": []})", DataFormat::tokenized, "data.jsonl:1:", "\"input_ids\" is empty"},
   };
