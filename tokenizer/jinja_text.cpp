@@ -11,8 +11,6 @@
 namespace fe::jinja::text {
 namespace {
 
-constexpr char32_t kReplacement = 0xFFFD;
-
 struct CodePointRange {
   char32_t first, last;
 };
@@ -428,69 +426,6 @@ std::vector<std::string> split_whitespace(const std::u32string& s, int64_t max_s
 }
 
 }  // namespace
-
-std::u32string decode(std::string_view utf8) {
-  std::u32string out;
-  out.reserve(utf8.size());
-  size_t i = 0;
-  while (i < utf8.size()) {
-    const auto b0 = static_cast<unsigned char>(utf8[i]);
-    if (b0 < 0x80) {
-      out += static_cast<char32_t>(b0);
-      ++i;
-      continue;
-    }
-    int extra = b0 >= 0xF0 ? 3 : b0 >= 0xE0 ? 2 : b0 >= 0xC0 ? 1 : -1;
-    if (extra < 0 || b0 > 0xF4 || i + extra >= utf8.size()) {
-      out += kReplacement;
-      ++i;
-      continue;
-    }
-    char32_t c = b0 & (0x3F >> extra);
-    bool valid = true;
-    for (int k = 1; k <= extra; ++k) {
-      const auto b = static_cast<unsigned char>(utf8[i + k]);
-      if ((b & 0xC0) != 0x80) {
-        valid = false;
-        break;
-      }
-      c = (c << 6) | (b & 0x3F);
-    }
-    if (!valid) {
-      out += kReplacement;
-      ++i;
-      continue;
-    }
-    out += c;
-    i += extra + 1;
-  }
-  return out;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
-std::string encode(std::u32string_view code_points) {
-  std::string out;
-  out.reserve(code_points.size());
-  for (char32_t c : code_points) append_utf8(out, c);
-  return out;
-}
 
 int64_t length(std::string_view utf8) {
   if (is_ascii(utf8)) return static_cast<int64_t>(utf8.size());

@@ -21,11 +21,14 @@
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/utf8.h"
+
 namespace fe::jinja::text {
 
-std::u32string decode(std::string_view utf8);
-std::string encode(std::u32string_view code_points);
-void append_utf8(std::string& out, char32_t code_point);
+// UTF-8 through tokenizer/utf8.h; invalid bytes decode to U+FFFD.
+inline std::u32string decode(std::string_view utf8) { return utf8::decode_lossy(utf8); }
+inline std::string encode(std::u32string_view code_points) { return utf8::encode(code_points); }
+inline void append_utf8(std::string& out, char32_t code_point) { utf8::append(out, code_point); }
 // Number of code points (Python's len()).
 int64_t length(std::string_view utf8);
 bool is_ascii(std::string_view utf8);
