@@ -75,8 +75,7 @@ struct Server::Impl {
   std::mutex exits_mutex;
   std::vector<std::pair<std::string, std::string>> exits;  // (participant, report) from participant_exited
 
-  std::map<std::string, ClientResult> results;  // of the round's completed collection
-  Clock::time_point round_started;              // of the round's first attempt
+  Clock::time_point round_started;  // of the round's first attempt
 
   Impl(const FederationConfig& c, bool resume, std::ostream& l)
       : config(c), log(l), roster(participant_names(c), c.server.heartbeat_s), monitor(roster, c.server.rounds) {
@@ -223,29 +222,31 @@ struct Server::Impl {
     return true;
   }
 
-  // Results until every sampled participant answered or went silent, or the round timed out;
-  // false when too few came back (or a stop was asked for).
-  bool collect(const std::atomic<bool>* stop) {
+  // Results, in participant-name order, until every sampled participant answered or went silent,
+  // or the round timed out; nullopt when too few came back (or a stop was asked for).
+  std::optional<std::vector<ClientResult>> collect(const std::atomic<bool>* stop) {
     inbox->open_round([this](const std::string& name) { send_fit(name); });
     pump(
         config.server.round_timeout_s, [&] { return round_complete(); }, stop);
-    results = inbox->close_round();
-    if (stop && *stop) return false;
-    if (static_cast<int64_t>(results.size()) >= config.server.min_results) return true;
-    say("round " + std::to_string(record.round) + ": " + std::to_string(results.size()) + " results, " +
-        std::to_string(config.server.min_results) + " needed; repeating the round");
-    return false;
-  }
-
-  // Privacy (when DP wraps the strategy) and the strategy's aggregate, over the results in
-  // participant-name order; the outcome becomes the global adapter.
-  void aggregate(int64_t round) {
+    std::map<std::string, ClientResult> results = inbox->close_round();
+    if (stop && *stop) return std::nullopt;
+    if (static_cast<int64_t>(results.size()) < config.server.min_results) {
+      say("round " + std::to_string(record.round) + ": " + std::to_string(results.size()) + " results, " +
+          std::to_string(config.server.min_results) + " needed; repeating the round");
+      return std::nullopt;
+    }
     std::vector<ClientResult> ordered;
-    for (auto& [name, result] : results) {  // name order
+    for (auto& [name, result] : results) {  // name order: the arithmetic does not depend on arrival
       record.contributors.push_back(name);
       ordered.push_back(std::move(result));
     }
-    const NamedTensors next = strategy->aggregate(round, global.named_tensors(), ordered);
+    return ordered;
+  }
+
+  // Privacy (when DP wraps the strategy) and the strategy's aggregate; the outcome becomes the
+  // global adapter.
+  void aggregate(int64_t round, const std::vector<ClientResult>& results) {
+    const NamedTensors next = strategy->aggregate(round, global.named_tensors(), results);
     if (dp) record.epsilon = dp->epsilon_spent();
     const NamedTensors slots = global.named_tensors();
     for (size_t i = 0; i < slots.size(); ++i) kernels::convert(slots[i].second, next[i].second);
@@ -274,14 +275,16 @@ struct Server::Impl {
     history.push_back(record);
   }
 
-  // One attempt at a round; false when too few results came back.
+  // One attempt at a round: sample → send → collect → privacy and aggregate → evaluate →
+  // checkpoint → report; false when too few results came back.
   bool try_round(int64_t round, const std::atomic<bool>* stop) {
     start_attempt(round);
     record.sampled = strategy->sample(round, roster.alive_names());
     monitor.set_round(round);
     for (const std::string& name : record.sampled) send_fit(name);
-    if (!collect(stop)) return false;
-    aggregate(round);
+    const std::optional<std::vector<ClientResult>> results = collect(stop);
+    if (!results) return false;
+    aggregate(round, *results);
     evaluate_round();
     checkpoint(round);
     record.seconds = seconds_since(round_started);
