@@ -26,8 +26,8 @@ namespace fe::fed {
 // One rank of a participant. Returns when the server sends shutdown (0) or *stop is set (1).
 // endpoint overrides server.address (used by `fedengine run` when the server picked a free port).
 // `rank` must agree with the participant's nodes (its world size).
-int run_client(const FederationConfig& config, const std::string& name, const std::string& endpoint,
-               std::ostream& log, const std::atomic<bool>* stop = nullptr, const RankInfo& rank = {});
+int run_client(const FederationConfig& config, const std::string& name, const std::string& endpoint, std::ostream& log,
+               const std::atomic<bool>* stop = nullptr, const RankInfo& rank = {});
 
 // The ranks of one node of a participant: this process when the participant has a single rank;
 // otherwise one `self_executable client` child per local rank, with the rank environment

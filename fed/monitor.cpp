@@ -19,11 +19,6 @@
 namespace fe::fed {
 namespace {
 
-// A participant is late after missing one heartbeat and gone after missing about three; the half
-// interval of slack keeps a heartbeat that is merely a little slow from flapping the state.
-constexpr double kLateIntervals = 1.5;
-constexpr double kGoneIntervals = 3.0;
-
 std::optional<double> figure(const ParticipantStatus& p, const std::string& key) {
   const auto it = p.figures.find(key);
   if (it == p.figures.end()) return std::nullopt;
@@ -38,90 +33,20 @@ std::string printf_string(const char* format, double value) {
   return text;
 }
 
-std::string seconds_text(double seconds) { return printf_string("%.2f s", seconds); }
-
 }  // namespace
 
 // ---- Monitor ------------------------------------------------------------------------------------
 
-Monitor::Monitor(std::vector<std::string> participant_names, double heartbeat_s, int64_t rounds,
-                 std::function<Clock::time_point()> now)
-    : heartbeat_s_(heartbeat_s), rounds_(rounds), now_(std::move(now)), started_(now_()) {
-  if (!(heartbeat_s > 0))
-    throw Error("Monitor: the heartbeat interval must be positive, got " + std::to_string(heartbeat_s));
-  for (std::string& name : participant_names) participants_.push_back({.name = std::move(name)});
-}
+Monitor::Monitor(const Roster& roster, int64_t rounds) : roster_(roster), rounds_(rounds), started_(roster.now()) {}
 
-Monitor::Participant* Monitor::find(const std::string& name) {
-  for (Participant& p : participants_)
-    if (p.name == name) return &p;
-  return nullptr;
-}
-
-void Monitor::heard_from(const std::string& name, const std::map<std::string, double>& figures) {
-  std::lock_guard lock(mutex_);
-  Participant* p = find(name);
-  if (p == nullptr) return;
-  for (const auto& [key, value] : figures) p->figures[key] = value;
-  const auto training = figures.find("training");
-  p->training = training != figures.end() && training->second == 1;
-  if (training == figures.end()) p->figures.erase("training");  // it describes the last message only
-  p->heard = true;
-  p->left = p->gone = false;
-  p->gone_why.clear();
-  p->last_heard = now_();  // read under the lock, so a snapshot never sees a message from its future
-}
-
-void Monitor::mark_left(const std::string& name) {
-  std::lock_guard lock(mutex_);
-  if (Participant* p = find(name)) p->left = true;
-}
-
-void Monitor::mark_gone(const std::string& name, std::string why) {
-  std::lock_guard lock(mutex_);
-  if (Participant* p = find(name)) {
-    p->gone = true;
-    p->gone_why = std::move(why);
-  }
-}
-
-void Monitor::set_round(int64_t round) {
-  std::lock_guard lock(mutex_);
-  round_ = round;
-}
-
-ParticipantStatus Monitor::status_of(const Participant& p, Clock::time_point now) const {
-  ParticipantStatus s{.name = p.name, .figures = p.figures};
-  s.seconds_since_heard = std::chrono::duration<double>(now - (p.heard ? p.last_heard : started_)).count();
-  const auto silent = [&](const char* state) {
-    s.state = state;
-    s.note = "silent for " + seconds_text(s.seconds_since_heard) + ", heartbeat every " + seconds_text(heartbeat_s_);
-  };
-  if (p.left) {
-    s.state = "left";
-    s.note = "said goodbye";
-  } else if (p.gone) {
-    s.state = "gone";
-    s.note = p.gone_why;
-  } else if (!p.heard) {
-    s.state = "waiting";
-  } else if (s.seconds_since_heard > kGoneIntervals * heartbeat_s_) {
-    silent("gone");
-  } else if (s.seconds_since_heard > kLateIntervals * heartbeat_s_) {
-    silent("late");
-  } else {
-    s.state = p.training ? "training" : "idle";
-  }
-  return s;
-}
+void Monitor::set_round(int64_t round) { round_ = round; }
 
 FederationStatus Monitor::snapshot() const {
-  std::lock_guard lock(mutex_);
-  const Clock::time_point now = now_();
-  FederationStatus status{.round = round_, .rounds = rounds_,
-                          .uptime_s = std::chrono::duration<double>(now - started_).count()};
-  for (const Participant& p : participants_) status.participants.push_back(status_of(p, now));
-  return status;
+  std::vector<ParticipantStatus> participants = roster_.snapshot();
+  return {.round = round_,
+          .rounds = rounds_,
+          .uptime_s = std::chrono::duration<double>(roster_.now() - started_).count(),
+          .participants = std::move(participants)};
 }
 
 // ---- render_table -------------------------------------------------------------------------------
@@ -208,12 +133,20 @@ std::vector<std::string> table_cells(const ParticipantStatus& p) {
 std::string render_table(const FederationStatus& status) {
   size_t name_width = 11;
   for (const ParticipantStatus& p : status.participants) name_width = std::max(name_width, p.name.size());
-  const std::vector<Column> columns = {
-      {"participant", name_width, true}, {"state", 8, true}, {"heard s", 8}, {"step", 7}, {"loss", 8},
-      {"tok/s", 7}, {"CPU %", 6}, {"RAM GB", 11}, {"GPU mem GB", 11}, {"GPU %", 5}, {"note", 0, true}};
-  std::string table = "round " + std::to_string(status.round) + "/" + std::to_string(status.rounds) +
-                      "  uptime " + uptime_text(status.uptime_s) +
-                      "  participants " + std::to_string(status.participants.size()) + "\n";
+  const std::vector<Column> columns = {{"participant", name_width, true},
+                                       {"state", 8, true},
+                                       {"heard s", 8},
+                                       {"step", 7},
+                                       {"loss", 8},
+                                       {"tok/s", 7},
+                                       {"CPU %", 6},
+                                       {"RAM GB", 11},
+                                       {"GPU mem GB", 11},
+                                       {"GPU %", 5},
+                                       {"note", 0, true}};
+  std::string table = "round " + std::to_string(status.round) + "/" + std::to_string(status.rounds) + "  uptime " +
+                      uptime_text(status.uptime_s) + "  participants " + std::to_string(status.participants.size()) +
+                      "\n";
   std::vector<std::string> titles;
   for (const Column& c : columns) titles.push_back(c.title);
   table += table_line(columns, titles);
@@ -273,10 +206,14 @@ const std::map<std::string, std::string>& known_figure_help() {
 std::string escape_label_value(const std::string& value) {
   std::string escaped;
   for (char c : value) {
-    if (c == '\\') escaped += "\\\\";
-    else if (c == '"') escaped += "\\\"";
-    else if (c == '\n') escaped += "\\n";
-    else escaped += c;
+    if (c == '\\')
+      escaped += "\\\\";
+    else if (c == '"')
+      escaped += "\\\"";
+    else if (c == '\n')
+      escaped += "\\n";
+    else
+      escaped += c;
   }
   return escaped;
 }
@@ -361,8 +298,7 @@ void add_participant_figures(const ParticipantStatus& p, const std::set<std::str
     if (fixed.contains(metric)) continue;
     const auto known = known_figure_help().find(figure_name);
     // The sanitised name keeps the HELP line free of characters it would have to escape.
-    const std::string help = known != known_figure_help().end() ? known->second
-                                                                 : "Participant figure " + metric_suffix;
+    const std::string help = known != known_figure_help().end() ? known->second : "Participant figure " + metric_suffix;
     out.add(metric, help, labels(label_pairs), value);
   }
 }
@@ -376,8 +312,11 @@ std::string render_prometheus(const FederationStatus& status) {
   out.add("fedengine_rounds", "Federated rounds the run will do", "", static_cast<double>(status.rounds));
   out.add("fedengine_uptime_seconds", "Seconds since the server started monitoring", "", status.uptime_s);
   for (const ParticipantStatus& p : status.participants) add_participant_state(p, out);
-  const std::set<std::string> fixed = {"fedengine_round", "fedengine_rounds", "fedengine_uptime_seconds",
-                                       "fedengine_participant_up", "fedengine_participant_seconds_since_heard",
+  const std::set<std::string> fixed = {"fedengine_round",
+                                       "fedengine_rounds",
+                                       "fedengine_uptime_seconds",
+                                       "fedengine_participant_up",
+                                       "fedengine_participant_seconds_since_heard",
                                        "fedengine_participant_state"};
   for (const ParticipantStatus& p : status.participants) add_participant_figures(p, fixed, out);
   return out.text();
@@ -443,7 +382,8 @@ MonitorEndpoint::MonitorEndpoint(const Monitor& monitor, const std::string& addr
   impl_->port = where.port == 0 ? server.bind_to_any_port(where.host)
                                 : (server.bind_to_port(where.host, where.port) ? where.port : -1);
   if (impl_->port < 0)
-    throw Error("monitoring endpoint: cannot listen on " + address + " (port in use, or not an address of this machine)");
+    throw Error("monitoring endpoint: cannot listen on " + address +
+                " (port in use, or not an address of this machine)");
   impl_->listener = std::thread([impl = impl_.get()] {
     impl->server.listen_after_bind();
     impl->listener_done = true;

@@ -6,9 +6,9 @@
 #include <limits>
 #include <map>
 #include <numeric>
-#include <sstream>
 
 #include "engine/rng.h"
+#include "fed/number_text.h"
 #include "kernels/view.h"
 
 namespace fe::fed {
@@ -20,12 +20,6 @@ constexpr std::array<const char*, 5> kStrategyNames = {"all", "fixed_size", "per
 // Distinct streams for the different draws, so a slice permutation never equals a split
 // permutation made from the same seed.
 enum class Stream : uint64_t { round_slice = 1, iid_split = 2, dirichlet_split = 3 };
-
-std::string number(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
-}
 
 void require(bool valid, const std::string& where, const char* option, const std::string& value, const char* rule) {
   if (!valid) throw Error(where + ": " + option + " = " + value + "; it must be " + rule);
@@ -74,10 +68,10 @@ int64_t max_data_volume_share(const std::vector<ParticipantVolume>& all, int64_t
 int64_t volume_and_memory_share(const PartitionOptions& options, const std::vector<ParticipantVolume>& all, size_t i,
                                 int64_t rounds) {
   const std::string where = "partition volume_and_memory";
-  require(options.bytes_per_example > 0, where, "bytes_per_example", number(options.bytes_per_example), "> 0");
+  require(options.bytes_per_example > 0, where, "bytes_per_example", number_text(options.bytes_per_example), "> 0");
   require(options.memory_fraction > 0 && options.memory_fraction <= 1, where, "memory_fraction",
-          number(options.memory_fraction), "in (0, 1]");
-  require(all[i].free_memory_bytes > 0, where, "free_memory_bytes", number(all[i].free_memory_bytes), "> 0");
+          number_text(options.memory_fraction), "in (0, 1]");
+  require(all[i].free_memory_bytes > 0, where, "free_memory_bytes", number_text(all[i].free_memory_bytes), "> 0");
   const int64_t share = std::min(all[i].examples, max_data_volume_share(all, rounds));
   // Compared in double first: a large budget would overflow int64.
   const double fitting = std::floor(options.memory_fraction * all[i].free_memory_bytes / options.bytes_per_example);
@@ -159,8 +153,8 @@ int64_t examples_per_round(const PartitionOptions& options, const std::vector<Pa
                            int64_t rounds) {
   const std::string where = std::string("partition ") + partition_strategy_name(options.strategy);
   if (i >= all.size())
-    throw Error(where + ": participant index " + std::to_string(i) + " is out of range (" +
-                std::to_string(all.size()) + " participants)");
+    throw Error(where + ": participant index " + std::to_string(i) + " is out of range (" + std::to_string(all.size()) +
+                " participants)");
   require(rounds >= 1, where, "rounds", std::to_string(rounds), ">= 1");
   const int64_t n = all[i].examples;
   require(n >= 1, where, "examples", std::to_string(n), ">= 1 (a participant needs data to train on)");
@@ -171,7 +165,8 @@ int64_t examples_per_round(const PartitionOptions& options, const std::vector<Pa
       require(options.size > 0, where, "size", std::to_string(options.size), "> 0");
       return std::min(options.size, n);
     case PartitionStrategy::percentage:
-      require(options.percent > 0 && options.percent <= 100, where, "percent", number(options.percent), "in (0, 100]");
+      require(options.percent > 0 && options.percent <= 100, where, "percent", number_text(options.percent),
+              "in (0, 100]");
       return std::max<int64_t>(1, std::llround(options.percent / 100 * static_cast<double>(n)));
     case PartitionStrategy::max_data_volume:
       return std::min(n, max_data_volume_share(all, rounds));
@@ -227,7 +222,7 @@ std::vector<std::vector<int64_t>> iid_split(int64_t n, int64_t parts, uint64_t s
 std::vector<std::vector<int64_t>> dirichlet_split(const std::vector<std::string>& labels, int64_t parts, double alpha,
                                                   uint64_t seed) {
   require(parts >= 1, "dirichlet_split", "parts", std::to_string(parts), ">= 1");
-  require(alpha > 0 && std::isfinite(alpha), "dirichlet_split", "alpha", number(alpha), "> 0 and finite");
+  require(alpha > 0 && std::isfinite(alpha), "dirichlet_split", "alpha", number_text(alpha), "> 0 and finite");
   std::map<std::string, std::vector<int64_t>> by_label;
   for (size_t i = 0; i < labels.size(); ++i) by_label[labels[i]].push_back(static_cast<int64_t>(i));
   Rng rng(stream_seed(seed, Stream::dirichlet_split, 0));
@@ -241,7 +236,7 @@ std::vector<std::vector<int64_t>> dirichlet_split(const std::vector<std::string>
 }
 
 double sample_gamma(Rng& rng, double shape) {
-  if (!(shape > 0)) throw Error("sample_gamma: shape = " + number(shape) + "; it must be > 0");
+  if (!(shape > 0)) throw Error("sample_gamma: shape = " + number_text(shape) + "; it must be > 0");
   return std::exp(sample_log_gamma(rng, shape));
 }
 

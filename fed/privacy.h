@@ -12,12 +12,18 @@
 //                    budget of one Gaussian mechanism with multiplier z (their Theorem 1)
 //   client_fixed     participants clip their own update to C before sending; the server adds noise
 //   client_adaptive  participants clip with the C they are sent and report bᵢ; the server updates C
+//
+// DpStrategy applies a mode around any strategy (as Flower's DifferentialPrivacy*Clipping
+// wrappers do): the wrapped strategy aggregates one result, the noisy mean update applied to the
+// global parameters, and the wrapper keeps the privacy accountant.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/accountant.h"
 #include "engine/rng.h"
 #include "fed/strategy.h"
 
@@ -29,13 +35,13 @@ const char* dp_mode_name(DpMode mode);
 
 struct DpOptions {
   DpMode mode = DpMode::off;
-  double noise_multiplier = 1.0;        // z
-  double clip_norm = 1.0;               // C (the starting value when adaptive)
-  double target_quantile = 0.5;         // γ (adaptive)
-  double clip_learning_rate = 0.2;      // η_C (adaptive)
-  double clipped_count_stddev = -1;     // σ_b (adaptive); negative: m/20, the paper's choice
-  double delta = 1e-5;                  // for the reported ε
-  double target_epsilon = 0;            // > 0: stop the run before a round would exceed it
+  double noise_multiplier = 1.0;     // z
+  double clip_norm = 1.0;            // C (the starting value when adaptive)
+  double target_quantile = 0.5;      // γ (adaptive)
+  double clip_learning_rate = 0.2;   // η_C (adaptive)
+  double clipped_count_stddev = -1;  // σ_b (adaptive); negative: m/20, the paper's choice
+  double delta = 1e-5;               // for the reported ε
+  double target_epsilon = 0;         // > 0: stop the run before a round would exceed it
   uint64_t seed = 0;
 };
 
@@ -68,6 +74,43 @@ class DpAggregator {
  private:
   DpOptions options_;
   double clip_norm_;
+};
+
+// A strategy with user-level DP (mode ≠ off) around it. It samples as the wrapped strategy does,
+// adds clip_norm to the round's settings in the client modes, privatizes the round's results
+// (each result's metric "clipped_bit" is its bᵢ; 0 when absent) and accounts each round at
+// sampling rate (participants sampled) / population. state()/load_state() are the wrapped
+// strategy's, so its checkpoint file does not depend on DP; the mechanism's state and the
+// accountant's rounds are checkpointed beside it (mechanism().state(), sampling_rates()).
+class DpStrategy final : public Strategy {
+ public:
+  DpStrategy(std::unique_ptr<Strategy> inner, const DpOptions& options, size_t population);
+
+  std::vector<std::string> sample(int64_t round, std::vector<std::string> available) override;
+  std::map<std::string, ConfigValue> fit_config(int64_t round) const override;
+  NamedTensors aggregate(int64_t round, const NamedTensors& global, const std::vector<ClientResult>& results) override;
+  NamedTensors state() const override { return inner_->state(); }
+  void load_state(const NamedTensors& state) override { inner_->load_state(state); }
+
+  const DpAggregator& mechanism() const { return mechanism_; }
+  const DpOptions& options() const { return mechanism_.options(); }
+  // Restores C and the accountant from a checkpoint.
+  void load_privacy_state(const NamedTensors& mechanism_state, const std::vector<double>& sampling_rates);
+  const std::vector<double>& sampling_rates() const { return sampling_rates_; }
+  // ε spent so far for options().delta; +∞ without noise.
+  double epsilon_spent() const;
+  // True when one more round at the expected sampling rate would spend more than target_epsilon.
+  bool budget_exhausted() const;
+
+ private:
+  void account(double sampling_rate);
+
+  std::unique_ptr<Strategy> inner_;
+  DpAggregator mechanism_;
+  size_t population_;
+  size_t sampled_ = 0;  // by the latest sample()
+  RdpAccountant accountant_;
+  std::vector<double> sampling_rates_;  // one per aggregated round
 };
 
 }  // namespace fe::fed

@@ -1,15 +1,16 @@
 // fed/server.h — the federation server: admits participants, runs the rounds, aggregates,
 // evaluates, checkpoints.
 //
-// A round: sample participants (a seeded draw per round, so a resumed run samples as the
-// uninterrupted one would), push them the global adapter and the round's settings, collect their
-// adapters until all answered, went silent (3 missed heartbeats) or round_timeout passed, and
-// aggregate the results (in participant-name order, so the arithmetic does not depend on arrival
-// order). A round with fewer than min_results results is repeated. After each round the global
-// adapter and the strategy state go to output/checkpoint/ (written aside, then renamed), so
-// `--resume` continues from the last completed round with the same result, bit for bit.
+// A round, step by step: sample (the strategy draws from the alive participants, a seeded draw
+// per round, so a resumed run samples as the uninterrupted one would) → send (the global adapter
+// and the round's settings) → collect (adapters until all answered, went silent — the roster's
+// gone rule, fed/roster.h — or round_timeout passed) → privacy and aggregate (the strategy, with
+// DP wrapped around it when server.privacy is on; results in participant-name order, so the
+// arithmetic does not depend on arrival order) → evaluate → checkpoint (fed/server_checkpoint.h:
+// `--resume` continues from the last completed round with the same result, bit for bit) → report
+// (fed/round_report.h). A round with fewer than min_results results is repeated.
 //
-// Monitoring (fed/monitor.h): every message from a participant updates its live status, which
+// Monitoring (fed/monitor.h): every message from a participant updates its roster record, which
 // the server logs as a table every server.status_every seconds and serves over HTTP when
 // server.monitor is set. Evaluation runs beside the message loop, so heartbeats are heard
 // throughout.
@@ -23,23 +24,11 @@
 #include <iosfwd>
 #include <memory>
 
-#include "engine/evaluate.h"
+#include "engine/lora.h"
 #include "fed/federation_config.h"
+#include "fed/round_report.h"
 
 namespace fe::fed {
-
-struct RoundRecord {
-  int64_t round = 0;
-  std::vector<std::string> contributors;     // participants whose results were aggregated
-  std::map<std::string, double> train_loss;  // per participant that answered
-  std::map<std::string, double> dp_sgd_epsilon;  // per participant training with DP-SGD: its ε so far
-  std::map<std::string, int64_t> examples;   // trained on this round, per participant
-  EvalResult eval;                           // of the new global adapter (when data.eval is set)
-  double epsilon = 0;                        // spent so far, with differential privacy
-  int64_t bytes_sent = 0, bytes_received = 0;  // all attempts at the round together
-  int attempts = 1;                            // a round with too few results is repeated
-  double seconds = 0;
-};
 
 class Server {
  public:

@@ -1,48 +1,27 @@
 #include "fed/strategy.h"
 
+#include <algorithm>
 #include <cmath>
-#include <sstream>
 
+#include "engine/rng.h"
+#include "fed/number_text.h"
 #include "kernels/elementwise.h"
 
 namespace fe::fed {
 namespace {
 
-std::string number(double value) {
-  std::ostringstream text;
-  text << value;
-  return text.str();
-}
-
 // Aggregation reads CPU f32 or f64 tensors; `owner` says whose tensor it is in the message.
-void require_aggregatable(const std::string& owner, const std::string& name, const Tensor& tensor) {
+void require_aggregatable(const char* where, const std::string& owner, const std::string& name, const Tensor& tensor) {
   if (tensor.device() != Device::cpu || (tensor.dtype() != DType::f32 && tensor.dtype() != DType::f64))
-    throw Error("aggregate: " + owner + ", tensor '" + name + "' is " + tensor.view().str() +
-                "; aggregation takes CPU f32 or f64 tensors");
+    throw Error(std::string(where) + ": " + owner + ", tensor '" + name + "' is " + tensor.view().str() +
+                "; aggregation and differential privacy take CPU f32 or f64 tensors");
 }
 
 void check_result(const NamedTensors& global, const ClientResult& result) {
-  const std::string client = "client '" + result.client_id + "'";
   if (result.num_examples <= 0)
-    throw Error("aggregate: " + client + " reports num_examples = " + std::to_string(result.num_examples) +
-                "; it must be positive");
-  for (size_t i = 0; i < global.size(); ++i) {
-    const auto& [name, expected] = global[i];
-    if (i >= result.params.size())
-      throw Error("aggregate: " + client + " sent " + std::to_string(result.params.size()) +
-                  " tensors and lacks tensor '" + name + "'");
-    const auto& [got_name, got] = result.params[i];
-    if (got_name != name)
-      throw Error("aggregate: " + client + " sent tensor '" + got_name + "' where tensor '" + name +
-                  "' belongs (same names in the same order as the global parameters)");
-    if (!(got.shape() == expected.shape()))
-      throw Error("aggregate: " + client + ", tensor '" + name + "' has shape " + got.shape().str() +
-                  ", the global parameters have " + expected.shape().str());
-    require_aggregatable(client, name, got);
-  }
-  if (result.params.size() > global.size())
-    throw Error("aggregate: " + client + " sent tensor '" + result.params[global.size()].first +
-                "', which the global parameters lack");
+    throw Error("aggregate: client '" + result.client_id +
+                "' reports num_examples = " + std::to_string(result.num_examples) + "; it must be positive");
+  check_result_tensors("aggregate", global, result);
 }
 
 template <class T>
@@ -60,7 +39,7 @@ void add_weighted(const Tensor& sum, const Tensor& x, double weight) {
 // x̄ in f64, one tensor per global tensor: the strategies compute with it unrounded.
 std::vector<Tensor> weighted_mean_f64(const NamedTensors& global, const std::vector<ClientResult>& results) {
   if (results.empty()) throw Error("aggregate: no client results to aggregate");
-  for (const auto& [name, tensor] : global) require_aggregatable("global parameters", name, tensor);
+  for (const auto& [name, tensor] : global) require_aggregatable("aggregate", "global parameters", name, tensor);
   double total_examples = 0;
   for (const ClientResult& result : results) {
     check_result(global, result);
@@ -80,19 +59,19 @@ std::vector<Tensor> weighted_mean_f64(const NamedTensors& global, const std::vec
 
 class FedAvg : public Strategy {
  public:
-  FedAvg() : Strategy("fedavg") {}
+  explicit FedAvg(ParticipantSampling sampling) : Strategy("fedavg", sampling) {}
   NamedTensors aggregate(int64_t, const NamedTensors& global, const std::vector<ClientResult>& results) override {
     return weighted_mean(global, results);
   }
 
  protected:
-  explicit FedAvg(std::string name) : Strategy(std::move(name)) {}
+  FedAvg(std::string name, ParticipantSampling sampling) : Strategy(std::move(name), sampling) {}
 };
 
 // FedAvg on the server; the proximal term lives in the participants' loss.
 class FedProx final : public FedAvg {
  public:
-  explicit FedProx(double proximal_mu) : FedAvg("fedprox"), proximal_mu_(proximal_mu) {}
+  FedProx(double proximal_mu, ParticipantSampling sampling) : FedAvg("fedprox", sampling), proximal_mu_(proximal_mu) {}
   std::map<std::string, ConfigValue> fit_config(int64_t) const override { return {{"proximal_mu", proximal_mu_}}; }
 
  private:
@@ -104,8 +83,10 @@ enum class SecondMoment { adagrad, adam, yogi };
 
 double next_second_moment(SecondMoment rule, double v, double delta_squared, double beta2) {
   switch (rule) {
-    case SecondMoment::adagrad: return v + delta_squared;
-    case SecondMoment::adam: return beta2 * v + (1 - beta2) * delta_squared;
+    case SecondMoment::adagrad:
+      return v + delta_squared;
+    case SecondMoment::adam:
+      return beta2 * v + (1 - beta2) * delta_squared;
     case SecondMoment::yogi: {
       const double difference = v - delta_squared;
       const double sign = static_cast<double>((difference > 0) - (difference < 0));
@@ -125,7 +106,7 @@ double next_second_moment(SecondMoment rule, double v, double delta_squared, dou
 class FedOpt final : public Strategy {
  public:
   FedOpt(std::string name, SecondMoment rule, const StrategyOptions& options)
-      : Strategy(std::move(name)),
+      : Strategy(std::move(name), options.sampling),
         rule_(rule),
         eta_(options.eta),
         beta1_(options.beta1),
@@ -175,7 +156,8 @@ class FedOpt final : public Strategy {
     }
     for (const auto& [tensor_name, pair] : moments) {
       if (!pair.m.defined() || !pair.v.defined())
-        throw Error(name() + " state: tensor '" + tensor_name + "' has " + (pair.m.defined() ? "m but no v" : "v but no m"));
+        throw Error(name() + " state: tensor '" + tensor_name + "' has " +
+                    (pair.m.defined() ? "m but no v" : "v but no m"));
       if (!(pair.m.shape() == pair.v.shape()))
         throw Error(name() + " state: m." + tensor_name + " is " + pair.m.shape().str() + " but v." + tensor_name +
                     " is " + pair.v.shape().str());
@@ -255,7 +237,7 @@ class FedOpt final : public Strategy {
 
 void require_option(bool valid, const StrategyOptions& options, const char* option, double value, const char* rule) {
   if (!valid)
-    throw Error("strategy " + options.name + ": " + option + " = " + number(value) + "; it must be " + rule);
+    throw Error("strategy " + options.name + ": " + option + " = " + number_text(value) + "; it must be " + rule);
 }
 
 void validate_fedopt_options(const StrategyOptions& o) {
@@ -269,22 +251,58 @@ void validate_fedopt_options(const StrategyOptions& o) {
 
 }  // namespace
 
+void check_result_tensors(const char* where, const NamedTensors& global, const ClientResult& result) {
+  const std::string client = "client '" + result.client_id + "'";
+  const auto fail = [&](const std::string& what) { throw Error(std::string(where) + ": " + client + what); };
+  for (size_t i = 0; i < global.size(); ++i) {
+    const auto& [name, expected] = global[i];
+    if (i >= result.params.size())
+      fail(" sent " + std::to_string(result.params.size()) + " tensors and lacks tensor '" + name + "'");
+    const auto& [got_name, got] = result.params[i];
+    if (got_name != name)
+      fail(" sent tensor '" + got_name + "' where tensor '" + name +
+           "' belongs (same names in the same order as the global parameters)");
+    if (!(got.shape() == expected.shape()))
+      fail(", tensor '" + name + "' has shape " + got.shape().str() + ", the global parameters have " +
+           expected.shape().str());
+    require_aggregatable(where, client, name, got);
+  }
+  if (result.params.size() > global.size())
+    fail(" sent tensor '" + result.params[global.size()].first + "', which the global parameters lack");
+}
+
+size_t Strategy::sample_size(size_t available) const {
+  const double wanted = std::max<double>(static_cast<double>(sampling_.min_clients),
+                                         std::ceil(sampling_.fraction * static_cast<double>(available)));
+  return std::min(static_cast<size_t>(wanted), available);
+}
+
+std::vector<std::string> Strategy::sample(int64_t round, std::vector<std::string> available) {
+  const size_t wanted = sample_size(available.size());
+  Rng rng(derive_seed(sampling_.seed, 0x73616d706c65ull /* "sample" */, static_cast<uint64_t>(round)));
+  for (size_t i = available.size(); i > 1; --i) std::swap(available[i - 1], available[rng.next_u64() % i]);
+  available.resize(wanted);
+  std::sort(available.begin(), available.end());
+  return available;
+}
+
 std::map<std::string, ConfigValue> Strategy::fit_config(int64_t) const { return {}; }
 
 NamedTensors weighted_mean(const NamedTensors& global, const std::vector<ClientResult>& results) {
   const std::vector<Tensor> means = weighted_mean_f64(global, results);
   NamedTensors averaged;
-  for (size_t t = 0; t < global.size(); ++t) averaged.emplace_back(global[t].first, means[t].to(global[t].second.dtype()));
+  for (size_t t = 0; t < global.size(); ++t)
+    averaged.emplace_back(global[t].first, means[t].to(global[t].second.dtype()));
   return averaged;
 }
 
 std::unique_ptr<Strategy> make_strategy(const StrategyOptions& options) {
   const std::map<std::string, SecondMoment> fedopt_rules = {
       {"fedadagrad", SecondMoment::adagrad}, {"fedadam", SecondMoment::adam}, {"fedyogi", SecondMoment::yogi}};
-  if (options.name == "fedavg") return std::make_unique<FedAvg>();
+  if (options.name == "fedavg") return std::make_unique<FedAvg>(options.sampling);
   if (options.name == "fedprox") {
     require_option(options.proximal_mu >= 0, options, "proximal_mu", options.proximal_mu, ">= 0");
-    return std::make_unique<FedProx>(options.proximal_mu);
+    return std::make_unique<FedProx>(options.proximal_mu, options.sampling);
   }
   if (const auto rule = fedopt_rules.find(options.name); rule != fedopt_rules.end()) {
     validate_fedopt_options(options);

@@ -1,5 +1,5 @@
-// The server's monitor: participant states over time (a hand-moved clock, plus one run on the real
-// clock), the three renderings checked on a hand-built status, and the HTTP endpoint.
+// The server's monitor: the roster's view with round and uptime (participant states are
+// roster_test's), the three renderings checked on a hand-built status, and the HTTP endpoint.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -16,6 +16,7 @@
 
 #include "fed/monitor.h"
 #include "kernels/view.h"
+#include "tests/manual_clock.h"
 
 namespace fe::fed {
 namespace {
@@ -23,128 +24,24 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class ManualClock {
- public:
-  std::function<Monitor::Clock::time_point()> function() {
-    return [this] { return now_; };
-  }
-  void advance(double seconds) {
-    now_ += std::chrono::duration_cast<Monitor::Clock::duration>(std::chrono::duration<double>(seconds));
-  }
+using test::ManualClock;
 
- private:
-  Monitor::Clock::time_point now_{};
-};
+// ---- round and uptime ------------------------------------------------------------------------------
 
-const ParticipantStatus& participant(const FederationStatus& status, const std::string& name) {
-  for (const ParticipantStatus& p : status.participants)
-    if (p.name == name) return p;
-  throw std::runtime_error("no participant " + name);
-}
-
-std::string state_of(const Monitor& monitor, const std::string& name) { return participant(monitor.snapshot(), name).state; }
-
-// ---- states ---------------------------------------------------------------------------------------
-
-TEST(MonitorStates, WaitingThenIdleThenLateThenGoneUntilHeardFromAgain) {
+TEST(Monitor, ReportsTheRosterWithRoundAndUptime) {
   ManualClock clock;
-  Monitor monitor({"alice", "bob"}, 1.0, 5, clock.function());
-  EXPECT_EQ(state_of(monitor, "alice"), "waiting");
-  clock.advance(10);
-  EXPECT_EQ(state_of(monitor, "alice"), "waiting");  // never heard: not late, however long
-  EXPECT_DOUBLE_EQ(participant(monitor.snapshot(), "alice").seconds_since_heard, 10);
-
-  monitor.heard_from("alice", {});
-  EXPECT_EQ(state_of(monitor, "alice"), "idle");
-  clock.advance(1.4);
-  EXPECT_EQ(state_of(monitor, "alice"), "idle");
-  clock.advance(0.2);  // 1.6 intervals: one heartbeat missed
-  const ParticipantStatus late = participant(monitor.snapshot(), "alice");
-  EXPECT_EQ(late.state, "late");
-  EXPECT_NEAR(late.seconds_since_heard, 1.6, 1e-9);
-  EXPECT_THAT(late.note, HasSubstr("silent for 1.60 s"));
-  clock.advance(1.5);  // 3.1 intervals
-  const ParticipantStatus gone = participant(monitor.snapshot(), "alice");
-  EXPECT_EQ(gone.state, "gone");
-  EXPECT_THAT(gone.note, HasSubstr("silent for 3.10 s"));
-
-  monitor.heard_from("alice", {});
-  EXPECT_EQ(state_of(monitor, "alice"), "idle");
-  EXPECT_EQ(participant(monitor.snapshot(), "alice").note, "");
-  EXPECT_EQ(state_of(monitor, "bob"), "waiting");
-}
-
-TEST(MonitorStates, TrainingFollowsTheLastMessageAndFiguresMerge) {
-  ManualClock clock;
-  Monitor monitor({"alice"}, 1.0, 5, clock.function());
-  monitor.heard_from("alice", {{"training", 1}, {"step", 3}, {"loss", 2.5}});
-  EXPECT_EQ(state_of(monitor, "alice"), "training");
-  monitor.heard_from("alice", {{"step", 4}});
-  const ParticipantStatus p = participant(monitor.snapshot(), "alice");
-  EXPECT_EQ(p.state, "idle");
-  const std::map<std::string, double> merged = {{"step", 4}, {"loss", 2.5}};
-  EXPECT_EQ(p.figures, merged);
-  monitor.heard_from("alice", {{"training", 0}});
-  EXPECT_EQ(state_of(monitor, "alice"), "idle");
-}
-
-TEST(MonitorStates, MarkGoneIsStickyUntilHeardFrom) {
-  ManualClock clock;
-  Monitor monitor({"alice"}, 1.0, 5, clock.function());
-  monitor.heard_from("alice", {{"training", 1}});
-  monitor.mark_gone("alice", "its process exited with status 3");
-  ParticipantStatus p = participant(monitor.snapshot(), "alice");
-  EXPECT_EQ(p.state, "gone");
-  EXPECT_EQ(p.note, "its process exited with status 3");
-  clock.advance(0.1);
-  EXPECT_EQ(state_of(monitor, "alice"), "gone");
-  monitor.heard_from("alice", {{"training", 1}});
-  p = participant(monitor.snapshot(), "alice");
-  EXPECT_EQ(p.state, "training");
-  EXPECT_EQ(p.note, "");
-}
-
-TEST(MonitorStates, MarkLeftIsStickyUntilHeardFrom) {
-  ManualClock clock;
-  Monitor monitor({"alice"}, 1.0, 5, clock.function());
-  monitor.heard_from("alice", {});
-  monitor.mark_left("alice");
-  EXPECT_EQ(state_of(monitor, "alice"), "left");
-  clock.advance(100);
-  EXPECT_EQ(state_of(monitor, "alice"), "left");  // not gone: it said goodbye
-  monitor.heard_from("alice", {});
-  EXPECT_EQ(state_of(monitor, "alice"), "idle");
-}
-
-TEST(MonitorStates, IgnoresUnknownNamesAndReportsRoundAndUptime) {
-  ManualClock clock;
-  Monitor monitor({"alice"}, 1.0, 7, clock.function());
-  monitor.heard_from("mallory", {{"loss", 1}});
-  monitor.mark_gone("mallory", "whatever");
+  Roster roster({"alice"}, 1.0, clock.function());
+  Monitor monitor(roster, 7);
+  roster.heard_from("alice", "peer-a", {{"loss", 1}});
   monitor.set_round(2);
   clock.advance(12.5);
   const FederationStatus status = monitor.snapshot();
   ASSERT_EQ(status.participants.size(), 1u);
   EXPECT_EQ(status.participants[0].name, "alice");
+  EXPECT_EQ(status.participants[0].figures.at("loss"), 1);
   EXPECT_EQ(status.round, 2);
   EXPECT_EQ(status.rounds, 7);
   EXPECT_DOUBLE_EQ(status.uptime_s, 12.5);
-}
-
-TEST(MonitorStates, RefusesANonPositiveHeartbeat) {
-  EXPECT_THROW(Monitor({"alice"}, 0.0, 1), Error);
-}
-
-// The real steady clock with a 0.2 s heartbeat; waits are lower bounds, so a loaded machine only
-// makes the participant look later, which the checks allow.
-TEST(MonitorStates, FlagsASilentParticipantOnTheRealClock) {
-  Monitor monitor({"alice"}, 0.2, 1);
-  monitor.heard_from("alice", {});
-  const auto heard = std::chrono::steady_clock::now();
-  std::this_thread::sleep_until(heard + std::chrono::milliseconds(350));
-  EXPECT_THAT(state_of(monitor, "alice"), ::testing::AnyOf("late", "gone"));
-  std::this_thread::sleep_until(heard + std::chrono::milliseconds(700));
-  EXPECT_EQ(state_of(monitor, "alice"), "gone");
 }
 
 // ---- renderers ------------------------------------------------------------------------------------
@@ -379,10 +276,11 @@ HttpResponse http_get(int port, const std::string& path) {
 }
 
 TEST(MonitorEndpoint, ServesLiveMetricsAndStatus) {
-  Monitor monitor({"alice", "bob"}, 5.0, 4);
+  Roster roster({"alice", "bob"}, 5.0);
+  Monitor monitor(roster, 4);
   MonitorEndpoint endpoint(monitor, "127.0.0.1:0");
   ASSERT_GT(endpoint.port(), 0);
-  monitor.heard_from("alice", {{"loss", 1.5}});
+  roster.heard_from("alice", "peer-a", {{"loss", 1.5}});
 
   HttpResponse metrics = http_get(endpoint.port(), "/metrics");
   EXPECT_EQ(metrics.status, 200);
@@ -390,7 +288,7 @@ TEST(MonitorEndpoint, ServesLiveMetricsAndStatus) {
   EXPECT_THAT(metrics.body, HasSubstr("fedengine_loss{participant=\"alice\"} 1.5\n"));
   EXPECT_THAT(metrics.body, HasSubstr("fedengine_rounds 4\n"));
 
-  monitor.heard_from("alice", {{"loss", 0.75}});
+  roster.heard_from("alice", "peer-a", {{"loss", 0.75}});
   monitor.set_round(2);
   metrics = http_get(endpoint.port(), "/metrics");
   EXPECT_THAT(metrics.body, HasSubstr("fedengine_loss{participant=\"alice\"} 0.75\n"));
@@ -412,7 +310,8 @@ TEST(MonitorEndpoint, ServesLiveMetricsAndStatus) {
 }
 
 TEST(MonitorEndpoint, APortInUseIsAnErrorNamingTheAddress) {
-  Monitor monitor({"alice"}, 5.0, 1);
+  Roster roster({"alice"}, 5.0);
+  Monitor monitor(roster, 1);
   MonitorEndpoint first(monitor, "127.0.0.1:0");
   const std::string address = "127.0.0.1:" + std::to_string(first.port());
   try {
@@ -425,7 +324,8 @@ TEST(MonitorEndpoint, APortInUseIsAnErrorNamingTheAddress) {
 }
 
 TEST(MonitorEndpoint, AMalformedAddressIsAnError) {
-  Monitor monitor({"alice"}, 5.0, 1);
+  Roster roster({"alice"}, 5.0);
+  Monitor monitor(roster, 1);
   for (const std::string address : {"localhost", "127.0.0.1:http", "127.0.0.1:70000", ":0"})
     EXPECT_THROW(MonitorEndpoint(monitor, address), Error) << address;
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/accountant.h"
 #include "kernels/elementwise.h"
 #include "tests/test_util.h"
 
@@ -523,6 +524,94 @@ TEST(DpAggregator, RejectsMismatchedResultsAndModeOff) {
   expect_error_mentions([&] { dp.privatize(1, global, {reshaped}, {}); }, "eve");
   DpAggregator off(options_for(DpMode::off, 1.0, 1.0));
   EXPECT_THROW(off.privatize(1, global, {result_with_norm("c", global, 1.0, rng)}, {}), Error);
+}
+
+// --- DpStrategy ---------------------------------------------------------------------------------
+
+std::vector<std::string> participant_names(int n) {
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) names.push_back(test::numbered("p", i));
+  return names;
+}
+
+// The wrapper against its parts composed by hand: the mechanism's noisy mean, given to the wrapped
+// strategy as one result, and one accountant step at rate (sampled / population) with z.
+TEST(DpStrategy, PrivatizesThenAggregatesWithTheWrappedStrategyAndAccountsTheRound) {
+  Rng rng(9);
+  const NamedTensors global = random_tensors(kMixedSpecs, rng);
+  std::vector<ClientResult> results;
+  for (int i = 0; i < 4; ++i) results.push_back(result_with_norm(test::numbered("c", i), global, 0.5 + i, rng));
+  DpOptions options = options_for(DpMode::server_adaptive, 1.0, 1.0);
+  options.clipped_count_stddev = 1;  // above z/2 for 4 results
+  const StrategyOptions fedadam{.name = "fedadam", .sampling = {.fraction = 0.5, .min_clients = 2, .seed = 3}};
+
+  DpStrategy wrapped(make_strategy(fedadam), options, 8);
+  EXPECT_EQ(wrapped.name(), "fedadam");
+  const std::vector<std::string> sampled = wrapped.sample(1, participant_names(8));
+  EXPECT_EQ(sampled, make_strategy(fedadam)->sample(1, participant_names(8)));
+  ASSERT_EQ(sampled.size(), 4u);
+  const NamedTensors got = wrapped.aggregate(1, global, results);
+
+  DpAggregator mechanism(options);
+  const std::unique_ptr<Strategy> inner = make_strategy(fedadam);
+  const NamedTensors expected = inner->aggregate(1, global, {{"dp-mean", mechanism.privatize(1, global, results, {}), 1}});
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t t = 0; t < got.size(); ++t) {
+    ASSERT_EQ(got[t].second.nbytes(), expected[t].second.nbytes());
+    EXPECT_EQ(std::memcmp(got[t].second.data(), expected[t].second.data(), got[t].second.nbytes()), 0) << got[t].first;
+  }
+  EXPECT_EQ(wrapped.mechanism().clip_norm(), mechanism.clip_norm());  // the adaptive C moved alike
+  EXPECT_EQ(wrapped.sampling_rates(), std::vector<double>{0.5});
+  RdpAccountant accountant;
+  accountant.add_steps(0.5, options.noise_multiplier, 1);
+  EXPECT_DOUBLE_EQ(wrapped.epsilon_spent(), accountant.epsilon(options.delta));
+  // The checkpointed strategy state is the wrapped strategy's alone.
+  EXPECT_EQ(wrapped.state().size(), inner->state().size());
+}
+
+TEST(DpStrategy, ClientModesPushTheClipNormAndTakeEachResultsClippedBit) {
+  Rng rng(10);
+  const NamedTensors global = random_tensors(kMixedSpecs, rng);
+  DpStrategy fixed(make_strategy({.name = "fedprox", .proximal_mu = 0.25}), options_for(DpMode::client_fixed, 0, 0.7), 4);
+  const auto settings = fixed.fit_config(1);
+  EXPECT_EQ(std::get<double>(settings.at("clip_norm")), 0.7);
+  EXPECT_EQ(std::get<double>(settings.at("proximal_mu")), 0.25);
+  DpStrategy server(make_strategy({.name = "fedavg"}), options_for(DpMode::server_fixed, 0, 0.7), 4);
+  EXPECT_FALSE(server.fit_config(1).count("clip_norm"));
+
+  std::vector<ClientResult> results;
+  for (int i = 0; i < 4; ++i) results.push_back(result_with_norm(test::numbered("c", i), global, 0.2, rng));
+  const std::vector<double> bits = {1, 0, 0, 1};
+  for (size_t i = 0; i < results.size(); ++i) results[i].metrics["clipped_bit"] = bits[i];
+  const DpOptions adaptive = options_for(DpMode::client_adaptive, 0.0, 1.0);
+  DpStrategy wrapped(make_strategy({.name = "fedavg"}), adaptive, 4);
+  wrapped.sample(1, participant_names(4));
+  wrapped.aggregate(1, global, results);
+  DpAggregator mechanism(adaptive);
+  mechanism.privatize(1, global, results, bits);
+  EXPECT_EQ(wrapped.mechanism().clip_norm(), mechanism.clip_norm());
+  EXPECT_EQ(wrapped.sampling_rates(), std::vector<double>{1.0});
+  EXPECT_TRUE(std::isinf(wrapped.epsilon_spent()));  // no noise, no finite ε
+}
+
+TEST(DpStrategy, TheBudgetRunsOutBeforeARoundWouldExceedTheTargetEpsilon) {
+  DpOptions options = options_for(DpMode::server_fixed, 1.0, 1.0);
+  options.target_epsilon = 10;
+  DpStrategy wrapped(make_strategy({.name = "fedavg", .sampling = {.fraction = 0.5, .min_clients = 1}}), options, 8);
+  RdpAccountant accountant;
+  std::vector<double> rates;
+  int rounds = 0;
+  for (; rounds < 1000; ++rounds) {  // the rate of a round is 4 of 8 participants
+    RdpAccountant next = accountant;
+    next.add_steps(0.5, 1.0, 1);
+    EXPECT_EQ(wrapped.budget_exhausted(), next.epsilon(options.delta) > 10) << rounds;
+    if (next.epsilon(options.delta) > 10) break;
+    accountant = next;
+    rates.push_back(0.5);
+    wrapped.load_privacy_state(wrapped.mechanism().state(), rates);
+  }
+  EXPECT_GT(rounds, 0);
+  EXPECT_DOUBLE_EQ(wrapped.epsilon_spent(), accountant.epsilon(options.delta));
 }
 
 }  // namespace

@@ -10,10 +10,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "tests/reference_env.h"
@@ -372,6 +374,48 @@ TEST(FitConfig, FedProxPushesProximalMuAndTheOthersNothing) {
   EXPECT_EQ(std::get<double>(config.at("proximal_mu")), 0.25);
   for (const char* name : {"fedavg", "fedadagrad", "fedadam", "fedyogi"})
     EXPECT_TRUE(make_strategy({.name = name})->fit_config(1).empty()) << name;
+}
+
+// ---- sampling -------------------------------------------------------------------------------------
+
+std::vector<std::string> names(int n) {
+  std::vector<std::string> all;
+  for (int i = 0; i < n; ++i) all.push_back(test::numbered("p", i));
+  return all;
+}
+
+TEST(Sample, TakesMaxOfMinClientsAndTheFractionOfTheAliveInNameOrder) {
+  const auto strategy = make_strategy({.name = "fedavg", .sampling = {.fraction = 0.3, .min_clients = 2, .seed = 7}});
+  EXPECT_EQ(strategy->sample_size(10), 3u);  // ⌈0.3·10⌉
+  EXPECT_EQ(strategy->sample_size(4), 2u);   // ⌈1.2⌉ = 2 = min_clients
+  EXPECT_EQ(strategy->sample_size(1), 1u);   // all there are
+  EXPECT_EQ(strategy->sample_size(0), 0u);
+  const std::vector<std::string> all = names(10);
+  const std::vector<std::string> sampled = strategy->sample(5, all);
+  ASSERT_EQ(sampled.size(), 3u);
+  EXPECT_TRUE(std::is_sorted(sampled.begin(), sampled.end()));
+  EXPECT_TRUE(std::includes(all.begin(), all.end(), sampled.begin(), sampled.end()));
+  EXPECT_EQ(std::set<std::string>(sampled.begin(), sampled.end()).size(), 3u);
+}
+
+// A resumed run samples as the uninterrupted one: the draw depends on (seed, round) alone.
+TEST(Sample, DependsOnlyOnSeedAndRound) {
+  const StrategyOptions options{.name = "fedadam", .sampling = {.fraction = 0.5, .min_clients = 1, .seed = 11}};
+  const auto first = make_strategy(options), second = make_strategy(options);
+  std::set<std::vector<std::string>> draws;
+  for (int64_t round = 1; round <= 20; ++round) {
+    const std::vector<std::string> a = first->sample(round, names(8));
+    second->sample(round + 100, names(8));  // other rounds drawn in between change nothing
+    EXPECT_EQ(second->sample(round, names(8)), a) << round;
+    draws.insert(a);
+  }
+  EXPECT_GT(draws.size(), 10u);  // and the rounds do differ (70 subsets of 4 out of 8)
+  StrategyOptions other_seed = options;
+  other_seed.sampling.seed = 12;
+  int same = 0;
+  for (int64_t round = 1; round <= 20; ++round)
+    same += make_strategy(other_seed)->sample(round, names(8)) == first->sample(round, names(8));
+  EXPECT_LT(same, 5);
 }
 
 }  // namespace

@@ -1,0 +1,73 @@
+#include "fed/round_report.h"
+
+#include <cstdio>
+
+#include "engine/train_run.h"
+
+namespace fe::fed {
+namespace {
+
+std::string format_megabytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MB", bytes / 1e6);
+  return text;
+}
+
+double mean_loss(const RoundRecord& record) {
+  double sum = 0;
+  for (const auto& [name, loss] : record.train_loss) sum += loss;
+  return record.train_loss.empty() ? 0.0 : sum / record.train_loss.size();
+}
+
+}  // namespace
+
+std::string round_line(const RoundRecord& record, int64_t rounds, bool evaluated, const DpStrategy* dp) {
+  std::string line = "round " + std::to_string(record.round) + "/" + std::to_string(rounds);
+  char text[64];
+  if (record.round == 0) {
+    line += " (the starting adapter)";
+  } else {
+    std::snprintf(text, sizeof text, " | train loss %.4f", mean_loss(record));
+    line += " | " + std::to_string(record.contributors.size()) + " of " + std::to_string(record.sampled.size()) +
+            " results" + text;
+  }
+  if (evaluated) line += " | eval " + describe(record.eval);
+  if (dp && record.round > 0) {
+    std::snprintf(text, sizeof text, " | ε %.3f (δ %.0e)", record.epsilon, dp->options().delta);
+    line += text;
+  }
+  std::snprintf(text, sizeof text, " | %.1f s", record.seconds);
+  if (record.attempts > 1) line += " | attempt " + std::to_string(record.attempts);
+  line +=
+      " | " + format_megabytes(record.bytes_sent) + " out, " + format_megabytes(record.bytes_received) + " in" + text;
+  return line;
+}
+
+nlohmann::json round_metrics(const RoundRecord& record, bool evaluated, const DpStrategy* dp) {
+  nlohmann::json losses = nlohmann::json::object();
+  for (const auto& [name, loss] : record.train_loss) losses[name] = loss;
+  nlohmann::json entry = {{"round", record.round},
+                          {"sampled", record.sampled},
+                          {"contributors", record.contributors},
+                          {"train_loss", losses},
+                          {"examples", record.examples},
+                          {"bytes_sent", record.bytes_sent},
+                          {"bytes_received", record.bytes_received},
+                          {"attempts", record.attempts},
+                          {"seconds", record.seconds}};
+  if (!record.dp_sgd_epsilon.empty()) entry["dp_sgd_epsilon"] = record.dp_sgd_epsilon;
+  if (dp && record.round > 0) {
+    entry["epsilon"] = record.epsilon;
+    entry["clip_norm"] = dp->mechanism().clip_norm();
+  }
+  if (evaluated) {
+    entry["eval_loss"] = record.eval.loss;
+    entry["eval_accuracy"] = record.eval.accuracy();
+    entry["eval_exact_match"] = record.eval.exact_matches;
+    entry["eval_examples"] = record.eval.examples;
+    entry["eval_exact_match_examples"] = record.eval.generated_examples;
+  }
+  return entry;
+}
+
+}  // namespace fe::fed

@@ -1,0 +1,168 @@
+#include "fed/server_inbox.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <utility>
+
+namespace fe::fed {
+namespace {
+
+// A participant's reported volume must be usable by the partition rules.
+std::optional<std::string> bad_volume(const Message& m) {
+  const auto size = m.metrics.find("num_examples");
+  if (size == m.metrics.end() || !std::isfinite(size->second) || size->second < 1 || size->second > 1e15)
+    return "num_examples must be a positive count";
+  const auto memory = m.metrics.find("free_memory_bytes");
+  if (memory != m.metrics.end() && !(std::isfinite(memory->second) && memory->second >= 0))
+    return "free_memory_bytes must be a non-negative number";
+  return std::nullopt;
+}
+
+ParticipantVolume volume_in(const Message& m) {
+  ParticipantVolume volume{.examples = static_cast<int64_t>(m.metrics.at("num_examples"))};
+  if (auto memory = m.metrics.find("free_memory_bytes"); memory != m.metrics.end())
+    volume.free_memory_bytes = memory->second;
+  return volume;
+}
+
+}  // namespace
+
+ServerInbox::ServerInbox(const FederationConfig& config, Roster& roster, std::vector<TensorSpec> specs,
+                         bool needs_clipped_bit, RoundRecord& record, Say say)
+    : config_(config),
+      roster_(roster),
+      specs_(std::move(specs)),
+      needs_clipped_bit_(needs_clipped_bit),
+      record_(record),
+      say_(std::move(say)) {
+  ServerSecurity security;
+  if (!config.server.server_key.empty()) {
+    security.server_keys = load_keys(config.server.server_key);
+    for (const ParticipantConfig& p : config.participants) {
+      public_keys_[p.name] = load_keys(p.public_key).public_key;
+      security.allowed_client_keys.push_back(public_keys_[p.name]);
+    }
+  }
+  socket_ = std::make_unique<ServerSocket>(config.server.address, security, say_);
+}
+
+std::string ServerInbox::endpoint() const { return socket_->endpoint(); }
+
+void ServerInbox::send(const std::string& peer, const Message& m) {
+  const std::string bytes = encode(m);
+  record_.bytes_sent += static_cast<int64_t>(bytes.size());
+  socket_->send(peer, bytes);
+}
+
+bool ServerInbox::handle_next(std::chrono::milliseconds wait) {
+  std::optional<Envelope> envelope = socket_->receive(wait);
+  if (envelope) handle(*envelope);
+  return envelope.has_value();
+}
+
+void ServerInbox::open_round(std::function<void(const std::string&)> resend_fit) {
+  results_.clear();
+  resend_fit_ = std::move(resend_fit);
+  round_open_ = true;
+}
+
+std::map<std::string, ClientResult> ServerInbox::close_round() {
+  round_open_ = false;
+  resend_fit_ = nullptr;
+  return std::exchange(results_, {});
+}
+
+void ServerInbox::refuse(const std::string& peer, const std::string& who, const std::string& reason) {
+  say_("refused a message from " + who + ": " + reason);
+  Message reject{.type = MessageType::reject, .client_id = who};
+  reject.config["reason"] = reason;
+  send(peer, reject);
+}
+
+bool ServerInbox::is_participant(const std::string& name) const {
+  return std::any_of(config_.participants.begin(), config_.participants.end(),
+                     [&](const ParticipantConfig& p) { return p.name == name; });
+}
+
+bool ServerInbox::is_sampled(const std::string& name) const {
+  return std::find(record_.sampled.begin(), record_.sampled.end(), name) != record_.sampled.end();
+}
+
+// A join or heartbeat. The volume is taken at join time only (or from the first message heard),
+// so partition shares do not drift with free memory.
+void ServerInbox::admit(const Message& m, const std::string& peer) {
+  if (auto reason = bad_volume(m)) return refuse(peer, m.client_id, *reason);
+  const bool known = roster_.joined(m.client_id), returning = known && !roster_.alive(m.client_id);
+  const bool takes_volume = m.type == MessageType::join || !known;
+  roster_.heard_from(m.client_id, peer, m.metrics, takes_volume ? std::optional(volume_in(m)) : std::nullopt);
+  if (!known || returning)
+    say_("participant " + m.client_id + (returning ? " rejoined" : " joined") + " (" +
+         std::to_string(roster_.volume_of(m.client_id).examples) + " examples)");
+  if (m.type == MessageType::join) {
+    Message welcome{.type = MessageType::welcome, .round = record_.round, .client_id = m.client_id};
+    welcome.config["heartbeat"] = config_.server.heartbeat_s;
+    send(peer, welcome);
+    // A sampled participant that restarted mid-round lost its fit: send it again.
+    if (round_open_ && is_sampled(m.client_id) && !has_result(m.client_id)) resend_fit_(m.client_id);
+  }
+}
+
+void ServerInbox::accept_result(Message& m, const std::string& peer) {
+  const std::string round = std::to_string(m.round), open = std::to_string(record_.round);
+  if (!round_open_) return refuse(peer, m.client_id, "result for round " + round + " after the round closed");
+  if (m.round != record_.round)
+    return refuse(peer, m.client_id, "result for round " + round + " while round " + open + " is open");
+  if (!is_sampled(m.client_id)) return refuse(peer, m.client_id, "not sampled for round " + open);
+  if (has_result(m.client_id)) return refuse(peer, m.client_id, "duplicate result for round " + round);
+  if (m.num_examples <= 0) return refuse(peer, m.client_id, "num_examples must be positive");
+  const auto bit = m.metrics.find("clipped_bit");
+  if (needs_clipped_bit_ && (bit == m.metrics.end() || (bit->second != 0.0 && bit->second != 1.0)))
+    return refuse(peer, m.client_id, "client-side adaptive clipping needs a clipped_bit of 0 or 1");
+  try {
+    check_tensors(m, specs_);
+  } catch (const ProtocolError& e) {
+    return refuse(peer, m.client_id, e.what());
+  }
+  ClientResult& result = results_[m.client_id] = {m.client_id, {}, m.num_examples};
+  for (NamedTensor& t : m.tensors) result.params.emplace_back(t.name, t.tensor);
+  if (bit != m.metrics.end()) result.metrics["clipped_bit"] = bit->second;
+  record_.examples[m.client_id] = m.num_examples;
+  if (auto loss = m.metrics.find("train_loss"); loss != m.metrics.end()) record_.train_loss[m.client_id] = loss->second;
+  if (auto epsilon = m.metrics.find("dp_sgd_epsilon");
+      epsilon != m.metrics.end() && std::isfinite(epsilon->second) && epsilon->second >= 0)
+    record_.dp_sgd_epsilon[m.client_id] = epsilon->second;
+}
+
+void ServerInbox::handle(const Envelope& envelope) {
+  record_.bytes_received += static_cast<int64_t>(envelope.payload.size());
+  Message m;
+  try {
+    m = decode(envelope.payload);
+  } catch (const ProtocolError& e) {
+    say_("refused an undecodable message (" + std::to_string(envelope.payload.size()) + " bytes): " + e.what());
+    return;
+  }
+  if (!is_participant(m.client_id))
+    return refuse(envelope.peer, m.client_id, "no participant of this name is configured");
+  // With CurveZMQ a participant may only speak for itself: its name must match its key.
+  if (!public_keys_.empty() && public_keys_.at(m.client_id) != envelope.public_key)
+    return refuse(envelope.peer, m.client_id,
+                  "sent with the key " + envelope.public_key + ", which belongs to another participant");
+  switch (m.type) {
+    case MessageType::join:
+    case MessageType::heartbeat:
+      return admit(m, envelope.peer);
+    case MessageType::fit_result:
+      roster_.heard_from(m.client_id, envelope.peer, m.metrics);
+      return accept_result(m, envelope.peer);
+    case MessageType::shutdown:
+      if (roster_.joined(m.client_id)) say_("participant " + m.client_id + " left");
+      roster_.mark_left(m.client_id);
+      return;
+    default:
+      return refuse(envelope.peer, m.client_id, std::string("unexpected message type ") + message_type_name(m.type));
+  }
+}
+
+}  // namespace fe::fed

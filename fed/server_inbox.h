@@ -1,0 +1,71 @@
+// fed/server_inbox.h — the server's side of the wire: every message from a participant is decoded,
+// checked, and either refused (logged with the reason; the sender gets a reject) or taken in:
+// joins and heartbeats into the roster, results of the open round into that round.
+//
+// Bad input never stops the server: a message that does not decode, comes from an unknown
+// participant (or, with CurveZMQ, with another participant's key), belongs to another round,
+// repeats a result or carries tensors of the wrong shape is refused.
+//
+// Traffic counts towards the round record the server passes in (its current round), as do each
+// result's examples, train loss and DP-SGD ε.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fed/federation_config.h"
+#include "fed/protocol.h"
+#include "fed/roster.h"
+#include "fed/round_report.h"
+#include "fed/strategy.h"
+#include "fed/transport.h"
+
+namespace fe::fed {
+
+class ServerInbox {
+ public:
+  using Say = std::function<void(const std::string&)>;
+  // Binds server.address (with CurveZMQ when server.server_key is set: only the participants' keys
+  // are admitted). `specs` are the tensors a result must carry; `needs_clipped_bit`: results must
+  // report clipped_bit 0 or 1 (client-side adaptive DP). `record` must outlive the inbox.
+  ServerInbox(const FederationConfig& config, Roster& roster, std::vector<TensorSpec> specs, bool needs_clipped_bit,
+              RoundRecord& record, Say say);
+
+  std::string endpoint() const;
+  void send(const std::string& peer, const Message& m);
+  // Handles the next message, waiting at most `wait` for one; false when none came.
+  bool handle_next(std::chrono::milliseconds wait);
+
+  // Results are taken from record.sampled for record.round while the round is open. A sampled
+  // participant that joins again meanwhile (it restarted and lost its fit) gets `resend_fit`.
+  void open_round(std::function<void(const std::string&)> resend_fit);
+  std::map<std::string, ClientResult> close_round();  // the results, by participant name
+  bool has_result(const std::string& name) const { return results_.count(name) > 0; }
+  size_t result_count() const { return results_.size(); }
+
+ private:
+  void handle(const Envelope& envelope);
+  void refuse(const std::string& peer, const std::string& who, const std::string& reason);
+  void admit(const Message& m, const std::string& peer);
+  void accept_result(Message& m, const std::string& peer);
+  bool is_participant(const std::string& name) const;
+  bool is_sampled(const std::string& name) const;
+
+  const FederationConfig& config_;
+  Roster& roster_;
+  const std::vector<TensorSpec> specs_;
+  const bool needs_clipped_bit_;
+  RoundRecord& record_;
+  Say say_;
+  std::map<std::string, std::string> public_keys_;  // with CurveZMQ: each participant's own key
+  std::unique_ptr<ServerSocket> socket_;
+  bool round_open_ = false;
+  std::function<void(const std::string&)> resend_fit_;
+  std::map<std::string, ClientResult> results_;
+};
+
+}  // namespace fe::fed
