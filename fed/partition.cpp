@@ -8,8 +8,8 @@
 #include <numeric>
 #include <sstream>
 
+#include "core/error.h"
 #include "engine/rng.h"
-#include "kernels/view.h"
 
 namespace fe::fed {
 namespace {

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "fed/monitor.h"
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe::fed {
 namespace {
