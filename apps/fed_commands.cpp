@@ -4,9 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "engine/dataset.h"
+#include "engine/lora.h"
 #include "fed/adapter_wire.h"
 #include "fed/client.h"
 #include "fed/launcher.h"
@@ -27,7 +28,7 @@ std::string self_executable() { return fs::read_symlink("/proc/self/exe").string
 
 // A PEFT adapter directory as named tensors, without needing the base model.
 NamedTensors read_adapter_tensors(const std::string& dir) {
-  return read_named_tensors((fs::path(dir) / "adapter_model.safetensors").string());
+  return read_named_tensors((fs::path(dir) / kPeftWeightsFile).string());
 }
 
 }  // namespace
@@ -116,38 +117,6 @@ void add_plan(CLI::App& app) {
   });
 }
 
-// JSONL lines of a file, and a label per line (the value of `field`, rendered as text).
-struct LabelledLines {
-  std::vector<std::string> lines, labels;
-};
-
-LabelledLines read_labelled_lines(const std::string& path, const std::string& field) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open");
-  LabelledLines data;
-  int64_t number = 0;
-  for (std::string line; std::getline(in, line);) {
-    ++number;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string label;
-    if (!field.empty()) {
-      nlohmann::json record;
-      try {
-        record = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
-        throw Error(path + ":" + std::to_string(number) + ": not valid JSON: " + e.what());
-      }
-      if (!record.is_object() || !record.contains(field))
-        throw Error(path + ":" + std::to_string(number) + ": no \"" + field + "\" field to split by");
-      label = record[field].is_string() ? record[field].get<std::string>() : record[field].dump();
-    }
-    data.lines.push_back(line);
-    data.labels.push_back(label);
-  }
-  if (data.lines.empty()) throw Error(path + ": no examples");
-  return data;
-}
-
 void add_split(CLI::App& app) {
   struct Args {
     std::string input, out, method = "iid", field;
@@ -226,8 +195,8 @@ void add_aggregate(CLI::App& app) {
       results.push_back({args->adapters[i], read_adapter_tensors(args->adapters[i]), args->examples.empty() ? 1 : args->examples[i]});
     const NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
     fs::create_directories(args->out);
-    write_named_tensors((fs::path(args->out) / "adapter_model.safetensors").string(), merged);
-    fs::copy_file(fs::path(args->base) / "adapter_config.json", fs::path(args->out) / "adapter_config.json",
+    write_named_tensors((fs::path(args->out) / kPeftWeightsFile).string(), merged);
+    fs::copy_file(fs::path(args->base) / kPeftConfigFile, fs::path(args->out) / kPeftConfigFile,
                   fs::copy_options::overwrite_existing);
     std::cout << "wrote " << args->out << ": " << args->strategy.name << " of " << args->adapters.size() << " adapters\n";
   });

@@ -17,7 +17,7 @@
 #include <string>
 #include <utility>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe {
 namespace {

@@ -427,7 +427,8 @@ ExampleBuilder builder_for(DataFormat format, const LoadContext& context, const 
   return ExampleBuilder(*context.tokenizer, context.options);
 }
 
-Example example_from_line(const std::string& line, const LineSource& source, const LoadContext& context) {
+// A line of a JSONL file as the JSON object every record is.
+json parse_record(const std::string& line, const LineSource& source) {
   json record;
   try {
     record = json::parse(line);
@@ -435,6 +436,11 @@ Example example_from_line(const std::string& line, const LineSource& source, con
     source.fail(std::string("invalid JSON: ") + e.what());
   }
   if (!record.is_object()) source.fail(std::string("expected a JSON object, got ") + record.type_name());
+  return record;
+}
+
+Example example_from_line(const std::string& line, const LineSource& source, const LoadContext& context) {
+  const json record = parse_record(line, source);
   const DataFormat format =
       context.options.format == DataFormat::auto_detect ? detect_format(record, source) : context.options.format;
   switch (format) {
@@ -458,6 +464,23 @@ Example example_from_line(const std::string& line, const LineSource& source, con
 
 bool is_blank(const std::string& line) {
   return line.find_first_not_of(" \t\r\n") == std::string::npos;
+}
+
+// Calls take(line, source) for every non-blank line of a JSONL file; an Error names the file when
+// it cannot be read or holds no record.
+template <class Take>
+void for_each_record_line(const std::string& path, Take&& take) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open the dataset file");
+  int64_t records = 0;
+  std::string line;
+  for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
+    if (is_blank(line)) continue;
+    take(line, LineSource(path, line_number));
+    ++records;
+  }
+  if (in.bad()) throw Error(path + ": read error");
+  if (records == 0) throw Error(path + ": no examples (the file is empty or holds only blank lines)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,16 +564,27 @@ std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokeni
       model_template ? nullptr
                      : &find_builtin_chat_template(options.chat_template == "auto" ? "llama2" : options.chat_template);
   const LoadContext context{tokenizer, options, vocab_size, builtin_chat_template};
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open the dataset file");
   std::vector<Example> examples;
-  std::string line;
-  for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
-    if (!is_blank(line)) examples.push_back(example_from_line(line, LineSource(path, line_number), context));
-  }
-  if (in.bad()) throw Error(path + ": read error");
-  if (examples.empty()) throw Error(path + ": no examples (the file is empty or holds only blank lines)");
+  for_each_record_line(path, [&](const std::string& line, const LineSource& source) {
+    examples.push_back(example_from_line(line, source, context));
+  });
   return examples;
+}
+
+LabelledLines read_labelled_lines(const std::string& path, const std::string& field) {
+  LabelledLines data;
+  for_each_record_line(path, [&](const std::string& line, const LineSource& source) {
+    std::string label;
+    if (!field.empty()) {
+      const json record = parse_record(line, source);
+      const auto value = record.find(field);
+      if (value == record.end()) source.fail("no " + quoted(field) + " field to label the record by");
+      label = value->is_string() ? value->get<std::string>() : value->dump();
+    }
+    data.lines.push_back(line);
+    data.labels.push_back(std::move(label));
+  });
+  return data;
 }
 
 Batch make_batch(const std::vector<Example>& examples, std::span<const int64_t> indices, int32_t pad_id) {

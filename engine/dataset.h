@@ -60,6 +60,15 @@ struct Example {
 std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokenizer, const DataOptions& options,
                                 int64_t vocab_size);
 
+// A JSONL file's non-blank lines as they are, each with a label: the value of `field` in its
+// record, a string as it is and any other value as its JSON text ("3", "true"). With an empty
+// `field` the lines are not parsed and every label is "". What splitting a data set by category
+// needs (fedengine split). Errors name the file and the 1-based line, as load_jsonl's do.
+struct LabelledLines {
+  std::vector<std::string> lines, labels;
+};
+LabelledLines read_labelled_lines(const std::string& path, const std::string& field);
+
 struct Batch {
   Tensor input_ids;  // i32 [B, T], right-padded with pad_id
   Tensor labels;     // i32 [B, T], -100 on padding

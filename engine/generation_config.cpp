@@ -5,7 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe {
 

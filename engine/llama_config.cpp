@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <numbers>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe {
 namespace {

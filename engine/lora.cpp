@@ -118,7 +118,7 @@ LoraAdapter LoraAdapter::init(const LlamaConfig& model, const LoraConfig& config
 }
 
 LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& model, DType dtype) {
-  const std::string config_path = (fs::path(dir) / "adapter_config.json").string();
+  const std::string config_path = (fs::path(dir) / kPeftConfigFile).string();
   std::ifstream in(config_path);
   if (!in) throw Error(config_path + ": cannot open the adapter config");
   json j;
@@ -128,7 +128,7 @@ LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& mo
     throw Error(config_path + ": not valid JSON: " + e.what());
   }
   LoraAdapter adapter = empty_adapter(model, LoraConfig::from_peft_json(j, config_path));
-  const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  const std::string weights_path = (fs::path(dir) / kPeftWeightsFile).string();
   const SafetensorsCheckpoint checkpoint(weights_path);
   std::set<std::string> expected;
   for_each_pair(adapter, model, [&](int64_t l, Proj p, LoraPair& pair, const Shape& a_shape, const Shape& b_shape) {
@@ -149,8 +149,8 @@ void LoraAdapter::save_peft(const std::string& dir, const std::string& base_mode
   fs::create_directories(dir);
   const auto named = named_tensors();  // stored in the adapter's own dtype
   std::vector<std::pair<std::string, View>> views(named.begin(), named.end());
-  write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), views, {{"format", "pt"}});
-  write_file_whole((fs::path(dir) / "adapter_config.json").string(), config.to_peft_json(base_model).dump(2) + "\n");
+  write_safetensors((fs::path(dir) / kPeftWeightsFile).string(), views, {{"format", "pt"}});
+  write_file_whole((fs::path(dir) / kPeftConfigFile).string(), config.to_peft_json(base_model).dump(2) + "\n");
 }
 
 LoraAdapter LoraAdapter::zeros_like(DType dtype) const {

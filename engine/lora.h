@@ -15,6 +15,10 @@
 
 namespace fe {
 
+// The two files of a PEFT adapter directory.
+inline constexpr char kPeftConfigFile[] = "adapter_config.json";
+inline constexpr char kPeftWeightsFile[] = "adapter_model.safetensors";
+
 struct LoraConfig {
   int64_t rank = 8;
   double alpha = 16;

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "engine/durable_file.h"
 #include "kernels/elementwise.h"
 
 namespace fe {
@@ -207,50 +208,6 @@ View readable_view(const TensorInfo& info, Tensor& aligned_copy) {
 
 // ---- writing ----------------------------------------------------------------------------------
 
-// Writes a file under path + ".tmp" and renames it into place on commit(), so readers see either the
-// old file or the complete new one, never a partial one. Without commit() the temporary is removed.
-class AtomicFileWriter {
- public:
-  explicit AtomicFileWriter(std::string path) : path_(std::move(path)), tmp_path_(path_ + ".tmp") {
-    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(path_, "cannot create " + tmp_path_ + ": " + errno_text());
-  }
-  ~AtomicFileWriter() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_path_.c_str());
-  }
-  AtomicFileWriter(const AtomicFileWriter&) = delete;
-  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
-
-  void append(const void* data, size_t size) {
-    constexpr size_t kMaxChunk = size_t{1} << 30;  // Linux writes at most ~2 GiB per call
-    const char* bytes = static_cast<const char*>(data);
-    while (size > 0) {
-      const ssize_t written = ::write(fd_, bytes, std::min(size, kMaxChunk));
-      if (written < 0 && errno == EINTR) continue;
-      if (written < 0) fail(path_, "cannot write " + tmp_path_ + ": " + errno_text());
-      bytes += written;
-      size -= static_cast<size_t>(written);
-    }
-  }
-
-  void commit() {
-    // Without fsync a power loss after the rename could leave the new name with missing data.
-    if (::fsync(fd_) != 0) fail(path_, "cannot flush " + tmp_path_ + ": " + errno_text());
-    const int fd = std::exchange(fd_, -1);
-    if (::close(fd) != 0) fail(path_, "cannot close " + tmp_path_ + ": " + errno_text());
-    if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0)
-      fail(path_, "cannot rename " + tmp_path_ + " into place: " + errno_text());
-    committed_ = true;
-  }
-
- private:
-  std::string path_;
-  std::string tmp_path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
 void check_writable(const std::string& path, const std::string& name, const View& view, const Json& header) {
   if (name == kMetadataKey) fail_tensor(path, name, "the name is reserved for metadata");
   if (header.contains(name)) fail_tensor(path, name, "the name appears twice");
@@ -431,7 +388,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   std::array<unsigned char, kHeaderLengthBytes> length_bytes{};
   for (size_t i = 0; i < length_bytes.size(); ++i) length_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
 
-  AtomicFileWriter out(path);
+  DurableFileWriter out(path);
   out.append(length_bytes.data(), length_bytes.size());
   out.append(header.data(), header.size());
   for (const auto& [name, view] : tensors) out.append(view.data, view.nbytes());

@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/error.h"
 #include "engine/rng.h"
-#include "kernels/view.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fe {

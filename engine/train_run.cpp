@@ -53,20 +53,16 @@ void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAd
   copy_model_companion_files(c.model_dir, c.tokenizer_path, (dir / "model").string());
 }
 
-// OUTPUT/checkpoint-N: the result so far and the optimizer's state, written under another name and
-// renamed into place, so a crash leaves either a whole checkpoint or none.
+// OUTPUT/checkpoint-N: the result so far and the optimizer's state, replaced whole, so a crash
+// leaves either a whole checkpoint or none.
 void save_checkpoint(const TrainConfig& c, const nlohmann::json& settings, const LlamaWeights& weights,
                      const LoraAdapter* adapter, const Trainer& trainer, int64_t step) {
-  const fs::path dir = fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step));
-  const fs::path staging = dir.string() + ".tmp";
-  fs::remove_all(staging);
+  DirectoryReplacement checkpoint(fs::path(c.output_dir) / ("checkpoint-" + std::to_string(step)));
+  const fs::path& staging = checkpoint.staging();
   save_result(c, weights, adapter, staging);
   write_named_tensors((staging / kTrainerState).string(), trainer.optimizer_state());
   write_file_whole((staging / kRunSettings).string(), settings.dump(2) + "\n");
-  sync_to_disk(staging.string());
-  fs::remove_all(dir);
-  fs::rename(staging, dir);
-  sync_to_disk(c.output_dir, false);  // the rename itself
+  checkpoint.commit();
 }
 
 bool is_checkpoint_name(const std::string& name) {
@@ -81,7 +77,7 @@ void remove_earlier_checkpoints(const TrainConfig& c, std::ostream& progress) {
   int removed = 0;
   for (const auto& entry : fs::directory_iterator(c.output_dir)) {
     std::string name = entry.path().filename().string();
-    if (name.ends_with(".tmp")) name.resize(name.size() - 4);
+    if (name.ends_with(".tmp") || name.ends_with(".old")) name.resize(name.size() - 4);  // DirectoryReplacement's
     if (is_checkpoint_name(name)) removed += fs::remove_all(entry.path()) > 0;
   }
   if (removed) progress << "removed " << removed << " checkpoint(s) of an earlier run in " << c.output_dir << "\n";

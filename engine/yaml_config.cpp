@@ -14,7 +14,7 @@
 #include <sstream>
 #include <string_view>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe {
 namespace yaml_detail {

@@ -14,7 +14,7 @@
 #include <set>
 #include <thread>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe::fed {
 namespace {

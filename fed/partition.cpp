@@ -7,9 +7,9 @@
 #include <map>
 #include <numeric>
 
+#include "core/error.h"
 #include "engine/rng.h"
 #include "fed/number_text.h"
-#include "kernels/view.h"
 
 namespace fe::fed {
 namespace {

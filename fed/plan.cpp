@@ -2,10 +2,11 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 
-#include "kernels/view.h"
+#include "core/error.h"
+#include "engine/durable_file.h"
 
 namespace fe::fed {
 namespace {
@@ -125,10 +126,7 @@ void write_plan(const std::vector<PlannedScript>& scripts, const std::string& di
   fs::create_directories(dir);
   for (const PlannedScript& script : scripts) {
     const fs::path path = fs::path(dir) / script.file_name;
-    std::ofstream(path) << script.content;
-    if (!fs::exists(path)) throw Error(path.string() + ": could not be written");
-    fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                              fs::perms::others_read | fs::perms::others_exec);
+    write_file_whole(path.string(), script.content, 0755);  // rwxr-xr-x: a script to run by hand
   }
 }
 

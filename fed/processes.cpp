@@ -9,12 +9,12 @@
 
 #include <csignal>
 #include <cstdlib>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <thread>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 extern char** environ;
 

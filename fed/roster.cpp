@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe::fed {
 namespace {

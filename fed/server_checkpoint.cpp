@@ -12,8 +12,8 @@ namespace fs = std::filesystem;
 
 void save_server_checkpoint(const fs::path& dir, const ServerCheckpoint& checkpoint, const LoraAdapter& global,
                             const std::string& model_dir, const Strategy& strategy, const DpStrategy* dp) {
-  const fs::path staging = dir.string() + ".tmp", old = dir.string() + ".old";
-  fs::remove_all(staging);
+  DirectoryReplacement replacement(dir);
+  const fs::path& staging = replacement.staging();
   global.save_peft((staging / "adapter").string(), model_dir);
   if (const NamedTensors state = strategy.state(); !state.empty())
     write_named_tensors((staging / "strategy.safetensors").string(), state);
@@ -26,25 +26,13 @@ void save_server_checkpoint(const fs::path& dir, const ServerCheckpoint& checkpo
                                 {"dp_sampling_rates", dp ? dp->sampling_rates() : std::vector<double>{}},
                                 {"run_id", checkpoint.run_id},
                                 {"volumes", volumes}};
-  std::ofstream state_file(staging / "state.json");
-  state_file << state.dump() << "\n";
-  if (!state_file.flush()) throw Error((staging / "state.json").string() + ": write failed");
-  state_file.close();
-  sync_to_disk(staging);
-  // old is only cleared when dir is there to become the new old.
-  if (fs::exists(dir)) {
-    fs::remove_all(old);
-    fs::rename(dir, old);
-  }
-  fs::rename(staging, dir);
-  sync_to_disk(dir.parent_path(), false);  // the renames themselves
-  fs::remove_all(old);
+  write_file_whole((staging / "state.json").string(), state.dump() + "\n");
+  replacement.commit();
 }
 
 ServerCheckpoint load_server_checkpoint(const fs::path& checkpoint_dir, const LlamaConfig& model, LoraAdapter& global,
                                         Strategy& strategy, DpStrategy* dp) {
-  fs::path dir = checkpoint_dir;
-  if (!fs::exists(dir / "state.json") && fs::exists(dir.string() + ".old")) dir = dir.string() + ".old";
+  const fs::path dir = completed_directory(checkpoint_dir);
   if (!fs::exists(dir / "state.json")) throw Error(dir.string() + ": no checkpoint to resume from");
   const auto state = nlohmann::json::parse(std::ifstream(dir / "state.json"));
   if (state.at("strategy") != strategy.name())

@@ -21,7 +21,8 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "kernels/view.h"
+#include "core/error.h"
+#include "engine/durable_file.h"
 
 namespace fe::fed {
 namespace {
@@ -81,29 +82,6 @@ std::string trim(std::string_view text) {
   const size_t first = text.find_first_not_of(" \t\r");
   if (first == std::string_view::npos) return "";
   return std::string(text.substr(first, text.find_last_not_of(" \t\r") - first + 1));
-}
-
-// Writes `content` to a temporary file with `mode` and renames it over `path`, so a reader sees
-// the old file or the whole new one, and a secret is never readable by others even briefly.
-void write_file_atomically(const std::string& path, const std::string& content, mode_t mode) {
-  std::string temporary = path + ".XXXXXX";
-  const int fd = mkstemp(temporary.data());  // created with mode 0600
-  if (fd < 0) throw Error(path + ": cannot create a temporary file beside it (" + std::strerror(errno) + ")");
-  size_t written = 0;
-  while (written < content.size()) {
-    const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    written += static_cast<size_t>(n);
-  }
-  const bool ok = written == content.size() && fchmod(fd, mode) == 0 && fsync(fd) == 0;
-  const int saved_errno = errno;
-  ::close(fd);
-  if (!ok || std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(ok ? errno : saved_errno);
-    ::unlink(temporary.c_str());
-    throw Error(path + ": cannot write (" + reason + ")");
-  }
 }
 
 // --- endpoints --------------------------------------------------------------------------------
@@ -323,8 +301,8 @@ CurveKeyPair generate_keypair() {
 
 void save_keypair(const CurveKeyPair& keys, const std::string& prefix) {
   require_full_keypair("save_keypair(" + prefix + ")", keys);
-  write_file_atomically(prefix + ".key", "public = " + keys.public_key + "\nsecret = " + keys.secret_key + "\n", 0600);
-  write_file_atomically(prefix + ".pub", "public = " + keys.public_key + "\n", 0644);
+  write_file_whole(prefix + ".key", "public = " + keys.public_key + "\nsecret = " + keys.secret_key + "\n", 0600);
+  write_file_whole(prefix + ".pub", "public = " + keys.public_key + "\n", 0644);
 }
 
 CurveKeyPair load_keys(const std::string& path) {

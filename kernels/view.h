@@ -1,15 +1,18 @@
 // kernels/view.h — the non-owning tensor view every op takes.
 //
 // A View is a pointer plus dtype, shape and device. Views are always contiguous and row-major; ops
-// read the sizes they need from the shape and check them with FE_CHECK_SHAPE, so a mismatch is
-// reported with the op's name and every shape involved. Ownership lives in engine/tensor.h.
+// read the sizes they need from the shape and check them with detail::OpCheck, so a mismatch is
+// reported with the op's name and every argument's dtype, shape and device. Ownership lives in
+// engine/tensor.h.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
-#include <stdexcept>
 #include <string>
+#include <utility>
+
+#include "core/error.h"
 
 namespace fe {
 
@@ -20,12 +23,6 @@ size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);   // "f32", "bf16", ...
 bool is_floating(DType dtype);
 const char* device_name(Device device);
-
-// Every error the engine raises: the message names the operation and the offending values.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 class Shape {
  public:

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe {
 namespace {
@@ -163,7 +163,7 @@ TEST(RdpAccountant, ReproducesTfPrivacyMnistTutorialFigures) {
 // dp_accounting (google/differential-privacy, python/dp_accounting/dp_accounting/rdp/
 // rdp_privacy_accountant_test.py, test_compute_rdp_poisson_sampled_gaussian): σ = 2.5, q = 0.01,
 // 50 steps, compared there with rtol 1e-4. Only the integer orders are used: for fractional orders
-// dp_accounting now sums the series' absolute values (a conservative bound; its published 6.7058e-4
+// dp_accounting sums the series' absolute values (a conservative bound; its published 6.7058e-4
 // at α = 1.5 is 3% above the exact 6.5007e-4 that our quadrature below confirms), whereas Opacus and
 // this accountant sum the signed series.
 TEST(RdpAccountant, MatchesDpAccountingPerOrderRdp) {

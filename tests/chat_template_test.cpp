@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "tests/reference_env.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -1104,35 +1105,29 @@ TEST(ChatTemplateReference, LoopControlsInsideBlocksAndPythonEdges) {
 
 // --- errors and interface ---------------------------------------------------------------------
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(ChatTemplate, SyntaxErrorsNameOriginLineColumnAndText) {
-  const std::string unclosed = error_of([] { ChatTemplate("{% for m in messages %}\n{{ m.content }}", kOrigin); });
+  const std::string unclosed =
+      test::error_of<std::runtime_error>([] { ChatTemplate("{% for m in messages %}\n{{ m.content }}", kOrigin); });
   EXPECT_THAT(unclosed, StartsWith(std::string(kOrigin) + ":2:16: syntax error: Unexpected end of template."));
   EXPECT_THAT(unclosed, HasSubstr("'endfor' or 'else'"));
   EXPECT_THAT(unclosed, HasSubstr("innermost block that needs to be closed is 'for'"));
 
-  const std::string bad_token = error_of([] { ChatTemplate("line one\n  {{ 'a' + }} x", kOrigin); });
+  const std::string bad_token =
+      test::error_of<std::runtime_error>([] { ChatTemplate("line one\n  {{ 'a' + }} x", kOrigin); });
   EXPECT_THAT(bad_token, StartsWith(std::string(kOrigin) + ":2:12: syntax error: unexpected 'end of print statement'"));
   EXPECT_THAT(bad_token, HasSubstr("\n      {{ 'a' + }} x\n"));  // the line, then a caret under the column
   EXPECT_THAT(bad_token, HasSubstr("\n               ^"));
 
-  EXPECT_THAT(error_of([] { ChatTemplate("{% endfor %}", kOrigin); }),
+  EXPECT_THAT(test::error_of<std::runtime_error>([] { ChatTemplate("{% endfor %}", kOrigin); }),
               HasSubstr(":1:4: syntax error: Encountered unknown tag 'endfor'."));
-  EXPECT_THAT(error_of([] { ChatTemplate("{{ x | no_such_filter }}", kOrigin); }),
+  EXPECT_THAT(test::error_of<std::runtime_error>([] { ChatTemplate("{{ x | no_such_filter }}", kOrigin); }),
               HasSubstr(":1:8: syntax error: No filter named 'no_such_filter'."));
-  EXPECT_THAT(error_of([] { ChatTemplate("{% include 'x.j2' %}", kOrigin); }),
+  EXPECT_THAT(test::error_of<std::runtime_error>([] { ChatTemplate("{% include 'x.j2' %}", kOrigin); }),
               HasSubstr("the 'include' tag is not supported"));
-  EXPECT_THAT(error_of([] { ChatTemplate("{{ 'unterminated }}", kOrigin); }),
+  EXPECT_THAT(test::error_of<std::runtime_error>([] { ChatTemplate("{{ 'unterminated }}", kOrigin); }),
               HasSubstr(":1:4: syntax error: unexpected char"));
-  EXPECT_THAT(error_of([] { ChatTemplate("{% break %}", kOrigin); }), HasSubstr("'break' outside loop"));
+  EXPECT_THAT(test::error_of<std::runtime_error>([] { ChatTemplate("{% break %}", kOrigin); }),
+              HasSubstr("'break' outside loop"));
   // An unknown filter inside an `if` is an error only when it runs, as in jinja2.
   EXPECT_EQ(
       ChatTemplate("{% if false %}{{ x | no_such_filter }}{% endif %}ok", kOrigin).render(nlohmann::json::object()),
@@ -1157,22 +1152,27 @@ TEST(ChatTemplate, SyntaxErrorsAreSyntaxErrorsForJinja2Too) {
   for (size_t i = 0; i < broken.size(); ++i) {
     EXPECT_THAT(reference[i].type, ::testing::AnyOf("TemplateSyntaxError", "TemplateAssertionError"))
         << broken[i] << ": " << reference[i].output;
-    EXPECT_THAT(error_of([&] { ChatTemplate(broken[i], kOrigin); }), HasSubstr("syntax error")) << broken[i];
+    EXPECT_THAT(test::error_of<std::runtime_error>([&] { ChatTemplate(broken[i], kOrigin); }),
+                HasSubstr("syntax error"))
+        << broken[i];
   }
 }
 
 TEST(ChatTemplate, RuntimeErrorsNameOriginAndLine) {
   const ChatTemplate t("{% for m in messages %}\n{{ m.content + 1 }}\n{% endfor %}", kOrigin);
-  const std::string message = error_of([&] { t.render(nlohmann::json::parse(R"({"messages": [{"content": "x"}]})")); });
+  const std::string message = test::error_of<std::runtime_error>(
+      [&] { t.render(nlohmann::json::parse(R"({"messages": [{"content": "x"}]})")); });
   EXPECT_THAT(message, StartsWith(std::string(kOrigin) + ":2:4: can only concatenate str (not \"int\") to str"));
-  EXPECT_THAT(
-      error_of([] { ChatTemplate("\n\n  {{ messages[0].role.upper() }}", kOrigin).render(nlohmann::json::object()); }),
-      StartsWith(std::string(kOrigin) + ":3:"));
+  EXPECT_THAT(test::error_of<std::runtime_error>([] {
+                ChatTemplate("\n\n  {{ messages[0].role.upper() }}", kOrigin).render(nlohmann::json::object());
+              }),
+              StartsWith(std::string(kOrigin) + ":3:"));
 }
 
 TEST(ChatTemplate, RaiseExceptionCarriesTheTemplatesMessage) {
   const ChatTemplate t(kMistral, kOrigin);
-  const std::string message = error_of([&] { t.render(nlohmann::json::parse(kNotAlternating)); });
+  const std::string message =
+      test::error_of<std::runtime_error>([&] { t.render(nlohmann::json::parse(kNotAlternating)); });
   EXPECT_THAT(message, StartsWith(std::string(kOrigin) + ":1:"));
   EXPECT_THAT(message, EndsWith(": Conversation roles must alternate user/assistant/user/assistant/..."));
 }
@@ -1182,7 +1182,8 @@ TEST(ChatTemplate, DefaultsFollowApplyChatTemplate) {
       "{{ tools is none }} {{ documents is none }} {{ add_generation_prompt }} {{ messages is defined }}", kOrigin);
   EXPECT_EQ(t.render(nlohmann::json::object()), "True True False False");
   EXPECT_EQ(t.render(nlohmann::json{{"add_generation_prompt", true}, {"tools", {1}}}), "False True True False");
-  EXPECT_THAT(error_of([&] { t.render(nlohmann::json::array()); }), HasSubstr("must be a JSON object"));
+  EXPECT_THAT(test::error_of<std::runtime_error>([&] { t.render(nlohmann::json::array()); }),
+              HasSubstr("must be a JSON object"));
 }
 
 TEST(ChatTemplate, OrderedJsonKeepsTheSourceKeyOrder) {
@@ -1198,8 +1199,9 @@ TEST(ChatTemplate, HugeResultsFailInsteadOfExhaustingMemory) {
   for (const char* source :
        {"{{ 'a' * 1000000000 }}", "{{ [1] * 1000000000 }}", "{{ 'x'|indent(100000000000) }}",
         "{{ 'x'|center(1000000000) }}", "{{ '%1000000000d'|format(1) }}", "{{ '{:>1000000000}'.format('x') }}"}) {
-    EXPECT_THAT(error_of([&] { ChatTemplate(source, kOrigin).render(nlohmann::json::object()); }),
-                HasSubstr("result too large"))
+    EXPECT_THAT(
+        test::error_of<std::runtime_error>([&] { ChatTemplate(source, kOrigin).render(nlohmann::json::object()); }),
+        HasSubstr("result too large"))
         << source;
   }
 }
@@ -1221,15 +1223,17 @@ TEST(ChatTemplate, DeepExpressionsAreRefusedNotOverflowed) {
         "{{ x" + repeated(".a", 100000) + " }}", "{{ 1" + repeated("|string", 100000) + " }}",
         "{{ x" + repeated("[0]", 100000) + " }}"}) {
     // "nests expressions or blocks too deeply" while parsing, "nests more than 500 levels deep" after.
-    EXPECT_THAT(error_of([&] { ChatTemplate(deep, kOrigin).render(nlohmann::json::object()); }),
-                AnyOf(HasSubstr("too deeply"), HasSubstr("levels deep")))
+    EXPECT_THAT(
+        test::error_of<std::runtime_error>([&] { ChatTemplate(deep, kOrigin).render(nlohmann::json::object()); }),
+        AnyOf(HasSubstr("too deeply"), HasSubstr("levels deep")))
         << deep.substr(0, 40);
   }
 }
 
 TEST(ChatTemplate, RecursionIsBounded) {
   const ChatTemplate t("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", kOrigin);
-  EXPECT_THAT(error_of([&] { t.render(nlohmann::json::object()); }), HasSubstr("maximum recursion depth"));
+  EXPECT_THAT(test::error_of<std::runtime_error>([&] { t.render(nlohmann::json::object()); }),
+              HasSubstr("maximum recursion depth"));
 }
 
 }  // namespace

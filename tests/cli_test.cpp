@@ -4,11 +4,12 @@
 
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <nlohmann/json.hpp>
 
 #include "engine/llama_weights.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -34,26 +35,19 @@ CliResult run_command(const std::string& command) {
 
 CliResult run_cli(const std::string& args) { return run_command(test::cli_path() + " " + args); }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
 const char* kTinyConfig = R"({"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
   "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50, "tie_word_embeddings": true})";
 
 TEST(Cli, InitModelIsSeededAndLoadable) {
   test::TempDir dir;
-  write_file(dir.path("config.json"), kTinyConfig);
+  test::write_file(dir.path("config.json"), kTinyConfig);
   for (const char* out : {"a", "b"}) {
     const CliResult r = run_cli("init-model --config " + dir.path("config.json") + " --out " + dir.path(out) + " --seed 5");
     ASSERT_EQ(r.status, 0) << r.output;
   }
   ASSERT_EQ(run_cli("init-model --config " + dir.path("config.json") + " --out " + dir.path("c") + " --seed 6").status, 0);
-  EXPECT_EQ(slurp(dir.path("a/model.safetensors")), slurp(dir.path("b/model.safetensors")));
-  EXPECT_NE(slurp(dir.path("a/model.safetensors")), slurp(dir.path("c/model.safetensors")));
+  EXPECT_EQ(test::read_file(dir.path("a/model.safetensors")), test::read_file(dir.path("b/model.safetensors")));
+  EXPECT_NE(test::read_file(dir.path("a/model.safetensors")), test::read_file(dir.path("c/model.safetensors")));
 
   const LlamaWeights w = LlamaWeights::load(dir.path("a"), DType::f64);
   EXPECT_EQ(w.config.num_key_value_heads, 2);
@@ -67,20 +61,20 @@ TEST(Cli, InitModelIsSeededAndLoadable) {
 
 TEST(Cli, InitModelWritesBf16) {
   test::TempDir dir;
-  write_file(dir.path("config.json"), kTinyConfig);
+  test::write_file(dir.path("config.json"), kTinyConfig);
   ASSERT_EQ(run_cli("init-model --config " + dir.path("config.json") + " --out " + dir.path("m") + " --dtype bf16").status, 0);
   const LlamaWeights w = LlamaWeights::load(dir.path("m"), DType::f32);
   EXPECT_EQ(w.embed_tokens.numel(), 50 * 32);
-  EXPECT_THAT(slurp(dir.path("m/config.json")), HasSubstr("\"torch_dtype\": \"bfloat16\""));
+  EXPECT_THAT(test::read_file(dir.path("m/config.json")), HasSubstr("\"torch_dtype\": \"bfloat16\""));
 }
 
 TEST(Cli, ErrorsNameTheProblem) {
   test::TempDir dir;
-  write_file(dir.path("bad.json"), R"({"model_type": "gpt2", "hidden_size": 8})");
+  test::write_file(dir.path("bad.json"), R"({"model_type": "gpt2", "hidden_size": 8})");
   CliResult r = run_cli("init-model --config " + dir.path("bad.json") + " --out " + dir.path("m"));
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, AllOf(HasSubstr("bad.json"), HasSubstr("unsupported architecture")));
-  write_file(dir.path("config.json"), kTinyConfig);
+  test::write_file(dir.path("config.json"), kTinyConfig);
   r = run_cli("init-model --config " + dir.path("config.json") + " --out " + dir.path("m") + " --dtype f8");
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("--dtype"));
@@ -100,12 +94,12 @@ class CliWorkflow : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(run_cli("make-data --out " + dir_.path("data") + " --train 64 --eval 8").status, 0);
-    write_file(dir_.path("model.json"), R"({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+    test::write_file(dir_.path("model.json"), R"({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 320, "tie_word_embeddings": true})");
     ASSERT_EQ(run_cli("init-model --config " + dir_.path("model.json") + " --out " + dir_.path("base")).status, 0);
   }
   std::string write_config(const std::string& name, const std::string& extra) {
-    write_file(dir_.path(name), R"(model: base
+    test::write_file(dir_.path(name), R"(model: base
 tokenizer: data/tokenizer.model
 data:
   train: data/shift/train.jsonl
@@ -130,7 +124,7 @@ TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, AllOf(HasSubstr("step 3/3"), HasSubstr("tok/s"), HasSubstr("ETA"), HasSubstr("exact match")));
   EXPECT_TRUE(std::filesystem::exists(dir_.path("run/adapter/adapter_model.safetensors")));
-  std::istringstream metrics(slurp(dir_.path("run/metrics.jsonl")));
+  std::istringstream metrics(test::read_file(dir_.path("run/metrics.jsonl")));
   int steps = 0, evals = 0;
   for (std::string line; std::getline(metrics, line);) {
     const auto record = nlohmann::json::parse(line);
@@ -159,10 +153,10 @@ TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
 TEST_F(CliWorkflow, SameSeedSameAdapterAndTrainingResumesFromAnAdapter) {
   const std::string config = write_config("cfg.yaml", "");
   ASSERT_EQ(run_cli("train " + config).status, 0);
-  const std::string first = slurp(dir_.path("run/adapter/adapter_model.safetensors"));
+  const std::string first = test::read_file(dir_.path("run/adapter/adapter_model.safetensors"));
   std::filesystem::rename(dir_.path("run"), dir_.path("run1"));
   ASSERT_EQ(run_cli("train " + config).status, 0);
-  EXPECT_EQ(slurp(dir_.path("run/adapter/adapter_model.safetensors")), first);  // bit for bit
+  EXPECT_EQ(test::read_file(dir_.path("run/adapter/adapter_model.safetensors")), first);  // bit for bit
 
   // Continue from the adapter of the first run: training starts where it ended.
   const CliResult resumed = run_cli("train " + write_config("more.yaml", "adapter:\n  init: run1/adapter\n"));
@@ -181,7 +175,7 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
   // The loss (and DP-SGD's ε) of every step, from metrics.jsonl.
   auto step_records = [&](const std::string& out) {
     std::vector<nlohmann::json> records;
-    std::istringstream metrics(slurp(dir_.path(out + "/metrics.jsonl")));
+    std::istringstream metrics(test::read_file(dir_.path(out + "/metrics.jsonl")));
     for (std::string line; std::getline(metrics, line);)
       if (auto record = nlohmann::json::parse(line); record.contains("loss"))
         records.push_back({{"step", record["step"]}, {"loss", record["loss"]}, {"epsilon", record.value("epsilon", 0.0)}});
@@ -193,11 +187,16 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
                                        std::pair{"full", "model/model.safetensors"}}) {
     const std::string out = std::string("resumed-") + method;
     const std::string dp_sgd = std::string(method) == "lora" ? "  dp_sgd: {clip_norm: 1.0, noise_multiplier: 0.2}\n" : "";
-    write_file(dir_.path(out + ".yaml"), "model: base\ntokenizer: data/tokenizer.model\ndata:\n"
-               "  train: data/shift/train.jsonl\n  eval: data/shift/eval.jsonl\nadapter: {method: " + std::string(method) +
-               "}\ntrain:\n  steps: 8\n  micro_batch_size: 8\n  grad_accum_steps: 2\n  lr: 1.0e-2\n"
-               "  schedule: cosine\n  warmup_steps: 2\n" + dp_sgd + "eval:\n  every: 3\n  max_examples: 2\n"
-               "  max_new_tokens: 2\noutput:\n  dir: " + out + "\n  save_every: 3\n");
+    test::write_file(dir_.path(out + ".yaml"),
+                     "model: base\ntokenizer: data/tokenizer.model\ndata:\n"
+                     "  train: data/shift/train.jsonl\n  eval: data/shift/eval.jsonl\nadapter: {method: " +
+                         std::string(method) +
+                         "}\ntrain:\n  steps: 8\n  micro_batch_size: 8\n  grad_accum_steps: 2\n  lr: 1.0e-2\n"
+                         "  schedule: cosine\n  warmup_steps: 2\n" +
+                         dp_sgd +
+                         "eval:\n  every: 3\n  max_examples: 2\n"
+                         "  max_new_tokens: 2\noutput:\n  dir: " +
+                         out + "\n  save_every: 3\n");
     const std::string config = dir_.path(out + ".yaml");
     CliResult r = run_cli("train " + config + " --resume");
     EXPECT_NE(r.status, 0);
@@ -205,7 +204,7 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
 
     ASSERT_EQ(run_cli("train " + config).status, 0);
     const std::string file = dir_.path(out + "/" + result);
-    const std::string uninterrupted = slurp(file);
+    const std::string uninterrupted = test::read_file(file);
     const std::vector<nlohmann::json> uninterrupted_steps = step_records(out);
     ASSERT_EQ(uninterrupted_steps.size(), 8u);
     ASSERT_TRUE(fs::exists(dir_.path(out + "/checkpoint-3")) && fs::exists(dir_.path(out + "/checkpoint-6")));
@@ -218,15 +217,15 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
       r = run_cli("train " + config + " --resume");
       ASSERT_EQ(r.status, 0) << r.output;
       EXPECT_THAT(r.output, HasSubstr("resuming after step " + std::to_string(resume_after)));
-      EXPECT_EQ(slurp(file), uninterrupted) << method << ", resumed after step " << resume_after;
+      EXPECT_EQ(test::read_file(file), uninterrupted) << method << ", resumed after step " << resume_after;
       EXPECT_EQ(step_records(out), uninterrupted_steps) << method << ", resumed after step " << resume_after;
     }
 
     // A config that changes what a step means is refused; a fresh run clears the old checkpoints.
-    std::string changed = slurp(config);
+    std::string changed = test::read_file(config);
     changed.replace(changed.find("steps: 8"), 8, "steps: 9");
     changed.replace(changed.find("save_every: 3"), 13, "save_every: 4");
-    write_file(config, changed);
+    test::write_file(config, changed);
     r = run_cli("train " + config + " --resume");
     EXPECT_NE(r.status, 0);
     EXPECT_THAT(r.output, HasSubstr("was written by a run with train.steps = 8; this config has 9"));
@@ -241,11 +240,12 @@ TEST_F(CliWorkflow, ResumeContinuesFromTheNewestCheckpointBitForBit) {
 // Ctrl-C stops a run after its step with a checkpoint (exit status 130), and --resume continues
 // from it.
 TEST_F(CliWorkflow, InterruptedTrainingSavesACheckpointThatResumeContinues) {
-  write_file(dir_.path("long.yaml"), "model: base\ntokenizer: data/tokenizer.model\ndata: {train: data/shift/train.jsonl}\n"
-             "train: {steps: 1000000, micro_batch_size: 2}\noutput: {dir: long, log_every: 1000}\n");
+  test::write_file(dir_.path("long.yaml"),
+                   "model: base\ntokenizer: data/tokenizer.model\ndata: {train: data/shift/train.jsonl}\n"
+                   "train: {steps: 1000000, micro_batch_size: 2}\noutput: {dir: long, log_every: 1000}\n");
   auto loss_steps = [&] {
     std::vector<int64_t> steps;
-    std::istringstream metrics(slurp(dir_.path("long/metrics.jsonl")));
+    std::istringstream metrics(test::read_file(dir_.path("long/metrics.jsonl")));
     for (std::string line; std::getline(metrics, line);)
       if (const auto record = nlohmann::json::parse(line); record.contains("loss")) steps.push_back(record["step"]);
     return steps;
@@ -278,14 +278,18 @@ TEST_F(CliWorkflow, InterruptedTrainingSavesACheckpointThatResumeContinues) {
 // adapter it writes evaluates the same on the CPU; where the GPU cannot be used, the run stops at
 // once and says why.
 TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
-  write_file(dir_.path("gpu_model.json"), R"({"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+  test::write_file(dir_.path("gpu_model.json"),
+                   R"({"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
       "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 320, "tie_word_embeddings": true})");
   ASSERT_EQ(run_cli("init-model --config " + dir_.path("gpu_model.json") + " --out " + dir_.path("gpu_base")).status, 0);
   auto config = [&](const std::string& device) {  // head_dim 64, as the GPU attention kernel takes
-    write_file(dir_.path(device + ".yaml"), "model: gpu_base\ntokenizer: data/tokenizer.model\ndata:\n"
-               "  train: data/shift/train.jsonl\n  eval: data/shift/eval.jsonl\ntrain:\n  steps: 8\n"
-               "  micro_batch_size: 8\n  lr: 1.0e-2\n  device: " + device + "\neval:\n  max_new_tokens: 4\n"
-               "output:\n  dir: gpu_run\n  log_every: 1\n");
+    test::write_file(dir_.path(device + ".yaml"),
+                     "model: gpu_base\ntokenizer: data/tokenizer.model\ndata:\n"
+                     "  train: data/shift/train.jsonl\n  eval: data/shift/eval.jsonl\ntrain:\n  steps: 8\n"
+                     "  micro_batch_size: 8\n  lr: 1.0e-2\n  device: " +
+                         device +
+                         "\neval:\n  max_new_tokens: 4\n"
+                         "output:\n  dir: gpu_run\n  log_every: 1\n");
     return dir_.path(device + ".yaml");
   };
   const CliResult r = run_cli("train " + config("cuda"));
@@ -298,7 +302,7 @@ TEST_F(CliWorkflow, TrainsOnTheGpuOrSaysWhyItCannot) {
   EXPECT_THAT(r.output, AllOf(HasSubstr("on the GPU in bf16"), HasSubstr("step 8/8"), HasSubstr("exact match"),
                               HasSubstr("GPU memory peak")));
   std::vector<double> losses;
-  std::istringstream metrics(slurp(dir_.path("gpu_run/metrics.jsonl")));
+  std::istringstream metrics(test::read_file(dir_.path("gpu_run/metrics.jsonl")));
   for (std::string line; std::getline(metrics, line);)
     if (const auto record = nlohmann::json::parse(line); record.contains("loss")) losses.push_back(record["loss"]);
   ASSERT_EQ(losses.size(), 8u);
@@ -323,11 +327,11 @@ TEST_F(CliWorkflow, PreTokenizedDataNeedsNoTokenizer) {
   for (int i = 0; i < 16; ++i)
     records +=
         "{\"input_ids\": [1, " + std::to_string(10 + i) + ", 310, 42, 43], \"labels\": [-100, -100, 310, 42, 43]}\n";
-  write_file(dir_.path("data/ids.jsonl"), records);
+  test::write_file(dir_.path("data/ids.jsonl"), records);
   for (const std::string tokenizer_line : {"", "tokenizer: null\n"}) {
-    write_file(dir_.path("ids.yaml"), "model: base\n" + tokenizer_line +
-                                          "data: {train: data/ids.jsonl, eval: data/ids.jsonl}\n"
-                                          "train: {steps: 2, micro_batch_size: 4}\noutput: {dir: ids_run}\n");
+    test::write_file(dir_.path("ids.yaml"), "model: base\n" + tokenizer_line +
+                                                "data: {train: data/ids.jsonl, eval: data/ids.jsonl}\n"
+                                                "train: {steps: 2, micro_batch_size: 4}\noutput: {dir: ids_run}\n");
     const CliResult trained = run_cli("train " + dir_.path("ids.yaml"));
     ASSERT_EQ(trained.status, 0) << tokenizer_line << trained.output;
     const CliResult eval =
@@ -363,20 +367,22 @@ TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, AllOf(HasSubstr("type.yaml:16:9"), HasSubstr("adapter.rank"), HasSubstr("integer")));
 
-  write_file(dir_.path("nofile.yaml"), "model: base\ndata:\n  train: data/nope.jsonl\noutput:\n  dir: run\n");
+  test::write_file(dir_.path("nofile.yaml"), "model: base\ndata:\n  train: data/nope.jsonl\noutput:\n  dir: run\n");
   r = run_cli("train " + dir_.path("nofile.yaml"));
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, AllOf(HasSubstr("data.train"), HasSubstr("nope.jsonl")));
 
   // A model directory without a tokenizer, text data and no `tokenizer:`: the error says what to do.
-  write_file(dir_.path("notok.yaml"), "model: base\ndata:\n  train: data/shift/train.jsonl\noutput:\n  dir: run\n");
+  test::write_file(dir_.path("notok.yaml"),
+                   "model: base\ndata:\n  train: data/shift/train.jsonl\noutput:\n  dir: run\n");
   r = run_cli("train " + dir_.path("notok.yaml"));
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output,
               AllOf(HasSubstr("train.jsonl:1"), HasSubstr("needs a tokenizer"), HasSubstr("set `tokenizer:`")));
 
-  write_file(dir_.path("data/bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json\n");
-  write_file(dir_.path("bad.yaml"), "model: base\ntokenizer: data\ndata:\n  train: data/bad.jsonl\noutput:\n  dir: run\n");
+  test::write_file(dir_.path("data/bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json\n");
+  test::write_file(dir_.path("bad.yaml"),
+                   "model: base\ntokenizer: data\ndata:\n  train: data/bad.jsonl\noutput:\n  dir: run\n");
   r = run_cli("train " + dir_.path("bad.yaml"));
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("bad.jsonl:2"));

@@ -1,6 +1,8 @@
 // The DP building blocks on the CPU (kernels/clip.h: global norm, scale_all, Gaussian noise from
 // Philox), the fused AdamW list step, Tensor::to_device and how ops dispatch by device. Their GPU
 // twins are compared with these in gpu_kernels_test.cpp.
+#include "kernels/clip.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,12 +11,12 @@
 #include <vector>
 
 #include "kernels/adamw.h"
-#include "kernels/clip.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
 #include "kernels/linear.h"
 #include "kernels/philox.h"
 #include "kernels/rmsnorm.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -26,15 +28,6 @@ using test::relative_error;
 // A view that claims to be on the GPU; the checks must reject it before anything reads it.
 View fake_gpu_view(Shape shape, DType dtype = DType::f32) {
   return View{reinterpret_cast<void*>(0x1000), dtype, shape, Device::cuda};
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(Philox, MatchesRandom123KnownAnswers) {
@@ -136,7 +129,7 @@ TEST(Clip, GlobalNormAndScaleAllCoverEveryTensor) {
 TEST(Clip, AListLivesOnOneDevice) {
   Tensor host = Tensor::zeros(Shape{4}, DType::f32);
   const std::vector<View> mixed = {host, fake_gpu_view(Shape{4})};
-  const std::string error = error_of([&] { kernels::global_norm(mixed); });
+  const std::string error = test::error_of<Error>([&] { kernels::global_norm(mixed); });
   EXPECT_NE(error.find("global_norm[1]"), std::string::npos) << error;
   EXPECT_NE(error.find("one device"), std::string::npos) << error;
 }
@@ -182,7 +175,7 @@ TEST(KernelsDispatch, CopyMovesBytesBetweenHostViews) {
 
 TEST(KernelsDispatch, MixedDevicesAreRejectedBeforeAnyWork) {
   Tensor y = Tensor::zeros(Shape{4}, DType::f32);
-  const std::string error = error_of([&] { kernels::axpy(y, fake_gpu_view(Shape{4}), 1.0); });
+  const std::string error = test::error_of<Error>([&] { kernels::axpy(y, fake_gpu_view(Shape{4}), 1.0); });
   EXPECT_NE(error.find("axpy"), std::string::npos) << error;
   EXPECT_NE(error.find("one device"), std::string::npos) << error;
 }
@@ -191,7 +184,7 @@ TEST(KernelsDispatch, GpuViewsNeedCudaAndAGpuDtype) {
   // f64 is a CPU reference dtype: a CUDA build rejects it on the GPU, a CPU build rejects any GPU view.
   const View x = fake_gpu_view(Shape{2, 4}, DType::f64), w = fake_gpu_view(Shape{4}, DType::f64);
   const View rstd = fake_gpu_view(Shape{2}, DType::f64);
-  const std::string error = error_of([&] { kernels::rmsnorm_forward(x, rstd, x, w, 1e-5); });
+  const std::string error = test::error_of<Error>([&] { kernels::rmsnorm_forward(x, rstd, x, w, 1e-5); });
   EXPECT_NE(error.find("rmsnorm_forward"), std::string::npos) << error;
 #ifdef FE_HAVE_CUDA
   EXPECT_NE(error.find("f32 or bf16"), std::string::npos) << error;

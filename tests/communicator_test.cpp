@@ -1,7 +1,9 @@
 // Ranks of one participant: RankInfo from torchrun's variables, the rendezvous store, and the Gloo
 // communicator with 2 and 3 ranks as threads of this process (NCCL where there are 2 GPUs).
-#include <gtest/gtest.h>
+#include "engine/communicator.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 
@@ -13,9 +15,9 @@
 #include <thread>
 #include <type_traits>
 
-#include "engine/communicator.h"
 #include "engine/rendezvous.h"
 #include "engine/tensor.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 #ifdef FE_HAVE_CUDA
 #include "kernels/cuda/check.h"
@@ -83,16 +85,6 @@ void expect_contains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "expected \"" << part << "\" in: " << text;
 }
 
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an fe::Error";
-  return "";
-}
-
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // A Gloo world of `world` threads on a fresh port: body(communicator) on every rank.
@@ -150,7 +142,7 @@ TEST(Communicator, RankInfoErrorsNameTheVariableAndValue) {
   const auto error_with = [](std::vector<std::pair<const char*, const char*>> values) {
     const ScopedEnvironment inner;
     for (const auto& [name, value] : values) ScopedEnvironment::set(name, value);
-    return error_of([] { RankInfo::from_environment(); });
+    return test::error_of<Error>([] { RankInfo::from_environment(); });
   };
   expect_contains(error_with({{"RANK", "one"}}), "RANK=\"one\"");
   expect_contains(error_with({{"WORLD_SIZE", "0"}}), "WORLD_SIZE=\"0\"");
@@ -177,7 +169,8 @@ TEST(Communicator, OneRankIsTheIdentityWhateverTheBackend) {
 }
 
 TEST(Communicator, SingleBackendRefusesSeveralRanks) {
-  expect_contains(error_of([] { connect_ranks(CommBackend::single, rank_info(0, 2, 1)); }), "a world of 2 ranks");
+  expect_contains(test::error_of<Error>([] { connect_ranks(CommBackend::single, rank_info(0, 2, 1)); }),
+                  "a world of 2 ranks");
   EXPECT_TRUE(comm_backend_available(CommBackend::single));
   EXPECT_TRUE(comm_backend_available(CommBackend::gloo));
 }
@@ -227,7 +220,7 @@ TEST(Rendezvous, GetOfAKeyNobodySetsNamesTheKey) {
   const int port = test::free_tcp_port();
   RendezvousStore store(rank_info(0, 1, port), milliseconds(300));
   const Clock::time_point start = Clock::now();
-  const std::string error = error_of([&] { store.get("never/set"); });
+  const std::string error = test::error_of<Error>([&] { store.get("never/set"); });
   EXPECT_LT(seconds_since(start), 2.0);
   expect_contains(error, "'never/set'");
   expect_contains(error, "127.0.0.1:" + std::to_string(port));
@@ -238,7 +231,7 @@ TEST(Rendezvous, WithoutRankZeroAGetSaysItMayNotBeRunning) {
   const int port = test::free_tcp_port();
   RendezvousStore store(rank_info(1, 2, port), milliseconds(300));
   const Clock::time_point start = Clock::now();
-  const std::string error = error_of([&] { store.get("address/0"); });
+  const std::string error = test::error_of<Error>([&] { store.get("address/0"); });
   EXPECT_LT(seconds_since(start), 2.0);
   expect_contains(error, "'address/0'");
   expect_contains(error, "127.0.0.1:" + std::to_string(port));
@@ -260,7 +253,7 @@ TEST(Rendezvous, MeetNamesTheRanksThatNeverCame) {
 TEST(Rendezvous, PortInUseIsNamed) {
   const int port = test::free_tcp_port();
   const RendezvousStore first(rank_info(0, 1, port), seconds(1));
-  const std::string error = error_of([&] { RendezvousStore second(rank_info(0, 1, port), seconds(1)); });
+  const std::string error = test::error_of<Error>([&] { RendezvousStore second(rank_info(0, 1, port), seconds(1)); });
   expect_contains(error, "port " + std::to_string(port));
 }
 
@@ -346,12 +339,12 @@ TEST(Gloo, WrongDtypeDeviceOrRootIsAnErrorNamingTheView) {
     const View wrong_dtype{ints, DType::i32, {4}, Device::cpu};
     const View on_gpu{floats, DType::f32, {2, 2}, Device::cuda};
     for (const View& view : {wrong_dtype, on_gpu}) {
-      const std::string error = error_of([&] { ranks.all_reduce_sum(view); });
+      const std::string error = test::error_of<Error>([&] { ranks.all_reduce_sum(view); });
       expect_contains(error, "gloo all_reduce_sum");
       expect_contains(error, view.str());
     }
     std::string text;
-    expect_contains(error_of([&] { ranks.broadcast(text, 2); }), "root 2");
+    expect_contains(test::error_of<Error>([&] { ranks.broadcast(text, 2); }), "root 2");
     ranks.barrier();  // the world still works after refused calls
   }));
 }
@@ -375,7 +368,7 @@ TEST(Gloo, AMissingRankZeroIsNamedToo) {
   const int port = test::free_tcp_port();
   const Clock::time_point start = Clock::now();
   const std::string error =
-      error_of([&] { connect_ranks(CommBackend::gloo, rank_info(1, 2, port), milliseconds(1000)); });
+      test::error_of<Error>([&] { connect_ranks(CommBackend::gloo, rank_info(1, 2, port), milliseconds(1000)); });
   EXPECT_LT(seconds_since(start), 3.0);
   expect_contains(error, "rank 0, which hosts the store, may not be running");
   expect_contains(error, "127.0.0.1:" + std::to_string(port));

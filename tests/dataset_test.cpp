@@ -14,6 +14,7 @@
 
 #include "engine/rng.h"
 #include "kernels/view.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 #include "tokenizer/chat_template.h"
 
@@ -600,6 +601,41 @@ TEST_F(DatasetTest, FileAndOptionErrorsNameTheProblem) {
   DataOptions zero_length;
   zero_length.max_seq_len = 0;
   EXPECT_THAT(load_error(R"({"text": "t"})", zero_length), HasSubstr("max_seq_len"));
+}
+
+// ----- labelled lines -----------------------------------------------------------------------
+
+TEST(ReadLabelledLines, KeepsTheLinesAsWrittenAndLabelsThemByAField) {
+  test::TempDir dir;
+  const std::string path = dir.path("data.jsonl");
+  test::write_file(path,
+                   "{\"text\": \"a\", \"category\": \"sports\"}\n\n  \n{\"category\": 3}\r\n{\"category\": null}\n");
+  const LabelledLines labelled = read_labelled_lines(path, "category");
+  EXPECT_THAT(labelled.lines,
+              ElementsAre(R"({"text": "a", "category": "sports"})", "{\"category\": 3}\r", R"({"category": null})"));
+  EXPECT_THAT(labelled.labels, ElementsAre("sports", "3", "null"));
+  const LabelledLines unlabelled = read_labelled_lines(path, "");
+  EXPECT_EQ(unlabelled.lines, labelled.lines);
+  EXPECT_THAT(unlabelled.labels, ElementsAre("", "", ""));
+}
+
+TEST(ReadLabelledLines, ErrorsNameTheFileAndLine) {
+  test::TempDir dir;
+  const std::string path = dir.path("data.jsonl");
+  const auto error = [&](const std::string& contents, const std::string& field) {
+    test::write_file(path, contents);
+    return test::error_of<Error>([&] { read_labelled_lines(path, field); });
+  };
+  EXPECT_THAT(error("{\"category\": \"a\"}\n{\"text\": \"b\"}\n", "category"),
+              AllOf(HasSubstr("data.jsonl:2:"), HasSubstr("\"category\"")));
+  EXPECT_THAT(error("{\"category\": \"a\"}\nnot json\n", "category"),
+              AllOf(HasSubstr("data.jsonl:2:"), HasSubstr("invalid JSON")));
+  EXPECT_THAT(error("[\"category\"]\n", "category"), AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("JSON object")));
+  EXPECT_THAT(error("\n \n", ""), AllOf(HasSubstr("data.jsonl"), HasSubstr("no examples")));
+  EXPECT_THAT(test::error_of<Error>([&] { read_labelled_lines(dir.path("absent.jsonl"), ""); }),
+              HasSubstr("absent.jsonl"));
+  test::write_file(path, "not JSON, and no field asked for\n");
+  EXPECT_EQ(read_labelled_lines(path, "").lines.size(), 1u);
 }
 
 // ----- batches ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "engine/safetensors.h"
 #include "kernels/half.h"
 #include "tests/reference_env.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -35,35 +36,16 @@ using testing::Not;
 
 const std::string kScript = FE_SOURCE_DIR "/tests/reference/gguf_reference.py";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-json read_json(const std::string& path) { return json::parse(slurp(path)); }
-
-void write_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+json read_json(const std::string& path) { return json::parse(test::read_file(path)); }
 
 // Runs a command with one thread per helper (the tests share two cores); "" on success, else its
 // output for the failure message.
 std::string run(const std::string& command) {
   const std::string log = std::filesystem::temp_directory_path() / ("gguf_test_" + std::to_string(::getpid()) + ".log");
   const int status = std::system(("OMP_NUM_THREADS=1 " + command + " > " + log + " 2>&1").c_str());
-  const std::string output = slurp(log);
+  const std::string output = test::read_file(log);
   std::filesystem::remove(log);
   return status == 0 ? "" : "`" + command + "` failed:\n" + output;
-}
-
-// what() of the fe::Error `action` throws, or a test failure when it throws none.
-template <class Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an fe::Error";
-  return "";
 }
 
 // ---- hand-made GGUF files -----------------------------------------------------------------------
@@ -203,7 +185,7 @@ GgufBuilder tiny_llama(const std::string& architecture = "llama", const std::str
 
 TEST(GgufReader, ReadsHandMadeFile) {
   test::TempDir dir;
-  write_bytes(dir.path("tiny.gguf"), tiny_llama().bytes());
+  test::write_file(dir.path("tiny.gguf"), tiny_llama().bytes());
   const GgufFile f(dir.path("tiny.gguf"));
   EXPECT_EQ(f.version(), 3u);
   EXPECT_EQ(f.alignment(), 32u);
@@ -213,7 +195,7 @@ TEST(GgufReader, ReadsHandMadeFile) {
   EXPECT_EQ(f.get_string_array("tokenizer.ggml.tokens")->at(4), "ab");
   EXPECT_EQ(f.get_int_array("tokenizer.ggml.token_type")->at(0), 3);
   EXPECT_FALSE(f.get_string("no.such.key"));
-  EXPECT_THAT(error_of([&] { f.get_string("llama.block_count"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { f.get_string("llama.block_count"); }),
               AllOf(HasSubstr(dir.path("tiny.gguf")), HasSubstr("'llama.block_count'"), HasSubstr("u32"),
                     HasSubstr("expected a string")));
   ASSERT_EQ(f.tensors().size(), 11u);
@@ -229,24 +211,24 @@ TEST(GgufReader, EveryTruncationIsAnErrorNamingTheFile) {
   test::TempDir dir;
   const std::string whole = tiny_llama().bytes();
   const std::string path = dir.path("cut.gguf");
-  write_bytes(path, whole);
+  test::write_file(path, whole);
   for (size_t length = whole.size(); length-- > 0;) {
     ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(length)), 0);
-    const std::string message = error_of([&] { GgufFile{path}; });
+    const std::string message = test::error_of<Error>([&] { GgufFile{path}; });
     ASSERT_THAT(message, HasSubstr(path)) << "cut at " << length;
     ASSERT_THAT(message, HasSubstr("download or convert it again")) << "cut at " << length << ": " << message;
   }
   // A cut inside the metadata names the key being read.
-  write_bytes(path, whole.substr(0, 100));  // inside the value of llama.block_count
-  EXPECT_THAT(error_of([&] { GgufFile{path}; }), AllOf(HasSubstr("key 'llama."), HasSubstr("truncated")));
+  test::write_file(path, whole.substr(0, 100));  // inside the value of llama.block_count
+  EXPECT_THAT(test::error_of<Error>([&] { GgufFile{path}; }), AllOf(HasSubstr("key 'llama."), HasSubstr("truncated")));
 }
 
 TEST(GgufReader, BadMagicSaysWhatTheFileIs) {
   test::TempDir dir;
   std::string bytes = tiny_llama().bytes();
   bytes.replace(0, 4, "\x10\x00\x00\x00", 4);  // how a safetensors file starts
-  write_bytes(dir.path("model.safetensors"), bytes);
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("model.safetensors")}; }),
+  test::write_file(dir.path("model.safetensors"), bytes);
+  EXPECT_THAT(test::error_of<Error>([&] { GgufFile{dir.path("model.safetensors")}; }),
               AllOf(HasSubstr(dir.path("model.safetensors")), HasSubstr("not a GGUF file"), HasSubstr("\\x10")));
 }
 
@@ -254,8 +236,8 @@ TEST(GgufReader, UnsupportedVersionsAreRefused) {
   test::TempDir dir;
   const std::string path = dir.path("version.gguf");
   const auto error_for = [&](uint32_t version) {
-    write_bytes(path, tiny_llama().bytes(version));
-    return error_of([&] { GgufFile{path}; });
+    test::write_file(path, tiny_llama().bytes(version));
+    return test::error_of<Error>([&] { GgufFile{path}; });
   };
   EXPECT_THAT(error_for(1), AllOf(HasSubstr("version 1"), HasSubstr("supported: 2, 3"),
                                   HasSubstr("convert the model again"), Not(HasSubstr("big-endian"))));
@@ -272,8 +254,8 @@ TEST(GgufReader, TensorDataOutsideTheFileNamesTheTensor) {
   test::TempDir dir;
   GgufBuilder b = tiny_llama();
   b.tensor("blk.9.attn_q.weight", {8, 8}, 0, std::string(256, '\0'), uint64_t{1} << 20);
-  write_bytes(dir.path("bad.gguf"), b.bytes());
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("bad.gguf")}; }),
+  test::write_file(dir.path("bad.gguf"), b.bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { GgufFile{dir.path("bad.gguf")}; }),
               AllOf(HasSubstr(dir.path("bad.gguf")), HasSubstr("'blk.9.attn_q.weight'"), HasSubstr("outside"),
                     HasSubstr("download or convert it again")));
 }
@@ -282,20 +264,20 @@ TEST(GgufReader, ImpossibleCountsAreRefusedWithoutAllocating) {
   test::TempDir dir;
   GgufBuilder b = tiny_llama();
   b.raw_kv("huge.array", 9, le<uint32_t>(8) + le<uint64_t>(uint64_t{1} << 60));  // 2^60 strings
-  write_bytes(dir.path("huge.gguf"), b.bytes());
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("huge.gguf")}; }),
+  test::write_file(dir.path("huge.gguf"), b.bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { GgufFile{dir.path("huge.gguf")}; }),
               AllOf(HasSubstr("'huge.array'"), HasSubstr("does not fit")));
 
   GgufBuilder s = tiny_llama();
   s.raw_kv("huge.string", 8, le<uint64_t>(uint64_t{1} << 62) + "abc");
-  write_bytes(dir.path("string.gguf"), s.bytes());
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("string.gguf")}; }),
+  test::write_file(dir.path("string.gguf"), s.bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { GgufFile{dir.path("string.gguf")}; }),
               AllOf(HasSubstr("'huge.string'"), HasSubstr("truncated")));
 
   GgufBuilder d = tiny_llama();
   d.tensor("blk.9.weird", {uint64_t{1} << 40, uint64_t{1} << 40}, 0, "");
-  write_bytes(dir.path("dims.gguf"), d.bytes());
-  EXPECT_THAT(error_of([&] { GgufFile{dir.path("dims.gguf")}; }),
+  test::write_file(dir.path("dims.gguf"), d.bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { GgufFile{dir.path("dims.gguf")}; }),
               AllOf(HasSubstr("'blk.9.weird'"), HasSubstr("overflow")));
 }
 
@@ -309,7 +291,7 @@ TEST(GgufReader, ScalarArraysTakeTheirFileSizeInMemory) {
     std::string elements(kCount, '\x07');
     elements.back() = '\x2a';
     b.raw_kv("big.u8s", 9, le<uint32_t>(0) + le<uint64_t>(kCount) + elements);
-    write_bytes(dir.path("big.gguf"), b.bytes());
+    test::write_file(dir.path("big.gguf"), b.bytes());
   }
   const auto heap_bytes = [] {
     const struct mallinfo2 info = ::mallinfo2();
@@ -334,9 +316,9 @@ TEST(GgufDequantize, UnsupportedTypeNamesTensorAndType) {
   test::TempDir dir;
   GgufBuilder b = tiny_llama();
   b.tensor("blk.0.q2k", {256}, 10, std::string(84, '\0'));  // one Q2_K block
-  write_bytes(dir.path("q2k.gguf"), b.bytes());
+  test::write_file(dir.path("q2k.gguf"), b.bytes());
   const GgufFile f(dir.path("q2k.gguf"));
-  const std::string message = error_of([&] { dequantize(f, *f.find_tensor("blk.0.q2k")); });
+  const std::string message = test::error_of<Error>([&] { dequantize(f, *f.find_tensor("blk.0.q2k")); });
   EXPECT_THAT(message, AllOf(HasSubstr(dir.path("q2k.gguf")), HasSubstr("'blk.0.q2k'"), HasSubstr("Q2_K"),
                              HasSubstr("Q4_K"), HasSubstr("llama-quantize")));
 }
@@ -420,10 +402,10 @@ TEST(GgufDequantize, MatchesGgufPackageBitForBit) {
   // Whole-array reads convert each packed element.
   EXPECT_EQ(f.get_int_array("test.array_i8"), (std::vector<int64_t>{-128, -1, 127}));
   EXPECT_EQ(f.get_double_array("test.array_u8"), (std::vector<double>{0, 200, 255}));
-  EXPECT_THAT(error_of([&] { f.get_int_array("test.array_u64"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { f.get_int_array("test.array_u64"); }),
               AllOf(HasSubstr("'test.array_u64'"), HasSubstr("element 0 is beyond the int64 range")));
   EXPECT_THAT(
-      error_of([&] { f.get_int_array("test.array_f64"); }),
+      test::error_of<Error>([&] { f.get_int_array("test.array_f64"); }),
       AllOf(HasSubstr("'test.array_f64'"), HasSubstr("array of f64"), HasSubstr("expected an array of integers")));
 }
 
@@ -431,7 +413,7 @@ TEST(GgufDequantize, MatchesGgufPackageBitForBit) {
 
 TEST(GgufImport, UndoesTheRotaryRowPermutationOfLlama) {
   test::TempDir dir;
-  write_bytes(dir.path("tiny.gguf"), tiny_llama().bytes());
+  test::write_file(dir.path("tiny.gguf"), tiny_llama().bytes());
   const GgufImportSummary summary = import_gguf(dir.path("tiny.gguf"), dir.path("out"));
   EXPECT_EQ(summary.architecture, "llama");
   EXPECT_EQ(summary.tensors, 11u);
@@ -466,8 +448,8 @@ TEST(GgufImport, UndoesTheRotaryRowPermutationOfLlama) {
 
 TEST(GgufImport, UnsupportedArchitectureNamesItAndTheSupportedOnes) {
   test::TempDir dir;
-  write_bytes(dir.path("gemma.gguf"), tiny_llama("gemma").bytes());
-  EXPECT_THAT(error_of([&] { import_gguf(dir.path("gemma.gguf"), dir.path("out")); }),
+  test::write_file(dir.path("gemma.gguf"), tiny_llama("gemma").bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { import_gguf(dir.path("gemma.gguf"), dir.path("out")); }),
               AllOf(HasSubstr(dir.path("gemma.gguf")), HasSubstr("'general.architecture'"), HasSubstr("\"gemma\""),
                     HasSubstr("supported: llama, qwen2")));
   EXPECT_FALSE(std::filesystem::exists(dir.path("out/config.json")));
@@ -475,8 +457,8 @@ TEST(GgufImport, UnsupportedArchitectureNamesItAndTheSupportedOnes) {
 
 TEST(GgufImport, UnknownPreTokenizerListsTheKnownOnes) {
   test::TempDir dir;
-  write_bytes(dir.path("pre.gguf"), tiny_llama("llama", "chatglm-bpe").bytes());
-  EXPECT_THAT(error_of([&] { import_gguf(dir.path("pre.gguf"), dir.path("out")); }),
+  test::write_file(dir.path("pre.gguf"), tiny_llama("llama", "chatglm-bpe").bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { import_gguf(dir.path("pre.gguf"), dir.path("out")); }),
               AllOf(HasSubstr(dir.path("pre.gguf")), HasSubstr("'tokenizer.ggml.pre'"), HasSubstr("\"chatglm-bpe\""),
                     HasSubstr("llama-bpe"), HasSubstr("smollm"), HasSubstr("HF directory")));
   EXPECT_FALSE(std::filesystem::exists(dir.path("out/model.safetensors")));
@@ -488,15 +470,15 @@ TEST(GgufImport, UnsupportedTensorTypeNamesTheTensorAndType) {
   std::string f64_embedding;
   for (float v : coded(kTinyVocab, kTinyHidden)) f64_embedding += le<double>(v);
   b.tensor("token_embd.weight", {kTinyHidden, kTinyVocab}, 28, f64_embedding);  // F64: readable, not imported
-  write_bytes(dir.path("f64.gguf"), b.bytes());
-  EXPECT_THAT(error_of([&] { import_gguf(dir.path("f64.gguf"), dir.path("out")); }),
+  test::write_file(dir.path("f64.gguf"), b.bytes());
+  EXPECT_THAT(test::error_of<Error>([&] { import_gguf(dir.path("f64.gguf"), dir.path("out")); }),
               AllOf(HasSubstr(dir.path("f64.gguf")), HasSubstr("'token_embd.weight'"), HasSubstr("type F64"),
                     HasSubstr("supported: F32, F16, BF16"), HasSubstr("llama-quantize")));
 }
 
 // The config.json rope_scaling gguf_hf_config derives from a hand-made file (an Error if it refuses it).
 json imported_rope_scaling(const GgufBuilder& b, const test::TempDir& dir) {
-  write_bytes(dir.path("rope.gguf"), b.bytes());
+  test::write_file(dir.path("rope.gguf"), b.bytes());
   const GgufFile f(dir.path("rope.gguf"));
   return gguf_hf_config(f)["rope_scaling"];
 }
@@ -511,28 +493,28 @@ TEST(GgufImport, LinearRopeScalingFromTheLegacyKeyAndItsErrors) {
 
   GgufBuilder no_factor = tiny_llama();
   no_factor.string("llama.rope.scaling.type", "linear");
-  EXPECT_THAT(error_of([&] { imported_rope_scaling(no_factor, dir); }),
+  EXPECT_THAT(test::error_of<Error>([&] { imported_rope_scaling(no_factor, dir); }),
               AllOf(HasSubstr("'llama.rope.scaling.factor'"), HasSubstr("linear rope scaling needs its factor")));
 
   GgufBuilder both = tiny_llama();
   both.string("llama.rope.scaling.type", "linear");
   both.f32("llama.rope.scaling.factor", 4.0f);
   both.f32_tensor("rope_freqs.weight", {kTinyHeadDim / 2}, {1.0f, 4.0f});
-  EXPECT_THAT(error_of([&] { imported_rope_scaling(both, dir); }),
+  EXPECT_THAT(test::error_of<Error>([&] { imported_rope_scaling(both, dir); }),
               AllOf(HasSubstr("'rope_freqs.weight'"), HasSubstr("linear rope scaling are both present")));
 
   GgufBuilder yarn = tiny_llama();
   yarn.string("llama.rope.scaling.type", "yarn");
   EXPECT_THAT(
-      error_of([&] { imported_rope_scaling(yarn, dir); }),
+      test::error_of<Error>([&] { imported_rope_scaling(yarn, dir); }),
       AllOf(HasSubstr("'llama.rope.scaling.type'"), HasSubstr("\"yarn\""), HasSubstr("supported: none, linear")));
 }
 
 // Hyper-parameters are checked against the tensors before any product of them is formed: a hostile
 // value is an error naming its key, never a signed overflow or a plan of 2^40 layers.
 std::string import_error(const GgufBuilder& b, const test::TempDir& dir) {
-  write_bytes(dir.path("hostile.gguf"), b.bytes());
-  const std::string message = error_of([&] { import_gguf(dir.path("hostile.gguf"), dir.path("out")); });
+  test::write_file(dir.path("hostile.gguf"), b.bytes());
+  const std::string message = test::error_of<Error>([&] { import_gguf(dir.path("hostile.gguf"), dir.path("out")); });
   EXPECT_FALSE(std::filesystem::exists(dir.path("out"))) << "nothing is written for a refused file";
   return message;
 }
@@ -590,7 +572,7 @@ std::vector<std::string> tokenizer_corpus() {
 json hf_encode(const std::string& python, const std::string& tokenizer_json, const std::string& dir,
                const std::string& tag) {
   const std::string corpus = dir + "/corpus.json", out = dir + "/" + tag + ".ids.json";
-  write_bytes(corpus, json{{"lines", tokenizer_corpus()}}.dump());
+  test::write_file(corpus, json{{"lines", tokenizer_corpus()}}.dump());
   const std::string failure = run(python + " " + kScript + " encode " + tokenizer_json + " " + corpus + " " + out);
   EXPECT_EQ(failure, "");
   return failure.empty() ? read_json(out) : json();
@@ -674,7 +656,7 @@ TEST(GgufImport, SentencePieceLlamaRoundTripsAnHfModel) { check_round_trip("llam
 
 TEST(GgufImport, Bf16StorageRoundsEachWeight) {
   test::TempDir dir;
-  write_bytes(dir.path("tiny.gguf"), tiny_llama().bytes());
+  test::write_file(dir.path("tiny.gguf"), tiny_llama().bytes());
   GgufImportOptions options;
   options.dtype = DType::bf16;
   size_t reported = 0;
@@ -762,7 +744,7 @@ TEST(GgufImport, SmolLM2) {
 TEST(GgufCli, HelpExplainsWhatIsWritten) {
   test::TempDir dir;
   ASSERT_EQ(std::system((test::cli_path() + " import-gguf --help > " + dir.path("help.txt")).c_str()), 0);
-  const std::string help = slurp(dir.path("help.txt"));
+  const std::string help = test::read_file(dir.path("help.txt"));
   for (const char* text : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                            "generation_config.json", "Q4_K", "Q6_K", "BF16", "llama-bpe", "smollm", "--dtype"})
     EXPECT_THAT(help, HasSubstr(text));
@@ -770,22 +752,23 @@ TEST(GgufCli, HelpExplainsWhatIsWritten) {
 
 TEST(GgufCli, ImportsAFileAndReportsProgress) {
   test::TempDir dir;
-  write_bytes(dir.path("tiny.gguf"), tiny_llama().bytes());
+  test::write_file(dir.path("tiny.gguf"), tiny_llama().bytes());
   const std::string command = test::cli_path() + " import-gguf " + dir.path("tiny.gguf") + " --out " + dir.path("out") +
                               " --dtype bf16 > " + dir.path("stdout.txt") + " 2> " + dir.path("stderr.txt");
-  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(dir.path("stderr.txt"));
-  EXPECT_THAT(slurp(dir.path("stdout.txt")), AllOf(HasSubstr("wrote"), HasSubstr("llama, 11 tensors")));
-  EXPECT_THAT(slurp(dir.path("stderr.txt")), AllOf(HasSubstr("tensor 1 of 11"), HasSubstr("tensor 11 of 11")));
+  ASSERT_EQ(std::system(command.c_str()), 0) << test::read_file(dir.path("stderr.txt"));
+  EXPECT_THAT(test::read_file(dir.path("stdout.txt")), AllOf(HasSubstr("wrote"), HasSubstr("llama, 11 tensors")));
+  EXPECT_THAT(test::read_file(dir.path("stderr.txt")),
+              AllOf(HasSubstr("tensor 1 of 11"), HasSubstr("tensor 11 of 11")));
   for (const char* file :
        {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"})
     EXPECT_TRUE(std::filesystem::exists(dir.path(std::string("out/") + file))) << file;
 
-  write_bytes(dir.path("broken.gguf"), "GGUF\x03");
+  test::write_file(dir.path("broken.gguf"), "GGUF\x03");
   const int status = std::system((test::cli_path() + " import-gguf " + dir.path("broken.gguf") + " --out " +
                                   dir.path("out2") + " 2> " + dir.path("error.txt"))
                                      .c_str());
   EXPECT_EQ(WEXITSTATUS(status), 1);
-  EXPECT_THAT(slurp(dir.path("error.txt")),
+  EXPECT_THAT(test::read_file(dir.path("error.txt")),
               AllOf(HasSubstr("fedengine: error: GGUF"), HasSubstr("broken.gguf"), HasSubstr("truncated")));
 }
 

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "engine/generation_config.h"
-#include "kernels/view.h"
 #include "tests/test_util.h"
 
 namespace fe {

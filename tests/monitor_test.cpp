@@ -1,5 +1,7 @@
 // The server's monitor: the roster's view with round and uptime (participant states are
 // roster_test's), the three renderings checked on a hand-built status, and the HTTP endpoint.
+#include "fed/monitor.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -7,15 +9,14 @@
 #include <cmath>
 #include <limits>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
 
-#include "fed/monitor.h"
-#include "kernels/view.h"
+#include "core/error.h"
 #include "tests/manual_clock.h"
 
 namespace fe::fed {
@@ -100,7 +101,8 @@ TEST(MonitorRender, TableHasAHeaderAndOneAlignedRowPerParticipant) {
   EXPECT_THAT(lines[4], StartsWith("carol-the-long-named  gone"));
   // Every column lines up: the column titles end where the right-aligned cells end.
   const std::vector<std::string> alice = {"0.4", "12", "2.3457", "1234", "45.2", "12.0/32.0", "40.0/160.0", "60"};
-  const std::vector<std::string> titles = {"heard s", "step", "loss", "tok/s", "CPU %", "RAM GB", "GPU mem GB", "GPU %"};
+  const std::vector<std::string> titles = {"heard s", "step",   "loss",       "tok/s",
+                                           "CPU %",   "RAM GB", "GPU mem GB", "GPU %"};
   for (size_t i = 0; i < titles.size(); ++i) {
     const size_t title_end = lines[1].find(titles[i]) + titles[i].size();
     const size_t cell_end = (lines[2] + " ").find(" " + alice[i] + " ") + 1 + alice[i].size();
@@ -154,9 +156,12 @@ bool parse_sample(const std::string& line, Sample& sample) {
           continue;
         }
         const char escaped = line.at(++i);
-        if (escaped == 'n') value += '\n';
-        else if (escaped == '\\' || escaped == '"') value += escaped;
-        else return false;
+        if (escaped == 'n')
+          value += '\n';
+        else if (escaped == '\\' || escaped == '"')
+          value += escaped;
+        else
+          return false;
       }
       if (i >= line.size()) return false;
       sample.labels[label] = value;

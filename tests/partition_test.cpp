@@ -10,8 +10,8 @@
 #include <map>
 #include <numeric>
 
+#include "core/error.h"
 #include "engine/rng.h"
-#include "kernels/view.h"
 
 namespace fe::fed {
 namespace {

@@ -1,11 +1,13 @@
 // fedengine plan: the scripts for a participant spread over two GPU nodes — their content, their
 // environment, and that bash runs them as intended.
+#include "fed/plan.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "fed/plan.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe::fed {
@@ -15,11 +17,6 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 namespace fs = std::filesystem;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 class Plan : public ::testing::Test {
  protected:
@@ -81,25 +78,29 @@ TEST_F(Plan, BashRunsTheScriptWithTheConfigAndEnvironmentInPlace) {
   std::ofstream(fake) << "#!/bin/sh\necho \"args: $*\"\necho \"rank env: $WORLD_SIZE $MASTER_ADDR $CUDA_VISIBLE_DEVICES $NCCL_IB_HCA\"\n";
   fs::permissions(fake, fs::perms::owner_all);
   write_plan(plan_federation(config_, fake), dir_.path("plan"));
-  const std::string original = slurp(dir_.path("federation.yaml"));
+  EXPECT_EQ(fs::status(dir_.path("plan/alice-node1.sh")).permissions(),
+            fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                fs::perms::others_exec);
+  const std::string original = test::read_file(dir_.path("federation.yaml"));
   fs::remove(dir_.path("federation.yaml"));  // a remote machine without the config: the script brings it
 
   const std::string run = "bash " + dir_.path("plan/alice-node1.sh") + " --server tcp://10.0.0.9:6000 > " + dir_.path("out.txt") + " 2>&1";
-  ASSERT_EQ(std::system(run.c_str()), 0) << slurp(dir_.path("out.txt"));
-  EXPECT_THAT(slurp(dir_.path("out.txt")),
-              AllOf(HasSubstr("args: client " + dir_.path("federation.yaml") + " --name alice --node 1 --server tcp://10.0.0.9:6000"),
+  ASSERT_EQ(std::system(run.c_str()), 0) << test::read_file(dir_.path("out.txt"));
+  EXPECT_THAT(test::read_file(dir_.path("out.txt")),
+              AllOf(HasSubstr("args: client " + dir_.path("federation.yaml") +
+                              " --name alice --node 1 --server tcp://10.0.0.9:6000"),
                     HasSubstr("rank env: 4 10.0.0.1 2,3 mlx5_0")));
-  EXPECT_EQ(slurp(dir_.path("federation.yaml")), original);
+  EXPECT_EQ(test::read_file(dir_.path("federation.yaml")), original);
   // The node recorded its PID where `run` looks for it to stop the node.
   const std::string pid_file_text = dir_.path("pid.txt");
   ASSERT_EQ(std::system(("bash -c 'cat " + pid_file(config_, config_.participant("alice"), 1) + "' > " + pid_file_text).c_str()), 0);
-  EXPECT_FALSE(slurp(pid_file_text).empty());
+  EXPECT_FALSE(test::read_file(pid_file_text).empty());
 
   // A node whose data is missing says which file, and starts nothing.
   fs::remove(dir_.path("alice.jsonl"));
   ASSERT_NE(std::system(run.c_str()), 0);
-  EXPECT_THAT(slurp(dir_.path("out.txt")), AllOf(HasSubstr("missing its training data: " + dir_.path("alice.jsonl")),
-                                                 Not(HasSubstr("args:"))));
+  EXPECT_THAT(test::read_file(dir_.path("out.txt")),
+              AllOf(HasSubstr("missing its training data: " + dir_.path("alice.jsonl")), Not(HasSubstr("args:"))));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "kernels/half.h"
+#include "tests/test_files.h"
 
 namespace fe {
 namespace {
@@ -49,29 +50,6 @@ std::string assemble(const std::string& header, const std::string& data) {
   std::string file;
   for (int i = 0; i < 8; ++i) file += static_cast<char>((header.size() >> (8 * i)) & 0xff);
   return file + header + data;
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
-
-// what() of the fe::Error that `action` throws, or a test failure when it throws none.
-template <class Action>
-std::string error_of(Action&& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an fe::Error";
-  return "";
 }
 
 // A tensor to write: its bytes live in `bytes`, which the View points into.
@@ -180,7 +158,7 @@ TEST_F(SafetensorsTest, ReadsAHandAssembledFile) {
   const std::string data = bytes_of<float>({1.f, 2.f, -3.f, 0.25f}) +
                            bytes_of<uint16_t>({0x3f80, 0xc000, 0x3e80}) +  // bf16 1, -2, 0.25
                            bytes_of<int64_t>({-123456789012345});
-  write_file(path("hand.safetensors"), assemble(header, data));
+  test::write_file(path("hand.safetensors"), assemble(header, data));
 
   const SafetensorsFile file(path("hand.safetensors"));
   EXPECT_EQ(file.metadata(), (std::map<std::string, std::string>{{"format", "pt"}}));
@@ -206,7 +184,7 @@ TEST_F(SafetensorsTest, WrittenFileFollowsTheFormat) {
       {"a_second", DType::f32, {1, 2}, bytes_of<float>({4.f, 5.f})},
   };
   write_safetensors(path("out.safetensors"), views_of(samples), {{"format", "pt"}});
-  const std::string file = read_file(path("out.safetensors"));
+  const std::string file = test::read_file(path("out.safetensors"));
 
   ASSERT_GE(file.size(), 8u);
   uint64_t header_length = 0;
@@ -245,7 +223,7 @@ TEST_F(SafetensorsTest, OpensAShardedCheckpointThroughItsIndex) {
   std::vector<Sample> second = {{"lm_head.weight", DType::f32, {1, 2}, bytes_of<float>({-1.f, -2.f})}};
   write_safetensors(path("model-00001-of-00002.safetensors"), views_of(first));
   write_safetensors(path("model-00002-of-00002.safetensors"), views_of(second));
-  write_file(path("model.safetensors.index.json"), R"({
+  test::write_file(path("model.safetensors.index.json"), R"({
     "metadata": {"total_size": 28},
     "weight_map": {
       "lm_head.weight": "model-00002-of-00002.safetensors",
@@ -282,13 +260,14 @@ TEST_F(SafetensorsTest, AtomicWriteLeavesNoTemporaryFile) {
 TEST_F(SafetensorsTest, RejectedWriteKeepsTheOldFile) {
   std::vector<Sample> old_samples = {{"w", DType::f32, {1}, bytes_of<float>({1.f})}};
   write_safetensors(path("adapter.safetensors"), views_of(old_samples));
-  const std::string old_bytes = read_file(path("adapter.safetensors"));
+  const std::string old_bytes = test::read_file(path("adapter.safetensors"));
 
   std::vector<Sample> duplicated = {old_samples[0], old_samples[0]};
-  const std::string error = error_of([&] { write_safetensors(path("adapter.safetensors"), views_of(duplicated)); });
+  const std::string error =
+      test::error_of<Error>([&] { write_safetensors(path("adapter.safetensors"), views_of(duplicated)); });
   EXPECT_THAT(error, HasSubstr(path("adapter.safetensors")));
   EXPECT_THAT(error, HasSubstr("'w'"));
-  EXPECT_EQ(read_file(path("adapter.safetensors")), old_bytes);
+  EXPECT_EQ(test::read_file(path("adapter.safetensors")), old_bytes);
   EXPECT_FALSE(fs::exists(path("adapter.safetensors.tmp")));
 }
 
@@ -297,10 +276,10 @@ TEST_F(SafetensorsTest, WriteRejectsBadTensorsNamingTheFile) {
   const View on_gpu{&value, DType::f32, {1}, Device::cuda};  // never read: rejected up front
   const View cpu_view{&value, DType::f32, {1}, Device::cpu};
   const std::string file = path("bad.safetensors");
-  EXPECT_THAT(error_of([&] { write_safetensors(file, {{"gpu", on_gpu}}); }), HasSubstr(file));
-  EXPECT_THAT(error_of([&] { write_safetensors(file, {{"__metadata__", cpu_view}}); }), HasSubstr(file));
+  EXPECT_THAT(test::error_of<Error>([&] { write_safetensors(file, {{"gpu", on_gpu}}); }), HasSubstr(file));
+  EXPECT_THAT(test::error_of<Error>([&] { write_safetensors(file, {{"__metadata__", cpu_view}}); }), HasSubstr(file));
   const std::string no_dir = path("missing_dir/out.safetensors");
-  EXPECT_THAT(error_of([&] { write_safetensors(no_dir, {{"w", cpu_view}}); }), HasSubstr(no_dir));
+  EXPECT_THAT(test::error_of<Error>([&] { write_safetensors(no_dir, {{"w", cpu_view}}); }), HasSubstr(no_dir));
   EXPECT_FALSE(fs::exists(file));
 }
 
@@ -308,12 +287,12 @@ TEST_F(SafetensorsTest, WriteRejectsBadTensorsNamingTheFile) {
 
 TEST_F(SafetensorsTest, MissingFileIsAnError) {
   const std::string file = path("absent.safetensors");
-  EXPECT_THAT(error_of([&] { SafetensorsFile{file}; }), HasSubstr(file));
-  EXPECT_THAT(error_of([&] { SafetensorsCheckpoint{file}; }), HasSubstr(file));
+  EXPECT_THAT(test::error_of<Error>([&] { SafetensorsFile{file}; }), HasSubstr(file));
+  EXPECT_THAT(test::error_of<Error>([&] { SafetensorsCheckpoint{file}; }), HasSubstr(file));
 }
 
 TEST_F(SafetensorsTest, DirectoryWithoutCheckpointIsAnError) {
-  const std::string error = error_of([&] { SafetensorsCheckpoint{dir_.string()}; });
+  const std::string error = test::error_of<Error>([&] { SafetensorsCheckpoint{dir_.string()}; });
   EXPECT_THAT(error, HasSubstr(dir_.string()));
   EXPECT_THAT(error, HasSubstr("model.safetensors.index.json"));
 }
@@ -360,15 +339,16 @@ TEST_F(SafetensorsTest, MalformedFilesAreErrorsNamingTheFile) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.file_name);
     const std::string file = path(c.file_name);
-    write_file(file, c.bytes);
-    const std::string error = error_of([&] { SafetensorsFile{file}; });
+    test::write_file(file, c.bytes);
+    const std::string error = test::error_of<Error>([&] { SafetensorsFile{file}; });
     EXPECT_THAT(error, HasSubstr(file));
     for (const char* part : c.message_parts) EXPECT_THAT(error, HasSubstr(part));
   }
 }
 
 TEST_F(SafetensorsTest, ZeroElementTensorsAreValid) {
-  write_file(path("zero.safetensors"), assemble(R"({"w":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", ""));
+  test::write_file(path("zero.safetensors"),
+                   assemble(R"({"w":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", ""));
   const SafetensorsCheckpoint checkpoint(path("zero.safetensors"));
   const Tensor loaded = checkpoint.load("w", {0, 3}, DType::bf16);
   EXPECT_EQ(loaded.numel(), 0);
@@ -378,9 +358,10 @@ TEST_F(SafetensorsTest, ZeroElementTensorsAreValid) {
 TEST_F(SafetensorsTest, MissingShardIsAnErrorNamingIt) {
   std::vector<Sample> first = {{"a", DType::f32, {1}, bytes_of<float>({1.f})}};
   write_safetensors(path("model-00001-of-00002.safetensors"), views_of(first));
-  write_file(path("model.safetensors.index.json"),
-             R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})");
-  const std::string error = error_of([&] { SafetensorsCheckpoint{dir_.string()}; });
+  test::write_file(
+      path("model.safetensors.index.json"),
+      R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})");
+  const std::string error = test::error_of<Error>([&] { SafetensorsCheckpoint{dir_.string()}; });
   EXPECT_THAT(error, HasSubstr(path("model-00002-of-00002.safetensors")));
   EXPECT_THAT(error, HasSubstr(path("model.safetensors.index.json")));
 }
@@ -392,8 +373,8 @@ TEST_F(SafetensorsTest, MalformedIndexIsAnErrorNamingIt) {
   for (const char* text : {"{oops", R"({"metadata": {}})", R"({"weight_map": {"a": 1}})",
                            R"({"weight_map": {"absent_from_shard": "shard.safetensors"}})"}) {
     SCOPED_TRACE(text);
-    write_file(index, text);
-    EXPECT_THAT(error_of([&] { SafetensorsCheckpoint{dir_.string()}; }), HasSubstr(index));
+    test::write_file(index, text);
+    EXPECT_THAT(test::error_of<Error>([&] { SafetensorsCheckpoint{dir_.string()}; }), HasSubstr(index));
   }
 }
 
@@ -404,7 +385,8 @@ TEST_F(SafetensorsTest, MissingTensorIsAnErrorNamingItAndSuggestingCloseNames) {
   };
   write_safetensors(path("model.safetensors"), views_of(samples));
   const SafetensorsCheckpoint checkpoint(dir_.string());
-  const std::string error = error_of([&] { checkpoint.load("layers.0.mlp.up_proj.weight", {1}, DType::f32); });
+  const std::string error =
+      test::error_of<Error>([&] { checkpoint.load("layers.0.mlp.up_proj.weight", {1}, DType::f32); });
   EXPECT_THAT(error, HasSubstr(dir_.string()));
   EXPECT_THAT(error, HasSubstr("'layers.0.mlp.up_proj.weight'"));
   EXPECT_THAT(error, HasSubstr("closest: 'model.layers.0.mlp.up_proj.weight'"));
@@ -414,7 +396,7 @@ TEST_F(SafetensorsTest, ShapeMismatchIsAnErrorNamingBothShapes) {
   std::vector<Sample> samples = {{"w", DType::f32, {2, 3}, std::string(24, '\0')}};
   write_safetensors(path("model.safetensors"), views_of(samples));
   const SafetensorsCheckpoint checkpoint(dir_.string());
-  const std::string error = error_of([&] { checkpoint.load("w", {3, 2}, DType::f32); });
+  const std::string error = test::error_of<Error>([&] { checkpoint.load("w", {3, 2}, DType::f32); });
   EXPECT_THAT(error, HasSubstr(dir_.string()));
   EXPECT_THAT(error, HasSubstr("'w'"));
   EXPECT_THAT(error, HasSubstr("[2, 3]"));
@@ -425,7 +407,7 @@ TEST_F(SafetensorsTest, LoadingIntegersAsFloatsIsAnError) {
   std::vector<Sample> samples = {{"ids", DType::i32, {2}, bytes_of<int32_t>({1, 2})}};
   write_safetensors(path("ids.safetensors"), views_of(samples));
   const std::string error =
-      error_of([&] { SafetensorsCheckpoint(path("ids.safetensors")).load("ids", {2}, DType::f32); });
+      test::error_of<Error>([&] { SafetensorsCheckpoint(path("ids.safetensors")).load("ids", {2}, DType::f32); });
   EXPECT_THAT(error, HasSubstr(path("ids.safetensors")));
   EXPECT_THAT(error, HasSubstr("'ids'"));
 }

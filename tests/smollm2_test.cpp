@@ -21,6 +21,7 @@
 
 #include "engine/llama_model.h"
 #include "tests/reference_env.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 #include "tests/torch_reference.h"
 #include "tokenizer/chat_template.h"
@@ -32,13 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 using ::testing::HasSubstr;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
 
 ordered_json chat(std::initializer_list<std::pair<const char*, const char*>> turns) {
   ordered_json messages = ordered_json::array();
@@ -55,7 +49,7 @@ class SmolLM2 : public ::testing::Test {
     const std::string log = dir_.path("import.log");
     const std::string command =
         test::cli_path() + " import-gguf " + gguf_ + " --out " + model_dir() + " > " + log + " 2>&1";
-    ASSERT_EQ(std::system(command.c_str()), 0) << slurp(log);
+    ASSERT_EQ(std::system(command.c_str()), 0) << test::read_file(log);
   }
   std::string model_dir() const { return dir_.path("models/smollm2"); }
 
@@ -126,7 +120,7 @@ TEST_F(SmolLM2, ChatTemplateRendersAsJinja2) {
   const auto tokenizer = Tokenizer::load(model_dir());
   ASSERT_TRUE(tokenizer->has_chat_template());
   const std::string chat_template =
-      nlohmann::json::parse(slurp(model_dir() + "/tokenizer_config.json")).at("chat_template");
+      nlohmann::json::parse(test::read_file(model_dir() + "/tokenizer_config.json")).at("chat_template");
   const std::vector<ordered_json> conversations = {
       chat({{"user", "What is the capital of France?"}}),
       chat({{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Name a colour."}}),
@@ -152,9 +146,9 @@ TEST_F(SmolLM2, ChatTemplateRendersAsJinja2) {
                               dir_.path("jinja.log") + " 2>&1";
   if (std::system(command.c_str()) != 0) {
     FE_NEED_REFERENCE(std::system("/usr/bin/python3 -c 'import jinja2' 2>/dev/null") == 0, "python3-jinja2");
-    FAIL() << "the jinja2 reference failed:\n" << slurp(dir_.path("jinja.log"));
+    FAIL() << "the jinja2 reference failed:\n" << test::read_file(dir_.path("jinja.log"));
   }
-  const nlohmann::json results = nlohmann::json::parse(slurp(dir_.path("results.json")));
+  const nlohmann::json results = nlohmann::json::parse(test::read_file(dir_.path("results.json")));
   ASSERT_EQ(results.size(), ours.size());
   for (size_t i = 0; i < ours.size(); ++i)
     EXPECT_EQ(ours[i], results[i].at("output").get<std::string>()) << "case " << i;
@@ -166,8 +160,8 @@ TEST_F(SmolLM2, GenerateChatAnswersTheCapitalOfFrance) {
   const std::string command = "OMP_NUM_THREADS=1 " + test::cli_path() + " generate --model " + model_dir() +
                               " --chat --prompt 'What is the capital of France?' --max-new-tokens 24 > " + output +
                               " 2>&1";
-  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(output);
-  EXPECT_THAT(slurp(output), HasSubstr("Paris"));
+  ASSERT_EQ(std::system(command.c_str()), 0) << test::read_file(output);
+  EXPECT_THAT(test::read_file(output), HasSubstr("Paris"));
 }
 
 // configs/smollm2-lora.yaml as shipped, run as the README runs it: the chat format with the
@@ -179,19 +173,19 @@ TEST_F(SmolLM2, ShippedLoraConfigImprovesHeldOutAnswers) {
   const std::string log = dir_.path("train.log");
   const std::string command = "OMP_NUM_THREADS=1 " + test::cli_path() + " train " +
                               dir_.path("configs/smollm2-lora.yaml") + " > " + log + " 2>&1";
-  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(log);
+  ASSERT_EQ(std::system(command.c_str()), 0) << test::read_file(log);
   std::vector<nlohmann::json> evals;
-  std::istringstream metrics(slurp(dir_.path("runs/smollm2-capitals/metrics.jsonl")));
+  std::istringstream metrics(test::read_file(dir_.path("runs/smollm2-capitals/metrics.jsonl")));
   for (std::string line; std::getline(metrics, line);)
     if (auto record = nlohmann::json::parse(line); record.contains("eval_loss")) evals.push_back(std::move(record));
-  ASSERT_GE(evals.size(), 2u) << slurp(log);
+  ASSERT_GE(evals.size(), 2u) << test::read_file(log);
   const nlohmann::json &before = evals.front(), &after = evals.back();
   std::cout << "SmolLM2 LoRA on capitals: eval loss " << before["eval_loss"] << " -> " << after["eval_loss"]
             << ", exact match " << before["eval_exact_match"] << " -> " << after["eval_exact_match"] << " of "
             << after["eval_exact_match_examples"] << "\n";
   EXPECT_EQ(after["eval_exact_match_examples"], 20);
-  EXPECT_LT(after["eval_loss"].get<double>(), 0.5 * before["eval_loss"].get<double>()) << slurp(log);
-  EXPECT_GE(after["eval_exact_match"].get<int>(), before["eval_exact_match"].get<int>() + 5) << slurp(log);
+  EXPECT_LT(after["eval_loss"].get<double>(), 0.5 * before["eval_loss"].get<double>()) << test::read_file(log);
+  EXPECT_GE(after["eval_exact_match"].get<int>(), before["eval_exact_match"].get<int>() + 5) << test::read_file(log);
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "kernels/view.h"
+#include "core/error.h"
+#include "tests/test_files.h"
 
 namespace fe::fed {
 namespace {
@@ -46,15 +47,6 @@ struct LogLines {
     return [this](const std::string& line) { lines.push_back(line); };
   }
 };
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 Envelope expect_envelope(ServerSocket& server) {
   std::optional<Envelope> envelope = server.receive(kPatience);
@@ -119,10 +111,10 @@ TEST(PlainTransport, CarriesA50MiBPayloadBothWays) {
 
 TEST(PlainTransport, RefusesNonLoopbackEndpointsBeforeTouchingTheNetwork) {
   const auto mentions_the_fix = AllOf(HasSubstr("loopback"), HasSubstr("fedengine keygen"));
-  EXPECT_THAT(error_of([] { ServerSocket("tcp://0.0.0.0:0", {}); }), mentions_the_fix);
-  EXPECT_THAT(error_of([] { ServerSocket("tcp://*:0", {}); }), mentions_the_fix);
+  EXPECT_THAT(test::error_of<Error>([] { ServerSocket("tcp://0.0.0.0:0", {}); }), mentions_the_fix);
+  EXPECT_THAT(test::error_of<Error>([] { ServerSocket("tcp://*:0", {}); }), mentions_the_fix);
   // 192.0.2.0/24 is TEST-NET-1: never routed, and construction must fail before connecting anyway.
-  EXPECT_THAT(error_of([] { ClientSocket("tcp://192.0.2.1:5555", std::nullopt, ""); }), mentions_the_fix);
+  EXPECT_THAT(test::error_of<Error>([] { ClientSocket("tcp://192.0.2.1:5555", std::nullopt, ""); }), mentions_the_fix);
 }
 
 TEST(PlainTransport, SendingToAnUnknownPeerIsLoggedNotThrown) {
@@ -221,12 +213,17 @@ TEST_F(CurveTransport, PlainClientGetsNothingThrough) {
 
 TEST(CurveSetup, RefusesMalformedKeys) {
   const CurveKeyPair keys = generate_keypair();
-  EXPECT_THAT(error_of([&] { ServerSocket("tcp://127.0.0.1:0", {.server_keys = keys, .allowed_client_keys = {"short"}}); }),
+  EXPECT_THAT(test::error_of<Error>(
+                  [&] { ServerSocket("tcp://127.0.0.1:0", {.server_keys = keys, .allowed_client_keys = {"short"}}); }),
               HasSubstr("allowed client key #1"));
-  EXPECT_THAT(error_of([&] { ServerSocket("tcp://127.0.0.1:0", {.server_keys = CurveKeyPair{keys.public_key, ""}}); }),
+  EXPECT_THAT(test::error_of<Error>([&] {
+                ServerSocket("tcp://127.0.0.1:0", {.server_keys = CurveKeyPair{keys.public_key, ""}});
+              }),
               HasSubstr("secret"));
-  EXPECT_THAT(error_of([&] { ClientSocket("tcp://127.0.0.1:5555", keys, "not a key"); }), HasSubstr("server public key"));
-  EXPECT_THAT(error_of([&] { ClientSocket("tcp://127.0.0.1:5555", keys, ""); }), HasSubstr("server's public key"));
+  EXPECT_THAT(test::error_of<Error>([&] { ClientSocket("tcp://127.0.0.1:5555", keys, "not a key"); }),
+              HasSubstr("server public key"));
+  EXPECT_THAT(test::error_of<Error>([&] { ClientSocket("tcp://127.0.0.1:5555", keys, ""); }),
+              HasSubstr("server's public key"));
 }
 
 // --- key files --------------------------------------------------------------------------------
@@ -263,9 +260,9 @@ TEST(KeyFiles, MalformedFilesGiveErrorsNamingTheFileAndTheProblem) {
   const CurveKeyPair keys = generate_keypair(), other = generate_keypair();
   auto error_for = [&](const std::string& name, const std::string& content) {
     std::ofstream(dir.path(name)) << content;
-    return error_of([&] { load_keys(dir.path(name)); });
+    return test::error_of<Error>([&] { load_keys(dir.path(name)); });
   };
-  EXPECT_THAT(error_of([&] { load_keys(dir.path("missing.key")); }),
+  EXPECT_THAT(test::error_of<Error>([&] { load_keys(dir.path("missing.key")); }),
               AllOf(HasSubstr("missing.key"), HasSubstr("cannot read")));
   EXPECT_THAT(error_for("short.pub", "public = abc\n"), AllOf(HasSubstr("short.pub:1"), HasSubstr("not a Z85 key")));
   EXPECT_THAT(error_for("alphabet.pub", "public = " + std::string(40, '~') + "\n"),

@@ -1,13 +1,15 @@
 // YAML config reading: every getter, and every error naming the file, line:column, key path and
 // what was expected; unknown-key detection with suggestions; overrides that keep each key's origin.
+#include "engine/yaml_config.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <functional>
 
-#include "engine/yaml_config.h"
-#include "kernels/view.h"
+#include "core/error.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -17,17 +19,6 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 const char* kTrain = R"(name: demo
 train:
@@ -113,27 +104,28 @@ TEST(YamlConfig, WrongTypeNamesFileLineKeyAndExpectedType) {
 )",
                                              "cfg.yaml")
                                .child("train");
-  EXPECT_THAT(error_of([&] { train.require<double>("lr"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<double>("lr"); }),
               HasSubstr("cfg.yaml:3:7: train.lr: expected a number, got \"fast\""));
-  EXPECT_THAT(error_of([&] { train.get<int64_t>("epochs", 1); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.get<int64_t>("epochs", 1); }),
               HasSubstr("cfg.yaml:4:11: train.epochs: expected an integer, got \"1.5\""));
-  EXPECT_THAT(error_of([&] { train.get<int64_t>("steps", 1); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.get<int64_t>("steps", 1); }),
               HasSubstr("cfg.yaml:5:10: train.steps: expected an integer, got \"abc\""));
-  EXPECT_THAT(error_of([&] { train.require<double>("quoted_lr"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<double>("quoted_lr"); }),
               HasSubstr("cfg.yaml:6:14: train.quoted_lr: expected a number"));
-  EXPECT_THAT(error_of([&] { train.require<bool>("bf16"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<bool>("bf16"); }),
               HasSubstr("cfg.yaml:7:9: train.bf16: expected true or false, got \"maybe\""));
-  EXPECT_THAT(error_of([&] { train.require<std::string>("name"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<std::string>("name"); }),
               HasSubstr("cfg.yaml:8:9: train.name: expected a string, got a map"));
-  EXPECT_THAT(error_of([&] { train.require<std::vector<std::string>>("rank"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<std::vector<std::string>>("rank"); }),
               HasSubstr("cfg.yaml:2:9: train.rank: expected a list of strings, got \"8\""));
-  EXPECT_THAT(error_of([&] { train.require<std::vector<std::string>>("targets"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<std::vector<std::string>>("targets"); }),
               HasSubstr("cfg.yaml:9:16: train.targets[1]: expected a string, got a list"));
-  EXPECT_THAT(error_of([&] { train.require<std::vector<int64_t>>("ids"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<std::vector<int64_t>>("ids"); }),
               HasSubstr("cfg.yaml:10:12: train.ids[1]: expected an integer, got \"2.5\""));
-  EXPECT_THAT(error_of([&] { train.require<double>("blank"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<double>("blank"); }),
               HasSubstr("cfg.yaml:11:3: train.blank: expected a number, got null"));
-  EXPECT_THAT(error_of([&] { train.child("rank"); }), HasSubstr("cfg.yaml:2:9: train.rank: expected a map"));
+  EXPECT_THAT(test::error_of<Error>([&] { train.child("rank"); }),
+              HasSubstr("cfg.yaml:2:9: train.rank: expected a map"));
 }
 
 TEST(YamlConfig, NumbersParseStrictly) {
@@ -141,29 +133,29 @@ TEST(YamlConfig, NumbersParseStrictly) {
   EXPECT_EQ(c.require<int64_t>("a"), -2);
   EXPECT_EQ(c.require<int64_t>("b"), 5);
   EXPECT_DOUBLE_EQ(c.require<double>("c"), 0.5);
-  EXPECT_THAT(error_of([&] { c.require<double>("d"); }), HasSubstr("n.yaml:4:4: d: expected a number"));
-  EXPECT_THAT(error_of([&] { c.require<double>("e"); }), HasSubstr("e: expected a number"));
-  EXPECT_THAT(error_of([&] { c.require<int64_t>("f"); }), HasSubstr("f: expected an integer"));
-  EXPECT_THAT(error_of([&] { c.require<int64_t>("g"); }), HasSubstr("g: expected an integer"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.require<double>("d"); }), HasSubstr("n.yaml:4:4: d: expected a number"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.require<double>("e"); }), HasSubstr("e: expected a number"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.require<int64_t>("f"); }), HasSubstr("f: expected an integer"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.require<int64_t>("g"); }), HasSubstr("g: expected an integer"));
 }
 
 TEST(YamlConfig, MissingRequiredKeyNamesTheMapAndItsLine) {
   const ConfigNode root = ConfigNode::parse("name: x\ntrain:\n  epochs: 1\n", "cfg.yaml");
-  EXPECT_THAT(error_of([&] { root.child("train").require<double>("lr"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { root.child("train").require<double>("lr"); }),
               HasSubstr("cfg.yaml:3:3: train: missing required key \"lr\""));
-  EXPECT_THAT(error_of([&] { root.require<std::string>("model"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { root.require<std::string>("model"); }),
               HasSubstr("cfg.yaml:1:1: missing required key \"model\""));
-  EXPECT_THAT(error_of([&] { root.child("eval").require<int64_t>("every"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { root.child("eval").require<int64_t>("every"); }),
               HasSubstr("cfg.yaml: eval: missing required key \"every\""));
 }
 
 TEST(YamlConfig, BoundsAreCheckedWithTheValueAsWritten) {
   const ConfigNode train = ConfigNode::parse("train:\n  lr: -1\n  rank: 0\n  dropout: 1.5\n", "cfg.yaml").child("train");
-  EXPECT_THAT(error_of([&] { train.require<double>("lr", Bounds::greater_than(0)); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.require<double>("lr", Bounds::greater_than(0)); }),
               HasSubstr("cfg.yaml:2:7: train.lr: must be > 0, got -1"));
-  EXPECT_THAT(error_of([&] { train.get<int64_t>("rank", 8, Bounds::at_least(1)); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.get<int64_t>("rank", 8, Bounds::at_least(1)); }),
               HasSubstr("cfg.yaml:3:9: train.rank: must be >= 1, got 0"));
-  EXPECT_THAT(error_of([&] { train.get<double>("dropout", 0.0, Bounds::between(0, 1)); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.get<double>("dropout", 0.0, Bounds::between(0, 1)); }),
               HasSubstr("train.dropout: must be in [0, 1], got 1.5"));
   EXPECT_EQ(train.get<int64_t>("alpha", 16, Bounds::at_least(1)), 16);
   EXPECT_DOUBLE_EQ(train.require<double>("dropout", Bounds::at_most(2)), 1.5);
@@ -177,31 +169,37 @@ TEST(YamlConfig, ChoicesListTheAllowedValues) {
   const ConfigNode c = ConfigNode::parse("optimizer: adamw\nscheduler: cosin\n", "cfg.yaml");
   EXPECT_EQ(c.get_choice("optimizer", {"adamw", "sgd"}, "sgd"), "adamw");
   EXPECT_EQ(c.get_choice("strategy", {"fedavg", "fedprox"}, "fedavg"), "fedavg");
-  EXPECT_THAT(error_of([&] { c.require_choice("scheduler", {"cosine", "linear", "constant"}); }),
+  EXPECT_THAT(test::error_of<Error>([&] {
+                c.require_choice("scheduler", {"cosine", "linear", "constant"});
+              }),
               HasSubstr("cfg.yaml:2:12: scheduler: expected one of \"cosine\", \"linear\", \"constant\", "
                         "got \"cosin\" (did you mean \"cosine\"?)"));
-  EXPECT_THAT(error_of([&] { c.require_choice("optimizer", {"sgd"}); }),
+  EXPECT_THAT(test::error_of<Error>([&] { c.require_choice("optimizer", {"sgd"}); }),
               AllOf(HasSubstr("expected one of \"sgd\", got \"adamw\""), Not(HasSubstr("did you mean"))));
 }
 
 TEST(YamlConfig, PathsResolveAgainstTheConfigDirectory) {
   test::TempDir dir;
   std::filesystem::create_directories(dir.path("model"));
-  write_file(dir.path("train.jsonl"), "{}\n");
-  write_file(dir.path("cfg.yaml"), "data: train.jsonl\nmodel: model\nout: runs/a\nabs: /tmp\n"
-                                   "gone: nothere.jsonl\nempty: ''\n");
+  test::write_file(dir.path("train.jsonl"), "{}\n");
+  test::write_file(dir.path("cfg.yaml"),
+                   "data: train.jsonl\nmodel: model\nout: runs/a\nabs: /tmp\n"
+                   "gone: nothere.jsonl\nempty: ''\n");
   const ConfigNode c = ConfigNode::load_file(dir.path("cfg.yaml"));
   EXPECT_EQ(c.existing_file("data"), dir.path("train.jsonl"));
   EXPECT_EQ(c.existing_dir("model"), dir.path("model"));
   EXPECT_EQ(c.get_path("out"), dir.path("runs/a"));
   EXPECT_EQ(c.require_path("abs"), "/tmp");
   EXPECT_EQ(c.get_path("log", "default.log"), "default.log");
-  EXPECT_THAT(error_of([&] { c.existing_file("gone"); }),
-              HasSubstr(dir.path("cfg.yaml") + ":5:7: gone: file \"" + dir.path("nothere.jsonl") + "\" does not exist"));
-  EXPECT_THAT(error_of([&] { c.existing_file("model"); }), HasSubstr("model: \"" + dir.path("model") + "\" is not a file"));
-  EXPECT_THAT(error_of([&] { c.existing_dir("data"); }), HasSubstr("data: \"" + dir.path("train.jsonl") + "\" is not a directory"));
-  EXPECT_THAT(error_of([&] { c.existing_dir("missing"); }), HasSubstr("missing required key \"missing\""));
-  EXPECT_THAT(error_of([&] { c.require_path("empty"); }), HasSubstr("empty: expected a path"));
+  EXPECT_THAT(
+      test::error_of<Error>([&] { c.existing_file("gone"); }),
+      HasSubstr(dir.path("cfg.yaml") + ":5:7: gone: file \"" + dir.path("nothere.jsonl") + "\" does not exist"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.existing_file("model"); }),
+              HasSubstr("model: \"" + dir.path("model") + "\" is not a file"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.existing_dir("data"); }),
+              HasSubstr("data: \"" + dir.path("train.jsonl") + "\" is not a directory"));
+  EXPECT_THAT(test::error_of<Error>([&] { c.existing_dir("missing"); }), HasSubstr("missing required key \"missing\""));
+  EXPECT_THAT(test::error_of<Error>([&] { c.require_path("empty"); }), HasSubstr("empty: expected a path"));
 }
 
 TEST(YamlConfig, NestedMapsAndListsOfMapsCarryTheirPaths) {
@@ -216,9 +214,9 @@ TEST(YamlConfig, NestedMapsAndListsOfMapsCarryTheirPaths) {
                                             "cfg.yaml");
   const ConfigNode fed = root.child("fed");
   EXPECT_EQ(fed.require<int64_t>("rounds"), 5);
-  EXPECT_THAT(error_of([&] { fed.children_list("participants"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { fed.children_list("participants"); }),
               HasSubstr("cfg.yaml:6:7: fed.participants[2]: expected a map, got \"7\""));
-  EXPECT_THAT(error_of([&] { fed.children_list("rounds"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { fed.children_list("rounds"); }),
               HasSubstr("cfg.yaml:7:11: fed.rounds: expected a list of maps, got \"5\""));
   const ConfigNode good = ConfigNode::parse("participants:\n  - name: a\n    train: {lr: 1e-3}\n  - {name: b}\n", "p.yaml");
   const std::vector<ConfigNode> participants = good.children_list("participants");
@@ -226,7 +224,7 @@ TEST(YamlConfig, NestedMapsAndListsOfMapsCarryTheirPaths) {
   EXPECT_EQ(participants[1].key_path(), "participants[1]");
   EXPECT_EQ(participants[1].require<std::string>("name"), "b");
   EXPECT_EQ(participants[0].child("train").key_path(), "participants[0].train");
-  EXPECT_THAT(error_of([&] { participants[0].child("train").require<int64_t>("epochs"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { participants[0].child("train").require<int64_t>("epochs"); }),
               HasSubstr("p.yaml:3:12: participants[0].train: missing required key \"epochs\""));
 }
 
@@ -250,7 +248,7 @@ trian: {}
     optimizer.get<double>("beta1", 0.9);
   };
   read_train(train);
-  const std::string error = error_of([&] { root.check_all_keys_used(); });
+  const std::string error = test::error_of<Error>([&] { root.check_all_keys_used(); });
   EXPECT_THAT(error, HasSubstr("cfg.yaml:3:3: train.epochz: unknown key (did you mean \"epochs\"?)"));
   EXPECT_THAT(error, HasSubstr("cfg.yaml:4:3: train.learning_rate: unknown key (known keys here: "));
   EXPECT_THAT(error, HasSubstr("\"lr\""));
@@ -262,7 +260,7 @@ trian: {}
 TEST(YamlConfig, AnUnreadSectionIsOneUnknownKeyAndIgnoreSkipsIt) {
   const ConfigNode root = ConfigNode::parse("train: {lr: 1}\nserver:\n  port: 1\n  host: x\n", "cfg.yaml");
   root.child("train").require<double>("lr");
-  const std::string error = error_of([&] { root.check_all_keys_used(); });
+  const std::string error = test::error_of<Error>([&] { root.check_all_keys_used(); });
   EXPECT_THAT(error, HasSubstr("cfg.yaml:2:1: server: unknown key"));
   EXPECT_THAT(error, Not(HasSubstr("server.port")));
   root.ignore("server");
@@ -271,9 +269,9 @@ TEST(YamlConfig, AnUnreadSectionIsOneUnknownKeyAndIgnoreSkipsIt) {
 
 TEST(YamlConfig, FailPointsAtAKeyOrItsMap) {
   const ConfigNode train = ConfigNode::parse("train:\n  epochs: 2\n  max_steps: 10\n", "cfg.yaml").child("train");
-  EXPECT_THAT(error_of([&] { train.fail("max_steps", "give either epochs or max_steps"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.fail("max_steps", "give either epochs or max_steps"); }),
               HasSubstr("cfg.yaml:3:14: train.max_steps: give either epochs or max_steps"));
-  EXPECT_THAT(error_of([&] { train.fail("data", "needed when epochs > 1"); }),
+  EXPECT_THAT(test::error_of<Error>([&] { train.fail("data", "needed when epochs > 1"); }),
               HasSubstr("cfg.yaml:2:3: train.data: needed when epochs > 1"));
 }
 
@@ -305,8 +303,10 @@ TEST(YamlConfig, OverridesReplaceValuesAndMergeMaps) {
   EXPECT_EQ(b.child("optimizer").require<std::string>("name"), "adamw");
   EXPECT_DOUBLE_EQ(b.child("optimizer").require<double>("beta1"), 0.8);
   EXPECT_DOUBLE_EQ(train.child("optimizer").require<double>("beta1"), 0.9);  // the base is unchanged
-  EXPECT_THAT(error_of([&] { b.require<bool>("lr"); }), HasSubstr("fed.yaml:10:11: participants[1].train.lr: expected true or false"));
-  EXPECT_THAT(error_of([&] { b.require<bool>("epochs"); }), HasSubstr("fed.yaml:3:11: train.epochs: expected true or false"));
+  EXPECT_THAT(test::error_of<Error>([&] { b.require<bool>("lr"); }),
+              HasSubstr("fed.yaml:10:11: participants[1].train.lr: expected true or false"));
+  EXPECT_THAT(test::error_of<Error>([&] { b.require<bool>("epochs"); }),
+              HasSubstr("fed.yaml:3:11: train.epochs: expected true or false"));
 }
 
 TEST(YamlConfig, OverridesReportUnknownKeysWhereTheyWereWritten) {
@@ -321,7 +321,7 @@ TEST(YamlConfig, OverridesReportUnknownKeysWhereTheyWereWritten) {
     merged.child("optimizer").require<std::string>("name");
     merged.child("optimizer").get<double>("beta1", 0.9);
   }
-  EXPECT_THAT(error_of([&] { root.check_all_keys_used(); }),
+  EXPECT_THAT(test::error_of<Error>([&] { root.check_all_keys_used(); }),
               AllOf(HasSubstr("fed.yaml:13:7: participants[1].train.epochz: unknown key (did you mean \"epochs\"?)"),
                     Not(HasSubstr("\n"))));
 }
@@ -329,10 +329,10 @@ TEST(YamlConfig, OverridesReportUnknownKeysWhereTheyWereWritten) {
 TEST(YamlConfig, OverridesFromAnotherFileResolvePathsThere) {
   test::TempDir dir;
   std::filesystem::create_directories(dir.path("site"));
-  write_file(dir.path("base.jsonl"), "{}\n");
-  write_file(dir.path("site/local.jsonl"), "{}\n");
-  write_file(dir.path("base.yaml"), "data: base.jsonl\nmodel: m\n");
-  write_file(dir.path("site/site.yaml"), "data: local.jsonl\n");
+  test::write_file(dir.path("base.jsonl"), "{}\n");
+  test::write_file(dir.path("site/local.jsonl"), "{}\n");
+  test::write_file(dir.path("base.yaml"), "data: base.jsonl\nmodel: m\n");
+  test::write_file(dir.path("site/site.yaml"), "data: local.jsonl\n");
   const ConfigNode base = ConfigNode::load_file(dir.path("base.yaml"));
   const ConfigNode merged = base.with_overrides(ConfigNode::load_file(dir.path("site/site.yaml")));
   EXPECT_EQ(merged.existing_file("data"), dir.path("site/local.jsonl"));
@@ -340,18 +340,18 @@ TEST(YamlConfig, OverridesFromAnotherFileResolvePathsThere) {
 }
 
 TEST(YamlConfig, BadFilesNameTheFileAndLine) {
-  EXPECT_THAT(error_of([] { ConfigNode::parse("train:\n  lr: [1, 2\n  epochs: 3\n", "bad.yaml"); }),
+  EXPECT_THAT(test::error_of<Error>([] { ConfigNode::parse("train:\n  lr: [1, 2\n  epochs: 3\n", "bad.yaml"); }),
               AllOf(HasSubstr("bad.yaml:3:"), HasSubstr("invalid YAML")));
-  EXPECT_THAT(error_of([] { ConfigNode::parse("a: 1\n  b: 2\n", "bad.yaml"); }),
+  EXPECT_THAT(test::error_of<Error>([] { ConfigNode::parse("a: 1\n  b: 2\n", "bad.yaml"); }),
               AllOf(HasSubstr("bad.yaml:2:"), HasSubstr("invalid YAML")));
-  EXPECT_THAT(error_of([] { ConfigNode::parse("- a\n- b\n", "list.yaml"); }),
+  EXPECT_THAT(test::error_of<Error>([] { ConfigNode::parse("- a\n- b\n", "list.yaml"); }),
               HasSubstr("list.yaml:1:1: expected a map of settings at the top level, got a list"));
-  EXPECT_THAT(error_of([] { ConfigNode::parse("train:\n  lr: 1\n  lr: 2\n", "dup.yaml"); }),
+  EXPECT_THAT(test::error_of<Error>([] { ConfigNode::parse("train:\n  lr: 1\n  lr: 2\n", "dup.yaml"); }),
               HasSubstr("dup.yaml:3:3: train.lr: duplicate key (first given at line 2)"));
-  EXPECT_THAT(error_of([] { ConfigNode::load_file("/nonexistent/cfg.yaml"); }),
+  EXPECT_THAT(test::error_of<Error>([] { ConfigNode::load_file("/nonexistent/cfg.yaml"); }),
               HasSubstr("cannot read config file \"/nonexistent/cfg.yaml\": No such file"));
   test::TempDir dir;
-  EXPECT_THAT(error_of([&] { ConfigNode::load_file(dir.path()); }), HasSubstr("it is a directory"));
+  EXPECT_THAT(test::error_of<Error>([&] { ConfigNode::load_file(dir.path()); }), HasSubstr("it is a directory"));
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "kernels/view.h"
+#include "core/error.h"
 
 namespace fe::cuda {
 

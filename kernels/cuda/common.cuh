@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.h"
+#include "kernels/view.h"
 
 namespace fe::kernels::cuda {
 
