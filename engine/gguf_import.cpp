@@ -313,7 +313,7 @@ bool add_eos(const GgufFile& f) { return f.get_bool("tokenizer.ggml.add_eos_toke
 
 // ---- tokenizer.json pieces --------------------------------------------------------------------
 
-struct PreTokenizer {
+struct PreTokenizerRecipe {
   std::vector<const char*> names;  // tokenizer.ggml.pre values
   json normalizer;
   json pre_tokenizer;
@@ -330,13 +330,13 @@ json split_regex(const char* pattern) {
 
 // The HF pre-tokenizers of the models whose GGUFs carry these tokenizer.ggml.pre names (llama.cpp
 // picks the same regexes for them in llama-vocab.cpp).
-const std::vector<PreTokenizer>& pre_tokenizers() {
-  static const std::vector<PreTokenizer> table = [] {
+const std::vector<PreTokenizerRecipe>& pre_tokenizers() {
+  static const std::vector<PreTokenizerRecipe> table = [] {
     const char* llama3 =
         R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
     const char* qwen2 =
         R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-    std::vector<PreTokenizer> t;
+    std::vector<PreTokenizerRecipe> t;
     // GPT-2: the ByteLevel pre-tokenizer with its built-in regex.
     t.push_back({{"default", "gpt2"}, nullptr, byte_level(true, true), false});
     // Llama 3: the GPT-4-style Split regex (digits in groups of up to three), then bytes; its BPE
@@ -361,10 +361,10 @@ const std::vector<PreTokenizer>& pre_tokenizers() {
   return table;
 }
 
-const PreTokenizer& pre_tokenizer_for(const GgufFile& f) {
+const PreTokenizerRecipe& pre_tokenizer_for(const GgufFile& f) {
   // llama.cpp treats a missing tokenizer.ggml.pre as "default" (files from before 2024-04).
   const std::string name = f.get_string("tokenizer.ggml.pre").value_or("default");
-  for (const PreTokenizer& p : pre_tokenizers())
+  for (const PreTokenizerRecipe& p : pre_tokenizers())
     for (const char* known : p.names)
       if (name == known) return p;
   f.fail_key("tokenizer.ggml.pre", "\"" + name +
@@ -438,7 +438,7 @@ json bpe_model(json vocab, json merges, json unk_token, bool byte_fallback, bool
 }
 
 json gpt2_tokenizer(const GgufFile& f, const Vocab& v) {
-  const PreTokenizer& pre = pre_tokenizer_for(f);
+  const PreTokenizerRecipe& pre = pre_tokenizer_for(f);
   const auto merge_lines = f.get_string_array("tokenizer.ggml.merges");
   if (!merge_lines) f.fail_key("tokenizer.ggml.merges", "is missing: a gpt2 (BPE) tokenizer needs its merges");
   json merges = json::array();
@@ -701,7 +701,7 @@ json hf_generation_config(const GgufFile& f, const Vocab& v) {
 
 std::string gguf_pre_tokenizer_names() {
   std::string list;
-  for (const PreTokenizer& p : pre_tokenizers())
+  for (const PreTokenizerRecipe& p : pre_tokenizers())
     for (const char* name : p.names) list += (list.empty() ? "" : ", ") + std::string(name);
   return list;
 }

@@ -28,7 +28,7 @@ struct Entry {
   std::string file;
   YAML::Mark key_mark;
   YAML::Node value;
-  std::shared_ptr<MapState> map = nullptr;          // set when the value is a map
+  std::shared_ptr<MapState> map = nullptr;            // set when the value is a map
   std::vector<std::shared_ptr<MapState>> items = {};  // for a list: a MapState per map element, else null
   bool read = false;
 
@@ -41,7 +41,7 @@ struct MapState {
   std::string path;
   std::string file;
   YAML::Mark mark = YAML::Mark::null_mark();
-  std::vector<Entry> entries;  // in file order, so unknown keys are reported in that order
+  std::vector<Entry> entries;   // in file order, so unknown keys are reported in that order
   std::set<std::string> asked;  // keys the program asked for: the "did you mean" candidates
   // A merged map forwards reads to the maps it was built from, whose entries are the ones that
   // check_all_keys_used() on the root walks.
@@ -74,9 +74,7 @@ std::string location(const std::string& file, const YAML::Mark& mark) {
   return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
 }
 
-std::string join_key(const std::string& path, const std::string& key) {
-  return path.empty() ? key : path + "." + key;
-}
+std::string join_key(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
 
 [[noreturn]] void throw_at(const std::string& where, const std::string& path, const std::string& message) {
   throw Error(where + ": " + (path.empty() ? "" : path + ": ") + message);
@@ -93,10 +91,14 @@ std::string join_quoted(const Strings& words) {
 
 std::string describe(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Scalar: return quoted(node.Scalar());
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a map";
-    default: return "null";
+    case YAML::NodeType::Scalar:
+      return quoted(node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "null";
   }
 }
 
@@ -109,7 +111,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   for (size_t i = 1; i <= a.size(); ++i) {
     for (size_t j = 1; j <= b.size(); ++j) {
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.size()][b.size()];
@@ -129,8 +132,8 @@ const std::string* closest(const std::string& word, const Strings& candidates) {
   return nullptr;
 }
 
-// A value being converted, with what its error messages need.
-struct Value {
+// A YAML value being converted, with what its error messages need.
+struct YamlValue {
   YAML::Node node;
   std::string path;
   std::string file;
@@ -140,12 +143,12 @@ struct Value {
   [[noreturn]] void expected(const std::string& what) const { fail("expected " + what + ", got " + describe(node)); }
 };
 
-Value value_of(const Entry& e) {
+YamlValue value_of(const Entry& e) {
   // yaml-cpp marks an empty value at the start of the next line; the key is where the user looks.
   return {e.value, e.path, e.file, e.value.IsNull() ? e.key_mark : e.value.Mark()};
 }
 
-Value element(const Value& list, size_t i) {
+YamlValue element(const YamlValue& list, size_t i) {
   const YAML::Node node = list.node[i];
   return {node, list.path + "[" + std::to_string(i) + "]", list.file, node.IsNull() ? list.mark : node.Mark()};
 }
@@ -167,24 +170,31 @@ std::optional<T> parse_number(std::string_view text) {
 
 template <class T>
 const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "true or false";
-  else if constexpr (std::is_same_v<T, int64_t>) return "an integer";
-  else if constexpr (std::is_same_v<T, double>) return "a number";
-  else return "a string";
+  if constexpr (std::is_same_v<T, bool>)
+    return "true or false";
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return "an integer";
+  else if constexpr (std::is_same_v<T, double>)
+    return "a number";
+  else
+    return "a string";
 }
 
 template <class T>
 const char* list_name() {
-  if constexpr (std::is_same_v<T, int64_t>) return "a list of integers";
-  else if constexpr (std::is_same_v<T, double>) return "a list of numbers";
-  else return "a list of strings";
+  if constexpr (std::is_same_v<T, int64_t>)
+    return "a list of integers";
+  else if constexpr (std::is_same_v<T, double>)
+    return "a list of numbers";
+  else
+    return "a list of strings";
 }
 
 template <class T>
-T convert(const Value& v);
+T convert(const YamlValue& v);
 
 template <class T>
-T convert_scalar(const Value& v) {
+T convert_scalar(const YamlValue& v) {
   if constexpr (std::is_same_v<T, std::string>) {
     if (!v.node.IsScalar()) v.expected(type_name<T>());
     return v.node.Scalar();
@@ -200,7 +210,7 @@ T convert_scalar(const Value& v) {
 }
 
 template <class T>
-std::vector<T> convert_list(const Value& v) {
+std::vector<T> convert_list(const YamlValue& v) {
   if (!v.node.IsSequence()) v.expected(list_name<T>());
   std::vector<T> out;
   for (size_t i = 0; i < v.node.size(); ++i) out.push_back(convert_scalar<T>(element(v, i)));
@@ -208,7 +218,7 @@ std::vector<T> convert_list(const Value& v) {
 }
 
 template <class T>
-T convert(const Value& v) {
+T convert(const YamlValue& v) {
   if constexpr (requires { typename T::value_type; } && !std::is_same_v<T, std::string>)
     return convert_list<typename T::value_type>(v);
   else
@@ -216,7 +226,7 @@ T convert(const Value& v) {
 }
 
 template <class T>
-T convert_within(const Value& v, const Bounds& bounds) {
+T convert_within(const YamlValue& v, const Bounds& bounds) {
   const T value = convert<T>(v);
   if (!bounds.contains(static_cast<double>(value))) v.fail("must be " + bounds.str() + ", got " + v.node.Scalar());
   return value;
@@ -236,7 +246,7 @@ const Entry& required(MapState& map, const std::string& key) {
   return *entry;
 }
 
-std::string checked_choice(const Value& v, const std::vector<std::string>& allowed) {
+std::string checked_choice(const YamlValue& v, const std::vector<std::string>& allowed) {
   const std::string choice = convert<std::string>(v);
   if (std::find(allowed.begin(), allowed.end(), choice) != allowed.end()) return choice;
   const std::string* near = closest(choice, allowed);
@@ -246,7 +256,7 @@ std::string checked_choice(const Value& v, const std::vector<std::string>& allow
 
 // A relative path is relative to the directory of the file that wrote it.
 std::string resolve_path(const Entry& entry) {
-  const Value v = value_of(entry);
+  const YamlValue v = value_of(entry);
   const std::string text = convert<std::string>(v);
   if (text.empty()) v.expected("a path");
   const std::filesystem::path path(text);
@@ -258,7 +268,8 @@ std::string existing_path(const Entry& entry, std::filesystem::file_type type, c
   const std::string path = resolve_path(entry);
   std::error_code ignored;
   const std::filesystem::file_status status = std::filesystem::status(path, ignored);
-  if (!std::filesystem::exists(status)) value_of(entry).fail(std::string(kind) + " " + quoted(path) + " does not exist");
+  if (!std::filesystem::exists(status))
+    value_of(entry).fail(std::string(kind) + " " + quoted(path) + " does not exist");
   if (status.type() != type) value_of(entry).fail(quoted(path) + " is not a " + kind);
   return path;
 }
@@ -283,7 +294,10 @@ std::shared_ptr<MapState> build_map(const YAML::Node& node, const std::string& p
   for (const auto& key_value : node) {
     const YAML::Node& key = key_value.first;
     if (!key.IsScalar()) throw_at(location(file, key.Mark()), path, "expected a key name, got " + describe(key));
-    Entry entry{.key = key.Scalar(), .path = join_key(path, key.Scalar()), .file = file, .key_mark = key.Mark(),
+    Entry entry{.key = key.Scalar(),
+                .path = join_key(path, key.Scalar()),
+                .file = file,
+                .key_mark = key.Mark(),
                 .value = key_value.second};
     // yaml-cpp keeps duplicate keys and lookups would silently take one of them.
     if (const Entry* first = map->find(entry.key))
@@ -455,7 +469,7 @@ FE_INSTANTIATE_GETTERS(std::vector<int64_t>)
 FE_INSTANTIATE_GETTERS(std::vector<double>)
 #undef FE_INSTANTIATE_GETTERS
 
-#define FE_INSTANTIATE_BOUNDED_GETTERS(T)                                                                \
+#define FE_INSTANTIATE_BOUNDED_GETTERS(T)                                                                 \
   template T ConfigNode::get<T>(const std::string&, const std::type_identity_t<T>&, const Bounds&) const; \
   template T ConfigNode::require<T>(const std::string&, const Bounds&) const;
 FE_INSTANTIATE_BOUNDED_GETTERS(int64_t)
@@ -502,7 +516,7 @@ ConfigNode ConfigNode::child(const std::string& key) const {
 std::vector<ConfigNode> ConfigNode::children_list(const std::string& key) const {
   const Entry* entry = given(*state_, key);
   if (!entry) return {};
-  const Value list = value_of(*entry);
+  const YamlValue list = value_of(*entry);
   if (!entry->value.IsSequence()) list.expected("a list of maps");
   std::vector<ConfigNode> children;
   for (size_t i = 0; i < entry->items.size(); ++i) {
