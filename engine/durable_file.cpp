@@ -23,9 +23,11 @@ std::string errno_text() { return std::strerror(errno); }
 
 DurableFileWriter::DurableFileWriter(std::string path, std::optional<mode_t> mode)
     : path_(std::move(path)), staging_(path_ + ".tmp") {
-  // A staging file an interrupted write left behind would keep its own permission bits.
+  // A staging file an interrupted write left behind would keep its own permission bits. The file is
+  // then created exclusively and never through a link: in a directory others can write to, a link
+  // planted at PATH.tmp would otherwise have the write truncate (and chmod) whatever it points at.
   ::unlink(staging_.c_str());
-  fd_ = ::open(staging_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode ? 0600 : 0666);
+  fd_ = ::open(staging_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ? 0600 : 0666);
   if (fd_ < 0) throw Error(path_ + ": cannot create " + staging_ + ": " + errno_text());
   if (mode && ::fchmod(fd_, *mode) != 0) {
     const std::string reason = errno_text();

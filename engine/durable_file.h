@@ -1,6 +1,7 @@
 // engine/durable_file.h — files and directories that a crash or a power cut cannot leave
-// half-written. Every file fedengine writes for later (checkpoints, adapters, imported models,
-// keys, progress) goes through here, so all of them have the same guarantee.
+// half-written. The files fedengine keeps state in (checkpoints, adapters, imported models, keys,
+// plans, progress) go through here, so all of them have the same guarantee; generated data
+// (make-data, split) and the appended metrics log are written plainly.
 //
 // A file is written beside its name (PATH.tmp), flushed to the device, renamed over PATH, and the
 // directory is flushed so that the rename itself survives a power cut: a reader, a restart or a

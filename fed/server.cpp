@@ -12,13 +12,13 @@
 #include <random>
 
 #include "engine/metrics_log.h"
+#include "engine/safetensors.h"
 #include "engine/train_run.h"
 #include "fed/adapter_wire.h"
 #include "fed/monitor.h"
 #include "fed/roster.h"
 #include "fed/server_checkpoint.h"
 #include "fed/server_inbox.h"
-#include "kernels/elementwise.h"
 
 namespace fe::fed {
 namespace {
@@ -248,8 +248,8 @@ struct Server::Impl {
   void aggregate(int64_t round, const std::vector<ClientResult>& results) {
     const NamedTensors next = strategy->aggregate(round, global.named_tensors(), results);
     if (dp) record.epsilon = dp->epsilon_spent();
-    const NamedTensors slots = global.named_tensors();
-    for (size_t i = 0; i < slots.size(); ++i) kernels::convert(slots[i].second, next[i].second);
+    copy_named_tensors(global.named_tensors(), next,
+                       "the " + strategy->name() + " aggregate of round " + std::to_string(round));
   }
 
   EvalResult evaluate_global() const {

@@ -89,7 +89,8 @@ bool ServerInbox::is_sampled(const std::string& name) const {
   return std::find(record_.sampled.begin(), record_.sampled.end(), name) != record_.sampled.end();
 }
 
-// A join or heartbeat. The volume is taken at join time only (or from the first message heard),
+// A join or heartbeat. The volume is taken at join time only (or from the first heartbeat when no
+// join came),
 // so partition shares do not drift with free memory.
 void ServerInbox::admit(const Message& m, const std::string& peer) {
   if (auto reason = bad_volume(m)) return refuse(peer, m.client_id, *reason);
