@@ -37,12 +37,6 @@ const ByteLevelAlphabet& byte_level_alphabet() {
   return alphabet;
 }
 
-bool is_ascii(std::string_view text) {
-  for (const char c : text)
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  return true;
-}
-
 const char* form_name(NormalForm form) {
   switch (form) {
     case NormalForm::nfc:
@@ -89,7 +83,7 @@ size_t trailing_whitespace_begin(std::string_view text) {
 }
 
 std::string normalize(std::string_view text, NormalForm form) {
-  if (is_ascii(text)) return std::string(text);  // every form leaves ASCII as it is
+  if (utf8::is_ascii(text)) return std::string(text);  // every form leaves ASCII as it is
   int options = UTF8PROC_STABLE;
   switch (form) {
     case NormalForm::nfc:

@@ -568,7 +568,7 @@ const std::map<std::string, Method, std::less<>>& str_methods() {
       {"isascii",
        [](const Value& s, CallArgs& a) {
          no_arguments("isascii", a);
-         return Value::boolean(text::is_ascii(s.as_string()));
+         return Value::boolean(utf8::is_ascii(s.as_string()));
        }},
       {"isdecimal", all_chars<text::is_decimal>},
       {"isdigit", all_chars<text::is_digit>},

@@ -428,12 +428,8 @@ std::vector<std::string> split_whitespace(const std::u32string& s, int64_t max_s
 }  // namespace
 
 int64_t length(std::string_view utf8) {
-  if (is_ascii(utf8)) return static_cast<int64_t>(utf8.size());
+  if (utf8::is_ascii(utf8)) return static_cast<int64_t>(utf8.size());
   return static_cast<int64_t>(decode(utf8).size());
-}
-
-bool is_ascii(std::string_view utf8) {
-  return std::all_of(utf8.begin(), utf8.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 bool is_space(char32_t c) {
@@ -501,7 +497,7 @@ bool is_numeric(char32_t c) {
 bool is_alnum(char32_t c) { return is_alpha(c) || is_numeric(c); }
 
 std::string upper(std::string_view s) {
-  if (is_ascii(s)) {
+  if (utf8::is_ascii(s)) {
     std::string out(s);
     for (char& c : out)
       if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
@@ -513,7 +509,7 @@ std::string upper(std::string_view s) {
 }
 
 std::string lower(std::string_view s) {
-  if (is_ascii(s)) {
+  if (utf8::is_ascii(s)) {
     std::string out(s);
     for (char& c : out)
       if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);

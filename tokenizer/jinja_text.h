@@ -31,7 +31,6 @@ inline std::string encode(std::u32string_view code_points) { return utf8::encode
 inline void append_utf8(std::string& out, char32_t code_point) { utf8::append(out, code_point); }
 // Number of code points (Python's len()).
 int64_t length(std::string_view utf8);
-bool is_ascii(std::string_view utf8);
 
 // Character classes as Python's str methods see them (one code point: "x".isupper() and so on).
 bool is_space(char32_t c);      // str.isspace, and what `\s` matches in the lexer

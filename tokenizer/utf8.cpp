@@ -2,6 +2,7 @@
 
 #include "tokenizer/utf8.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace fe::utf8 {
@@ -108,6 +109,10 @@ std::string encode(std::u32string_view code_points) {
   out.reserve(code_points.size());
   for (const char32_t c : code_points) append(out, c);
   return out;
+}
+
+bool is_ascii(std::string_view bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 std::optional<size_t> invalid_offset(std::string_view bytes) {

@@ -30,6 +30,10 @@ size_t previous_start(std::string_view text, size_t pos);
 void append(std::string& out, char32_t code_point);
 std::string encode(std::u32string_view code_points);
 
+// Whether every byte is below 0x80 (ASCII text is its own code points, unchanged by every Unicode
+// normal form).
+bool is_ascii(std::string_view bytes);
+
 // The byte offset of the first invalid sequence of `bytes`, or nullopt when they are valid UTF-8.
 std::optional<size_t> invalid_offset(std::string_view bytes);
 // `bytes` as valid UTF-8: each maximal invalid subpart becomes U+FFFD.
