@@ -194,6 +194,7 @@ void add_aggregate(CLI::App& app) {
     for (size_t i = 0; i < args->adapters.size(); ++i)
       results.push_back({args->adapters[i], read_adapter_tensors(args->adapters[i]), args->examples.empty() ? 1 : args->examples[i]});
     const NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
+    require_finite(merged, args->out);
     fs::create_directories(args->out);
     write_named_tensors((fs::path(args->out) / kPeftWeightsFile).string(), merged);
     fs::copy_file(fs::path(args->base) / kPeftConfigFile, fs::path(args->out) / kPeftConfigFile,

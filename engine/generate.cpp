@@ -49,6 +49,12 @@ int32_t pick_token(const View& logits, const SamplingOptions& options, Rng& rng)
 std::vector<int32_t> generate(const LlamaModel& model, const LoraAdapter* lora, std::span<const int32_t> prompt,
                               const SamplingOptions& options) {
   if (prompt.empty()) throw Error("generate: the prompt is empty (add a BOS token at least)");
+  // The KV cache holds prompt + max_new_tokens positions from the start.
+  if (const int64_t positions = model.config().max_position_embeddings;
+      options.max_new_tokens < 0 || options.max_new_tokens > positions)
+    throw Error("generate: max_new_tokens " + std::to_string(options.max_new_tokens) +
+                " is out of range: allowed 0 to " + std::to_string(positions) +
+                " (the model's max_position_embeddings); lower max_new_tokens");
   KvCache cache = model.new_kv_cache(static_cast<int64_t>(prompt.size()) + options.max_new_tokens);
   Rng rng(options.seed);
   std::vector<int32_t> generated;

@@ -21,7 +21,8 @@ struct SamplingOptions {
 };
 
 // Continues a non-empty prompt; returns the new tokens only. Each prompt is decoded as one
-// sequence: the prompt in one pass, then one token at a time against the cache.
+// sequence: the prompt in one pass, then one token at a time against the cache. An Error when
+// max_new_tokens is not in [0, max_position_embeddings] (the cache is sized for all of them).
 std::vector<int32_t> generate(const LlamaModel& model, const LoraAdapter* lora,
                               std::span<const int32_t> prompt, const SamplingOptions& options);
 

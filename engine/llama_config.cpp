@@ -241,7 +241,11 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
     config_error(source, "num_attention_heads (" + std::to_string(c.num_attention_heads) +
                              ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
   read_key(j, "max_position_embeddings", c.max_position_embeddings, source, false);
+  require_positive(c.max_position_embeddings, "max_position_embeddings", source);
   read_key(j, "rms_norm_eps", c.rms_norm_eps, source, false);
+  if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps))
+    config_error(source, "\"rms_norm_eps\" must be > 0 and finite (RMSNorm divides by √(mean(x²) + eps)), got " +
+                             j["rms_norm_eps"].dump() + "; Llama models use 1e-5 or 1e-6");
   parse_rope(j, c, source);
   read_key(j, "tie_word_embeddings", c.tie_word_embeddings, source, false);
   read_key(j, "initializer_range", c.initializer_range, source, false);

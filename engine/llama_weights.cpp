@@ -47,6 +47,28 @@ void tie_if_needed(LlamaWeights& w) {
 
 bool is_norm(const std::string& name) { return name.ends_with("norm.weight"); }
 
+// The layer index of a "model.layers.N.…" tensor name; -1 for other names.
+int64_t layer_of(const std::string& name) {
+  constexpr std::string_view prefix = "model.layers.";
+  if (!name.starts_with(prefix)) return -1;
+  int64_t layer = 0;
+  size_t i = prefix.size();
+  for (; i < name.size() && i < prefix.size() + 9 && name[i] >= '0' && name[i] <= '9'; ++i)
+    layer = layer * 10 + (name[i] - '0');
+  return i > prefix.size() && i < name.size() && name[i] == '.' ? layer : -1;
+}
+
+// A checkpoint with more layers than its config declares would load as a shallower model.
+void require_no_undeclared_layers(const SafetensorsCheckpoint& checkpoint, const LlamaConfig& c,
+                                  const std::string& dir) {
+  for (const std::string& name : checkpoint.names())
+    if (const int64_t layer = layer_of(name); layer >= c.num_hidden_layers)
+      throw Error(dir + ": the checkpoint has tensors for layer " + std::to_string(layer) + " ('" + name +
+                  "'), but config.json declares num_hidden_layers " + std::to_string(c.num_hidden_layers) +
+                  " (layers 0 to " + std::to_string(c.num_hidden_layers - 1) +
+                  "); set num_hidden_layers in config.json to the checkpoint's number of layers");
+}
+
 }  // namespace
 
 const char* proj_name(Proj p) {
@@ -101,6 +123,7 @@ bool proj_has_bias(const LlamaConfig& c, Proj p) {
 LlamaWeights LlamaWeights::load(const std::string& dir, DType dtype) {
   LlamaWeights w = with_config(LlamaConfig::load(dir));
   const SafetensorsCheckpoint checkpoint(dir);
+  require_no_undeclared_layers(checkpoint, w.config, dir);
   for_each_slot(w, [&](const std::string& name, Tensor& slot, const Shape& shape) {
     slot = checkpoint.load(name, shape, dtype);
   });
@@ -157,6 +180,7 @@ LlamaWeights LlamaWeights::to_device(Device device) const {
 
 void LlamaWeights::save(const std::string& dir, DType dtype) const {
   namespace fs = std::filesystem;
+  require_finite(named_tensors(), dir);
   fs::create_directories(dir);
   std::vector<Tensor> converted;  // keeps the converted copies alive while writing
   std::vector<std::pair<std::string, View>> views;

@@ -53,10 +53,13 @@ struct LlamaWeights {
   Tensor norm;          // [D]
   Tensor lm_head;       // [V, D]; the same storage as embed_tokens when tie_word_embeddings
 
-  // A checkpoint directory (config.json + model.safetensors or a sharded index).
+  // A checkpoint directory (config.json + model.safetensors or a sharded index). An Error names the
+  // file and tensor when a tensor is not finite, and the layer when the checkpoint holds tensors of
+  // layers beyond config.json's num_hidden_layers (they would be dropped silently).
   static LlamaWeights load(const std::string& dir, DType dtype);
   static LlamaWeights random(const LlamaConfig& config, uint64_t seed, DType dtype);
-  // Writes config.json and model.safetensors (tensors stored as `dtype`) into dir.
+  // Writes config.json and model.safetensors (tensors stored as `dtype`) into dir; an Error, before
+  // anything is written, when a tensor is not finite.
   void save(const std::string& dir, DType dtype) const;
   // Every tensor under its HF name, in checkpoint order; lm_head only when untied.
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;

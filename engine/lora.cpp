@@ -1,8 +1,10 @@
 #include "engine/lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -104,8 +106,21 @@ std::string peft_name(int64_t layer, Proj p, bool b_matrix) {
   return "base_model.model." + proj_path(layer, p) + (b_matrix ? ".lora_B.weight" : ".lora_A.weight");
 }
 
+int64_t max_lora_rank(const LlamaConfig& model, const std::vector<Proj>& targets) {
+  int64_t rank = std::numeric_limits<int64_t>::max();
+  for (Proj p : targets) {
+    const auto [out, in] = proj_shape(model, p);
+    rank = std::min({rank, out, in});
+  }
+  return rank;
+}
+
 LoraAdapter LoraAdapter::init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed, DType dtype) {
   if (config.rank <= 0) throw Error("LoRA rank must be positive, got " + std::to_string(config.rank));
+  if (const int64_t max_rank = max_lora_rank(model, config.targets); config.rank > max_rank)
+    throw Error("LoRA rank " + std::to_string(config.rank) +
+                " exceeds the targeted projections' dimensions: allowed 1 to " + std::to_string(max_rank) +
+                " (the smallest input or output size); lower adapter.rank");
   LoraAdapter adapter = empty_adapter(model, config);
   Rng rng(seed);
   for_each_pair(adapter, model, [&](int64_t, Proj, LoraPair& pair, const Shape& a_shape, const Shape& b_shape) {
@@ -146,8 +161,9 @@ LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& mo
 
 void LoraAdapter::save_peft(const std::string& dir, const std::string& base_model) const {
   if (device() != Device::cpu) return to_device(Device::cpu).save_peft(dir, base_model);
-  fs::create_directories(dir);
   const auto named = named_tensors();  // stored in the adapter's own dtype
+  require_finite(named, dir);
+  fs::create_directories(dir);
   std::vector<std::pair<std::string, View>> views(named.begin(), named.end());
   write_safetensors((fs::path(dir) / kPeftWeightsFile).string(), views, {{"format", "pt"}});
   write_file_whole((fs::path(dir) / kPeftConfigFile).string(), config.to_peft_json(base_model).dump(2) + "\n");

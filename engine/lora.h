@@ -47,6 +47,7 @@ struct LoraAdapter {
 
   // PEFT's initialisation for `model`.
   static LoraAdapter init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed, DType dtype);
+  // Loading and saving refuse non-finite matrices with an Error naming the file and tensor.
   static LoraAdapter load_peft(const std::string& dir, const LlamaConfig& model, DType dtype);
   void save_peft(const std::string& dir, const std::string& base_model = "") const;
   // Zeros of the same structure, dtype and device: the gradient buffers.
@@ -62,6 +63,10 @@ struct LoraAdapter {
   // Every A and B under its PEFT name, layer by layer.
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
 };
+
+// The largest useful rank for adapters on `targets` of `model`: the smallest input or output size
+// among those projections (B·A has no higher rank). LoraAdapter::init refuses a larger rank.
+int64_t max_lora_rank(const LlamaConfig& model, const std::vector<Proj>& targets);
 
 // The base weights with the adapter folded in: W + scale·B·A for every targeted projection (what
 // PEFT's merge_and_unload does). The result no longer needs the adapter.

@@ -377,6 +377,9 @@ Tensor SafetensorsCheckpoint::load(std::string_view name, const Shape& expected,
   Tensor aligned_copy;
   Tensor result = Tensor::empty(expected, dtype);
   kernels::convert(result, readable_view(*info, aligned_copy));
+  if (const auto bad = find_non_finite(result))
+    throw Error(where + ": element " + std::to_string(bad->index) + " is " + value_text(bad->value) +
+                "; the file holds non-finite values (saved from a diverged run?). Use another checkpoint");
   return result;
 }
 
@@ -421,6 +424,13 @@ void copy_named_tensors(const NamedTensors& into, const NamedTensors& from, cons
       throw Error(source + ": " + name + " is " + it->second.view().str() + ", expected the shape " + tensor.shape().str());
     kernels::convert(tensor, it->second.to_device(tensor.device()));
   }
+}
+
+void require_finite(const NamedTensors& tensors, const std::string& what) {
+  for (const auto& [name, tensor] : tensors)
+    if (const auto bad = find_non_finite(tensor))
+      throw Error(what + ": tensor '" + name + "' element " + std::to_string(bad->index) + " is " +
+                  value_text(bad->value) + "; refusing to write non-finite values");
 }
 
 }  // namespace fe

@@ -78,7 +78,8 @@ class SafetensorsCheckpoint {
   std::vector<std::string> names() const;                // sorted
   // The tensor converted to `dtype` in a new CPU Tensor. Throws fe::Error naming the tensor, the
   // checkpoint path and (for a shape mismatch) both shapes when it is missing or its shape differs
-  // from `expected`.
+  // from `expected`, and naming the element when a floating tensor holds NaN or ±inf (a diverged
+  // run's weights would otherwise train or merge on silently).
   Tensor load(std::string_view name, const Shape& expected, DType dtype) const;
 
  private:
@@ -108,5 +109,9 @@ NamedTensors read_named_tensors(const std::string& path);
 // dtype and device, in place); an Error names `source` and a tensor that is missing or has another
 // shape. How checkpoints are restored into tensors a model or trainer already shares.
 void copy_named_tensors(const NamedTensors& into, const NamedTensors& from, const std::string& source);
+// Throws fe::Error naming `what` (a file or directory about to be written), the tensor and its first
+// NaN or ±inf element when a floating tensor is not finite: what keeps a diverged result from being
+// saved (over a good one).
+void require_finite(const NamedTensors& tensors, const std::string& what);
 
 }  // namespace fe

@@ -1,13 +1,16 @@
 #include "engine/tensor.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
-#include <mutex>
-#include <vector>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "kernels/elementwise.h"
+#include "kernels/half.h"
 #ifdef FE_HAVE_CUDA
 #include "kernels/cuda/check.h"
 #endif
@@ -137,6 +140,43 @@ Tensor Tensor::to_device(Device device) const {
   Tensor t = empty(shape(), dtype(), device);
   kernels::copy(t, *this);
   return t;
+}
+
+namespace {
+
+template <class Stored, class ToDouble>
+std::optional<NonFiniteElement> first_non_finite(const Tensor& t, ToDouble to_double) {
+  const Stored* data = t.as<Stored>();
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (const double value = to_double(data[i]); !std::isfinite(value)) return NonFiniteElement{i, value};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string value_text(double value) {
+  if (std::isnan(value)) return "nan";
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+std::optional<NonFiniteElement> find_non_finite(const Tensor& t) {
+  if (t.device() != Device::cpu) return find_non_finite(t.to_device(Device::cpu));
+  switch (t.dtype()) {
+    case DType::f32:
+      return first_non_finite<float>(t, [](float x) { return static_cast<double>(x); });
+    case DType::f64:
+      return first_non_finite<double>(t, [](double x) { return x; });
+    case DType::bf16:
+      return first_non_finite<uint16_t>(t, [](uint16_t x) { return static_cast<double>(bf16_to_f32(x)); });
+    case DType::f16:
+      return first_non_finite<uint16_t>(t, [](uint16_t x) { return static_cast<double>(f16_to_f32(x)); });
+    case DType::i32:
+    case DType::i64:
+      return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 }  // namespace fe

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kernels/view.h"
@@ -47,6 +48,19 @@ class Tensor {
   std::shared_ptr<void> storage_;
   View view_;
 };
+
+// The first element of a floating tensor that is NaN or ±inf: its index in the flattened tensor and
+// its value. nullopt when every element is finite, and for integer tensors. One pass over the data
+// (a GPU tensor is copied to the host first): what refuses a diverged run's tensors where they are
+// loaded, saved or received, so a NaN never passes silently.
+struct NonFiniteElement {
+  int64_t index = 0;
+  double value = 0;
+};
+std::optional<NonFiniteElement> find_non_finite(const Tensor& t);
+// A value for messages: "nan" for every NaN (std::to_string writes "-nan" for some), "inf", "-inf",
+// else the shortest of %g.
+std::string value_text(double value);
 
 // GPU memory held by tensors (not cuBLASLt's workspace or kernels' scratch):
 // now, and the most at once since the last reset. What the training benchmark reports as peak memory.

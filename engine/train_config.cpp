@@ -1,7 +1,14 @@
 #include "engine/train_config.h"
 
+#include <algorithm>
+#include <filesystem>
+
 namespace fe {
 namespace {
+
+// Sequences one optimizer step holds at once (micro_batch_size × grad_accum_steps): far beyond any
+// useful global batch, and small enough that the step's micro-batches fit in memory.
+constexpr int64_t kMaxSequencesPerStep = int64_t{1} << 20;
 
 void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
   c.train_file = for_training ? data.existing_file("train") : data.get_path("train");
@@ -38,6 +45,12 @@ void read_train(const ConfigNode& train, TrainConfig& c) {
   c.steps = train.get<int64_t>("steps", c.steps, Bounds::at_least(1));
   c.micro_batch_size = train.get<int64_t>("micro_batch_size", c.micro_batch_size, Bounds::at_least(1));
   c.grad_accum_steps = train.get<int64_t>("grad_accum_steps", c.grad_accum_steps, Bounds::at_least(1));
+  if (c.grad_accum_steps > kMaxSequencesPerStep / c.micro_batch_size)
+    train.fail(train.has("grad_accum_steps") ? "grad_accum_steps" : "micro_batch_size",
+               "micro_batch_size " + std::to_string(c.micro_batch_size) + " × grad_accum_steps " +
+                   std::to_string(c.grad_accum_steps) + " sequences per step is out of range: allowed 1 to " +
+                   std::to_string(kMaxSequencesPerStep) +
+                   " in all; lower train.grad_accum_steps or train.micro_batch_size");
   OptimizerOptions& o = c.optimizer;
   o.kind = train.get_choice("optimizer", {"adamw", "sgd"}, "adamw") == "sgd" ? OptimizerKind::sgd : OptimizerKind::adamw;
   o.lr = train.get<double>("lr", o.lr, Bounds::greater_than(0));
@@ -87,6 +100,33 @@ void read_output(const ConfigNode& output, bool for_training, TrainConfig& c) {
   c.save_every = output.get<int64_t>("save_every", c.save_every, Bounds::at_least(0));
 }
 
+// Settings the model's shape bounds, checked against MODEL/config.json so that the error points at
+// the YAML line. Without a config.json nothing is checked here: loading the model reports it.
+void check_against_model(const ConfigNode& root, const TrainConfig& c) {
+  const std::filesystem::path file = std::filesystem::path(c.model_dir) / "config.json";
+  if (!std::filesystem::is_regular_file(file)) return;
+  const LlamaConfig model = LlamaConfig::load(file.string());
+  const std::string positions = std::to_string(model.max_position_embeddings);
+  const std::string where = " (max_position_embeddings in " + file.string() + ")";
+  const ConfigNode data = root.child("data");
+  if (data.has("max_seq_len") && c.data.max_seq_len > model.max_position_embeddings)
+    data.fail("max_seq_len", std::to_string(c.data.max_seq_len) + " exceeds the model's " + positions + " positions" +
+                                 where + ": allowed 2 to " + positions + "; lower data.max_seq_len");
+  const ConfigNode eval = root.child("eval");
+  if (eval.has("max_new_tokens") && c.eval.sampling.max_new_tokens > model.max_position_embeddings)
+    eval.fail("max_new_tokens", std::to_string(c.eval.sampling.max_new_tokens) + " exceeds the model's " + positions +
+                                    " positions" + where + ": allowed 1 to " + positions +
+                                    "; lower eval.max_new_tokens");
+  if (!c.full_parameter && c.init_adapter.empty()) {
+    const int64_t max_rank = max_lora_rank(model, c.lora.targets);
+    if (c.lora.rank > max_rank)
+      root.child("adapter").fail("rank", std::to_string(c.lora.rank) +
+                                             " exceeds the dimensions of the targeted projections of " + c.model_dir +
+                                             ": allowed 1 to " + std::to_string(max_rank) +
+                                             " (the smallest input or output size); lower adapter.rank");
+  }
+}
+
 }  // namespace
 
 TrainConfig read_train_config(const ConfigNode& root, bool for_training) {
@@ -104,6 +144,7 @@ TrainConfig read_train_config(const ConfigNode& root, bool for_training) {
   read_train(root.child("train"), c);
   read_eval(root.child("eval"), c);
   read_output(root.child("output"), for_training, c);
+  check_against_model(root, c);
   return c;
 }
 

@@ -13,7 +13,10 @@
 //   eval:    every, batch_size, exact_match, max_examples, max_new_tokens, temperature, top_p,
 //            normalize (strip, collapse_whitespace, lowercase, remove_punctuation)
 //   output:  dir, log_every, save_every
-// configs/train.yaml documents every key with its default.
+// configs/train.yaml documents every key with its default. Ranges the model's shape sets are checked
+// against MODEL/config.json where it exists, so the error names the YAML line: data.max_seq_len and
+// eval.max_new_tokens at most max_position_embeddings, adapter.rank at most the smallest dimension
+// of the targeted projections; and micro_batch_size × grad_accum_steps at most 2^20 sequences.
 #pragma once
 
 #include <string>

@@ -44,6 +44,7 @@ void Trainer::track(const std::vector<std::pair<std::string, Tensor>>& params,
     params_.push_back(params[i].second);
     grads_.push_back(grads[i].second);
     grad_views_.push_back(grads[i].second);
+    param_views_.push_back(params[i].second);
     if (options_.kind == OptimizerKind::adamw) {
       const Tensor& p = params[i].second;
       first_moments_.push_back(Tensor::zeros(p.shape(), p.dtype(), p.device()));
@@ -200,12 +201,23 @@ StepStats Trainer::step(std::span<const Batch> micro_batches) {
     all_reduce_gradients();
   }
   stats.loss = all_reduce(loss_sum) / static_cast<double>(stats.tokens);
+  if (!std::isfinite(stats.loss)) fail_non_finite("the loss", stats.loss);
   add_proximal_gradient();
   stats.grad_norm = clip_gradients();
+  if (!std::isfinite(stats.grad_norm)) fail_non_finite("the gradient norm", stats.grad_norm);
   stats.lr = learning_rate(options_, step_);
   update(stats.lr);
+  if (const double norm = kernels::global_norm(param_views_); !std::isfinite(norm))
+    fail_non_finite("the norm of the trained tensors after the update", norm);
   ++step_;
   return stats;
+}
+
+void Trainer::fail_non_finite(const std::string& quantity, double value) const {
+  throw Error("training step " + std::to_string(step_ + 1) + ": " + quantity + " is " + value_text(value) + " (lr " +
+              value_text(learning_rate(options_, step_)) +
+              "); the run diverged or its inputs are not finite. Lower train.lr, set train.max_grad_norm, and check "
+              "the base model and the starting adapter");
 }
 
 }  // namespace fe

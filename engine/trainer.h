@@ -79,6 +79,9 @@ class Trainer {
 
   // One optimizer step over this rank's micro-batches (all of the global batch with one rank);
   // stats are the global batch's. A global batch without label tokens changes nothing (tokens = 0).
+  // A loss or gradient norm that is NaN or ±inf is an Error naming the step and the quantity,
+  // thrown before the update; trained tensors the update made non-finite are one too (so a
+  // diverged run stops instead of training and saving NaN).
   StepStats step(std::span<const Batch> micro_batches);
   // FedProx: from now on the objective gains (mu/2)·‖w − anchor‖² over the trained tensors,
   // whose gradient mu·(w − anchor) joins the loss gradient before clipping. anchor holds one
@@ -96,6 +99,7 @@ class Trainer {
   void track(const std::vector<std::pair<std::string, Tensor>>& params,
              const std::vector<std::pair<std::string, Tensor>>& grads);
   double clip_gradients();
+  [[noreturn]] void fail_non_finite(const std::string& quantity, double value) const;
   // Sums the gradients over the ranks, bucket by bucket.
   void all_reduce_gradients();
   void update(double lr);
@@ -118,6 +122,7 @@ class Trainer {
   std::vector<std::string> names_;  // of the trained tensors
   std::vector<Tensor> params_, grads_, first_moments_, second_moments_;
   std::vector<View> grad_views_;  // grads_ as the list the multi-tensor kernels take
+  std::vector<View> param_views_;  // params_ likewise
   int64_t step_ = 0;
   double proximal_mu_ = 0;
   std::vector<Tensor> proximal_anchor_;

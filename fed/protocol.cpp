@@ -21,8 +21,6 @@
 #include <optional>
 #include <set>
 
-#include "kernels/half.h"
-
 namespace fe::fed {
 namespace {
 
@@ -367,33 +365,6 @@ void check_crc32(const Fields& fields, std::string_view data) {
          hex32(static_cast<uint32_t>(claimed)) + " (corrupted in transit?)");
 }
 
-struct NonFinite {
-  int64_t index;
-  double value;
-};
-
-template <class Stored, class ToFloat>
-std::optional<NonFinite> find_non_finite(const Tensor& t, ToFloat to_float) {
-  const Stored* data = t.as<Stored>();
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    const double value = to_float(data[i]);
-    if (!std::isfinite(value)) return NonFinite{i, value};
-  }
-  return std::nullopt;
-}
-
-std::optional<NonFinite> find_non_finite(const Tensor& t) {
-  switch (t.dtype()) {
-    case DType::f32: return find_non_finite<float>(t, [](float x) { return x; });
-    case DType::f64: return find_non_finite<double>(t, [](double x) { return x; });
-    case DType::bf16: return find_non_finite<uint16_t>(t, bf16_to_f32);
-    case DType::f16: return find_non_finite<uint16_t>(t, f16_to_f32);
-    case DType::i32:
-    case DType::i64: return std::nullopt;
-  }
-  return std::nullopt;
-}
-
 NamedTensor decode_tensor(const msgpack::object& entry, size_t index) {
   Fields fields(entry, "tensors[" + std::to_string(index) + "]");
   std::string name(as_string(fields.required("name"), fields.where("name")));
@@ -408,7 +379,7 @@ NamedTensor decode_tensor(const msgpack::object& entry, size_t index) {
 
   Tensor tensor = Tensor::empty(shape, dtype);
   if (!data.empty()) std::memcpy(tensor.data(), data.data(), data.size());
-  if (const std::optional<NonFinite> bad = find_non_finite(tensor))
+  if (const std::optional<NonFiniteElement> bad = find_non_finite(tensor))
     fail(fields.where() + ": element " + std::to_string(bad->index) + " of " + describe(dtype, shape) + " is " +
          std::to_string(bad->value));
   return {std::move(name), std::move(tensor)};
