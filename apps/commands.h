@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/yaml_config.h"
 #include "kernels/view.h"
 
 namespace fe::cli {
@@ -25,5 +26,9 @@ void add_import_gguf(CLI::App& app);
 
 // --dtype values for files written to disk.
 DType parse_storage_dtype(const std::string& name);
+
+// Accepts an option's value when it is a number within `bounds` (the ranges configs use), and
+// otherwise refuses it with the valid range: "--top-p: must be in (0, 1], got 2".
+CLI::Validator within(const Bounds& bounds);
 
 }  // namespace fe::cli

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "apps/commands.h"
 #include "engine/dataset.h"
@@ -27,8 +28,39 @@ const char* kFederationHelp = "federation YAML (see configs/federation.yaml)";
 std::string self_executable() { return fs::read_symlink("/proc/self/exe").string(); }
 
 // A PEFT adapter directory as named tensors, without needing the base model.
-NamedTensors read_adapter_tensors(const std::string& dir) {
-  return read_named_tensors((fs::path(dir) / kPeftWeightsFile).string());
+NamedTensors read_adapter_tensors(const std::string& dir) { return read_named_tensors(peft_weights_file(dir)); }
+
+// "10,30" → {10, 30}; "" → {} (equal weights).
+std::vector<int64_t> parse_counts(const std::string& text) {
+  std::vector<int64_t> counts;
+  if (text.empty()) return counts;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');) {
+    size_t used = 0;
+    long long count = -1;
+    try {
+      count = std::stoll(item, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != item.size() || count < 1)
+      throw Error("--examples " + text + ": \"" + item + "\" is not a positive count (expected counts like 10,30)");
+    counts.push_back(count);
+  }
+  return counts;
+}
+
+// An existing directory. A bare number where an adapter belongs is a count that --examples did not
+// take: it takes one comma-separated list, so that counts and adapters never run into each other.
+CLI::Validator adapter_directory() {
+  return CLI::Validator(
+      [](std::string& path) -> std::string {
+        if (fs::is_directory(path)) return "";
+        if (!path.empty() && path.find_first_not_of("0123456789") == std::string::npos)
+          return "\"" + path + "\" is a number, not an adapter directory: give --examples its counts as one " +
+                 "comma-separated list (--examples 10,30)";
+        return "adapter directory \"" + path + "\" does not exist";
+      },
+      "DIR");
 }
 
 }  // namespace
@@ -167,32 +199,43 @@ void add_keygen(CLI::App& app) {
 void add_aggregate(CLI::App& app) {
   struct Args {
     fed::StrategyOptions strategy;
-    std::string base, out;
+    std::string base, out, examples;
     std::vector<std::string> adapters;
-    std::vector<int64_t> examples;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "aggregate",
       "Aggregate PEFT adapters offline, as one server round would: OUT = strategy(BASE; A1, A2, ...).\n"
-      "FedAvg with equal weights also merges adapters by hand.");
+      "FedAvg with equal weights also merges adapters by hand. The fedopt strategies (fedadagrad, fedadam,\n"
+      "fedyogi) step from BASE along the pseudo-gradient Δ = mean(A) − BASE with moments that start at zero:\n"
+      "m = (1 − β₁)·Δ, v from Δ² (fed/strategy.h), OUT = BASE + η·m / (√v + τ).");
   cmd->add_option("--strategy", args->strategy.name, "fedavg, fedprox, fedadagrad, fedadam or fedyogi")->capture_default_str();
-  cmd->add_option("--eta", args->strategy.eta, "server learning rate (fedadagrad/fedadam/fedyogi)")->capture_default_str();
-  cmd->add_option("--beta1", args->strategy.beta1)->capture_default_str();
-  cmd->add_option("--beta2", args->strategy.beta2)->capture_default_str();
-  cmd->add_option("--tau", args->strategy.tau)->capture_default_str();
+  cmd->add_option("--eta", args->strategy.eta, "server learning rate η (fedadagrad/fedadam/fedyogi)")
+      ->capture_default_str();
+  cmd->add_option("--beta1", args->strategy.beta1, "first-moment decay β₁ in [0, 1) (fedadagrad/fedadam/fedyogi)")
+      ->capture_default_str();
+  cmd->add_option("--beta2", args->strategy.beta2, "second-moment decay β₂ in [0, 1) (fedadam/fedyogi)")
+      ->capture_default_str();
+  cmd->add_option("--tau", args->strategy.tau,
+                  "adaptivity τ > 0: added to √v, and v starts at τ² (fedadagrad/fedadam/fedyogi)")
+      ->capture_default_str();
   cmd->add_flag("--bias-correction", args->strategy.bias_correction, "bias-corrected moments (fedadam/fedyogi)");
   cmd->add_option("--base", args->base, "the current global adapter")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--out", args->out, "output adapter directory")->required();
-  cmd->add_option("--examples", args->examples, "examples per adapter (weights; default all equal)");
-  cmd->add_option("adapters", args->adapters, "participants' adapters")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--examples", args->examples,
+                  "examples per adapter, one comma-separated list in the adapters' order (--examples 10,30):\n"
+                  "their weights; default all equal");
+  cmd->add_option("adapters", args->adapters, "participants' adapters")->required()->check(adapter_directory());
   cmd->callback([args] {
-    if (!args->examples.empty() && args->examples.size() != args->adapters.size())
-      throw Error("--examples needs one count per adapter (" + std::to_string(args->adapters.size()) + ")");
+    const std::vector<int64_t> examples = parse_counts(args->examples);
+    if (!examples.empty() && examples.size() != args->adapters.size())
+      throw Error("--examples " + args->examples + ": needs one count per adapter (" +
+                  std::to_string(args->adapters.size()) + "), got " + std::to_string(examples.size()));
     const NamedTensors base = read_adapter_tensors(args->base);
     std::vector<fed::ClientResult> results;
     for (size_t i = 0; i < args->adapters.size(); ++i)
-      results.push_back({args->adapters[i], read_adapter_tensors(args->adapters[i]), args->examples.empty() ? 1 : args->examples[i]});
+      results.push_back(
+          {args->adapters[i], read_adapter_tensors(args->adapters[i]), examples.empty() ? 1 : examples[i]});
     const NamedTensors merged = fed::make_strategy(args->strategy)->aggregate(1, base, results);
     require_finite(merged, args->out);
     fs::create_directories(args->out);

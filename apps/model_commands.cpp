@@ -1,7 +1,9 @@
 // init-model, make-data, merge: commands that write models and data.
+#include <cstdlib>
 #include <iostream>
 
 #include "apps/commands.h"
+#include "apps/output_dir.h"
 #include "engine/lora.h"
 #include "engine/model_files.h"
 #include "engine/synthetic_data.h"
@@ -13,6 +15,17 @@ DType parse_storage_dtype(const std::string& name) {
   if (name == "bf16") return DType::bf16;
   if (name == "f16") return DType::f16;
   throw Error("--dtype must be f32, bf16 or f16, got \"" + name + "\"");
+}
+
+CLI::Validator within(const Bounds& bounds) {
+  return CLI::Validator(
+      [bounds](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0') return "expected a number, got \"" + text + "\"";
+        return bounds.contains(value) ? "" : "must be " + bounds.str() + ", got " + text;
+      },
+      bounds.str());
 }
 
 void add_init_model(CLI::App& app) {
@@ -67,6 +80,7 @@ void add_make_data(CLI::App& app) {
 void add_merge(CLI::App& app) {
   struct Args {
     std::string model, adapter, out, dtype = "f32";
+    bool overwrite = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -74,10 +88,15 @@ void add_merge(CLI::App& app) {
                "that needs no adapter, like PEFT's merge_and_unload.");
   cmd->add_option("--model", args->model, "base model directory (HF layout)")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--adapter", args->adapter, "PEFT adapter directory")->required()->check(CLI::ExistingDirectory);
-  cmd->add_option("--out", args->out, "output directory")->required();
+  cmd->add_option("--out", args->out, "output directory: new or empty")->required();
   cmd->add_option("--dtype", args->dtype, "storage dtype: f32, bf16 or f16")->capture_default_str();
+  cmd->add_flag("--overwrite", args->overwrite,
+                "write into --out although it is not empty (the files merge writes are replaced, the rest stays)");
   cmd->callback([args] {
     const DType dtype = parse_storage_dtype(args->dtype);
+    // A merged model cannot be told from any other model, the base included: any content is refused.
+    if (claim_output_dir(args->out, "--out", "merge", nullptr, args->overwrite) == OutputDir::claimed_with_overwrite)
+      std::cout << "--overwrite: writing into " << args->out << ", which is not empty\n";
     const LlamaWeights base = LlamaWeights::load(args->model, DType::f32);
     const LoraAdapter adapter = LoraAdapter::load_peft(args->adapter, base.config, DType::f32);
     merge_lora(base, adapter).save(args->out, dtype);

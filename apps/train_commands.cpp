@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/output_dir.h"
 #include "engine/generation_config.h"
 #include "engine/train_run.h"
 #include "fed/processes.h"
@@ -16,8 +17,8 @@ const char* kConfigHelp = "YAML config (see configs/train.yaml for every key and
 
 TrainConfig read_config(const std::string& path, bool for_training) {
   const ConfigNode root = ConfigNode::load_file(path);
-  TrainConfig config = read_train_config(root, for_training);
-  root.check_all_keys_used();
+  TrainConfig config;
+  root.read_checked([&] { config = read_train_config(root, for_training); });
   return config;
 }
 
@@ -64,9 +65,19 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--resume", *resume,
                 "continue from the newest OUTPUT/checkpoint-N (output.save_every, or Ctrl-C) where a run\n"
                 "stopped, with the same settings: the uninterrupted run's result (bit for bit on the CPU)");
-  cmd->callback([path, resume] {
+  auto overwrite = std::make_shared<bool>(false);
+  cmd->add_flag("--overwrite", *overwrite,
+                "write into output.dir even when it holds files that no earlier `fedengine train` wrote (what\n"
+                "train writes there is replaced, the rest stays); without it such a directory is refused");
+  cmd->callback([path, resume, overwrite] {
     const std::atomic<bool>* stop = fed::stop_on_signals();  // before any work, so no signal finds the default action
-    const TrainSummary summary = run_training(read_config(*path, true), std::cout, *resume, stop);
+    const TrainConfig config = read_config(*path, true);
+    const OutputDir output = claim_output_dir(config.output_dir, "output.dir", "train", is_training_output, *overwrite);
+    if (output == OutputDir::earlier_output && !*resume)
+      std::cout << "replacing the output of an earlier run in " << config.output_dir << "\n";
+    if (output == OutputDir::claimed_with_overwrite)
+      std::cout << "--overwrite: writing into " << config.output_dir << " beside the files already there\n";
+    const TrainSummary summary = run_training(config, std::cout, *resume, stop);
     if (summary.stopped) std::exit(130);  // the shell's code for an interrupted command
     std::cout << "done: " << summary.steps << " steps, final train loss " << summary.final_train_loss << "\n";
   });
@@ -84,15 +95,19 @@ void add_eval(CLI::App& app) {
       "exact-match accuracy of generated completions (eval section: max_examples, max_new_tokens,\n"
       "temperature, top_p, normalize).");
   cmd->add_option("config", args->config, kConfigHelp)->required()->check(CLI::ExistingFile);
-  cmd->add_option("--adapter", args->adapter, "PEFT adapter to evaluate (default: adapter.init of the config; none: the base model)")
-      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--adapter", args->adapter,
+                  "PEFT adapter directory to evaluate (default: adapter.init of the config), or none: the base\n"
+                  "model alone")
+      ->check(CLI::IsMember({"none"}) | CLI::ExistingDirectory);
   cmd->add_flag("--json", args->json, "print the result as one JSON object");
   cmd->callback([args] {
     const TrainConfig config = read_config(args->config, false);
     if (config.eval_file.empty()) throw Error(args->config + ": fedengine eval needs data.eval");
     const LoadedRun run = load_run(config, false);
     const LlamaModel model(run.weights);
-    const std::string adapter_dir = args->adapter.empty() ? config.init_adapter : args->adapter;
+    const std::string adapter_dir = args->adapter == "none" ? ""
+                                    : args->adapter.empty() ? config.init_adapter
+                                                            : args->adapter;
     LoraAdapter adapter;
     if (!adapter_dir.empty())
       adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32).to_device(model.device());
@@ -137,8 +152,12 @@ void add_generate(CLI::App& app) {
   cmd->add_flag("--chat", args->chat, "lay the prompt out as a user turn with the model's chat template")->needs(text);
   cmd->add_option("--system", args->system, "with --chat: a system message before the user's")->needs("--chat");
   cmd->add_option("--max-new-tokens", args->sampling.max_new_tokens, "tokens to generate at most")->capture_default_str();
-  cmd->add_option("--temperature", args->sampling.temperature, "0 for greedy decoding")->capture_default_str();
-  cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")->capture_default_str();
+  cmd->add_option("--temperature", args->sampling.temperature, "0 for greedy decoding")
+      ->capture_default_str()
+      ->check(within(Bounds::at_least(0)));
+  cmd->add_option("--top-p", args->sampling.top_p, "nucleus sampling mass")
+      ->capture_default_str()
+      ->check(within(Bounds{.min = 0, .max = 1, .min_exclusive = true}));
   cmd->add_option("--seed", args->sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_flag("--no-bos", args->no_bos,
                 "do not start a --prompt with BOS (by default it gets one where the tokenizer adds one)");

@@ -79,6 +79,10 @@ LoraConfig LoraConfig::from_peft_json(const json& j, const std::string& source) 
   for (const char* unsupported : {"rank_pattern", "alpha_pattern"})
     if (j.contains(unsupported) && !j[unsupported].is_null() && !j[unsupported].empty())
       fail(std::string("\"") + unsupported + "\" is not supported");
+  if (j.contains("layers_to_transform") && !j["layers_to_transform"].is_null())
+    fail(
+        "\"layers_to_transform\" is not supported: fedengine adapters adapt their target modules in every layer "
+        "(train the adapter without layers_to_transform)");
   if (j.value("use_dora", false)) fail("DoRA adapters (use_dora) are not supported");
   return c;
 }
@@ -132,7 +136,18 @@ LoraAdapter LoraAdapter::init(const LlamaConfig& model, const LoraConfig& config
   return adapter;
 }
 
-LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& model, DType dtype) {
+std::string peft_weights_file(const std::string& dir) {
+  const fs::path weights = fs::path(dir) / kPeftWeightsFile;
+  const fs::path pickle = fs::path(dir) / "adapter_model.bin";
+  if (!fs::exists(weights) && fs::exists(pickle))
+    throw Error(pickle.string() + ": a pickled PyTorch adapter; fedengine reads only " + kPeftWeightsFile +
+                ". Convert it with python3 -c \"import torch, safetensors.torch as st; st.save_file(torch.load('" +
+                pickle.string() + "', map_location='cpu'), '" + weights.string() +
+                "', metadata={'format': 'pt'})\" (or save it with PEFT's save_pretrained(safe_serialization=True))");
+  return weights.string();
+}
+
+LoraConfig LoraConfig::load_peft(const std::string& dir) {
   const std::string config_path = (fs::path(dir) / kPeftConfigFile).string();
   std::ifstream in(config_path);
   if (!in) throw Error(config_path + ": cannot open the adapter config");
@@ -142,8 +157,12 @@ LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& mo
   } catch (const json::parse_error& e) {
     throw Error(config_path + ": not valid JSON: " + e.what());
   }
-  LoraAdapter adapter = empty_adapter(model, LoraConfig::from_peft_json(j, config_path));
-  const std::string weights_path = (fs::path(dir) / kPeftWeightsFile).string();
+  return from_peft_json(j, config_path);
+}
+
+LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& model, DType dtype) {
+  LoraAdapter adapter = empty_adapter(model, LoraConfig::load_peft(dir));
+  const std::string weights_path = peft_weights_file(dir);
   const SafetensorsCheckpoint checkpoint(weights_path);
   std::set<std::string> expected;
   for_each_pair(adapter, model, [&](int64_t l, Proj p, LoraPair& pair, const Shape& a_shape, const Shape& b_shape) {
@@ -211,6 +230,14 @@ std::vector<std::pair<std::string, Tensor>> LoraAdapter::named_tensors() const {
         named.emplace_back(peft_name(l, p, true), pair.b);
       }
   return named;
+}
+
+int64_t LoraAdapter::num_parameters() const {
+  int64_t count = 0;
+  for (const auto& layer : layers)
+    for (const LoraPair& pair : layer)
+      if (pair.defined()) count += pair.a.numel() + pair.b.numel();
+  return count;
 }
 
 }  // namespace fe

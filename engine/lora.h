@@ -19,6 +19,11 @@ namespace fe {
 inline constexpr char kPeftConfigFile[] = "adapter_config.json";
 inline constexpr char kPeftWeightsFile[] = "adapter_model.safetensors";
 
+// DIR/adapter_model.safetensors, the weights of the PEFT adapter in DIR. An Error when DIR holds
+// PEFT's pickled adapter_model.bin instead (fedengine reads safetensors only), with the command
+// that converts it.
+std::string peft_weights_file(const std::string& dir);
+
 struct LoraConfig {
   int64_t rank = 8;
   double alpha = 16;
@@ -29,6 +34,8 @@ struct LoraConfig {
   bool targets_proj(Proj p) const;
   // PEFT's adapter_config.json fields; `source` names the file in error messages.
   static LoraConfig from_peft_json(const nlohmann::json& j, const std::string& source);
+  // The config of the PEFT adapter in DIR (its adapter_config.json).
+  static LoraConfig load_peft(const std::string& dir);
   nlohmann::json to_peft_json(const std::string& base_model) const;
 };
 
@@ -62,6 +69,8 @@ struct LoraAdapter {
   Device device() const;
   // Every A and B under its PEFT name, layer by layer.
   std::vector<std::pair<std::string, Tensor>> named_tensors() const;
+  // What training changes: the elements of every A and B.
+  int64_t num_parameters() const;
 };
 
 // The largest useful rank for adapters on `targets` of `model`: the smallest input or output size

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "core/number_text.h"
+
 namespace fe {
 namespace {
 
@@ -23,6 +25,36 @@ void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
   c.bucket_by_length = data.get<bool>("bucket_by_length", c.bucket_by_length);
 }
 
+std::string targets_text(const LoraConfig& lora) {
+  std::string text;
+  for (Proj p : lora.targets) text += std::string(text.empty() ? "[" : ", ") + proj_name(p);
+  return text + "]";
+}
+
+// Training continues adapter.init with its own rank, alpha, rsLoRA and targets: a setting here that
+// says otherwise would be silently ignored, so it is refused, naming both values.
+void require_agreement_with_init(const ConfigNode& adapter, const TrainConfig& c) {
+  const LoraConfig init = LoraConfig::load_peft(c.init_adapter);
+  const auto refuse = [&](const std::string& key, const std::string& here, const std::string& there,
+                          const std::string& peft_key) {
+    adapter.fail(key, here + ", but adapter.init " + c.init_adapter + " has " + peft_key + " " + there +
+                          " (its adapter_config.json); training continues that adapter as it is: drop adapter." + key +
+                          " or make it " + there);
+  };
+  if (adapter.has("rank") && c.lora.rank != init.rank)
+    refuse("rank", std::to_string(c.lora.rank), std::to_string(init.rank), "r");
+  if (adapter.has("alpha") && c.lora.alpha != init.alpha)
+    refuse("alpha", number_text(c.lora.alpha), number_text(init.alpha), "lora_alpha");
+  if (adapter.has("rslora") && c.lora.use_rslora != init.use_rslora)
+    refuse("rslora", c.lora.use_rslora ? "true" : "false", init.use_rslora ? "true" : "false", "use_rslora");
+  const auto sorted = [](std::vector<Proj> targets) {
+    std::sort(targets.begin(), targets.end());
+    return targets;
+  };
+  if (adapter.has("targets") && sorted(c.lora.targets) != sorted(init.targets))
+    refuse("targets", targets_text(c.lora), targets_text(init), "target_modules");
+}
+
 void read_adapter(const ConfigNode& adapter, TrainConfig& c) {
   c.full_parameter = adapter.get_choice("method", {"lora", "full"}, "lora") == "full";
   c.lora.rank = adapter.get<int64_t>("rank", c.lora.rank, Bounds::at_least(1));
@@ -39,6 +71,7 @@ void read_adapter(const ConfigNode& adapter, TrainConfig& c) {
   if (c.lora.targets.empty()) adapter.fail("targets", "name at least one projection");
   c.init_adapter = adapter.has("init") ? adapter.existing_dir("init") : "";
   if (c.full_parameter && !c.init_adapter.empty()) adapter.fail("init", "full-parameter training takes no adapter");
+  if (!c.init_adapter.empty()) require_agreement_with_init(adapter, c);
 }
 
 void read_train(const ConfigNode& train, TrainConfig& c) {

@@ -127,6 +127,11 @@ double keep_metrics_up_to(const fs::path& file, int64_t step) {
 
 }  // namespace
 
+bool is_training_output(std::string name) {
+  if (name.ends_with(".tmp") || name.ends_with(".old")) name.resize(name.size() - 4);  // staging names
+  return name == "metrics.jsonl" || name == "adapter" || name == "model" || is_checkpoint_name(name);
+}
+
 std::string describe(const EvalResult& r) {
   char text[160];
   std::snprintf(text, sizeof text, "loss %.4f | ppl %.3f", r.loss, r.perplexity);
@@ -197,9 +202,13 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
 
   fs::create_directories(c.output_dir);
   MetricsLog metrics((fs::path(c.output_dir) / "metrics.jsonl").string(), resume);
-  progress << "training " << (c.full_parameter ? "all parameters" : "a LoRA adapter") << " of " << c.model_dir << " ("
-           << model_config.num_parameters() << " parameters) on " << run.train.size() << " examples, " << c.steps
-           << " steps of " << c.micro_batch_size * c.grad_accum_steps << " sequences"
+  // What trains, then the base it trains on (frozen under LoRA).
+  progress << "training "
+           << (lora ? "a LoRA adapter (" + std::to_string(lora->num_parameters()) + " parameters) of "
+                    : "all parameters of ")
+           << c.model_dir << " (" << model_config.num_parameters() << " parameters" << (lora ? ", frozen" : "")
+           << ") on " << run.train.size() << " examples, " << c.steps << " steps of "
+           << c.micro_batch_size * c.grad_accum_steps << " sequences"
            << (c.device == Device::cuda ? ", on the GPU in bf16" : "") << "\n";
 
   auto evaluate_now = [&](int64_t step) {

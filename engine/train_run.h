@@ -46,6 +46,11 @@ struct TrainSummary {
 TrainSummary run_training(const TrainConfig& config, std::ostream& progress, bool resume = false,
                           const std::atomic<bool>* stop = nullptr);
 
+// Whether an entry of the output directory named `name` is one that run_training writes there
+// (metrics.jsonl, adapter/, model/, checkpoint-N/, or one of these while it is being written): what
+// tells an earlier run's output directory from one that holds anything else.
+bool is_training_output(std::string name);
+
 // One line: "loss 0.123 | ppl 1.13 | exact match 87/100 (87.0%)".
 std::string describe(const EvalResult& result);
 

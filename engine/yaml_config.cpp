@@ -9,12 +9,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <string_view>
 
 #include "core/error.h"
+#include "core/number_text.h"
 
 namespace fe {
 namespace yaml_detail {
@@ -46,11 +49,15 @@ struct MapState {
   // A merged map forwards reads to the maps it was built from, whose entries are the ones that
   // check_all_keys_used() on the root walks.
   std::vector<std::shared_ptr<MapState>> merged_from;
+  // The empty maps child() gave for sections the file lacks, kept so that the keys asked of them
+  // are known too: "did you mean" looks for a misplaced key in every section.
+  std::map<std::string, std::shared_ptr<MapState>> absent_children;
 
   Entry* find(const std::string& key) {
     auto it = std::find_if(entries.begin(), entries.end(), [&](const Entry& e) { return e.key == key; });
     return it == entries.end() ? nullptr : &*it;
   }
+  const Entry* find(const std::string& key) const { return const_cast<MapState*>(this)->find(key); }
 
   // Records `key` as asked for and marks its entry read, here and in the maps this one merges.
   Entry* read(const std::string& key) {
@@ -59,6 +66,12 @@ struct MapState {
     Entry* entry = find(key);
     if (entry) entry->read = true;
     return entry;
+  }
+
+  // Records `key` as asked for without reading it.
+  void know(const std::string& key) {
+    asked.insert(key);
+    for (const auto& origin : merged_from) origin->know(key);
   }
 };
 
@@ -342,22 +355,68 @@ void read_everything(MapState& map) {
   }
 }
 
-std::string unknown_key_hint(const std::string& key, const std::set<std::string>& known) {
-  if (const std::string* near = closest(key, known)) return " (did you mean " + quoted(*near) + "?)";
-  if (known.empty()) return "";
-  return " (known keys here: " + join_quoted(known) + ")";
+// Every map under `map` (itself included) that the program could have asked keys of: the file's
+// maps and the sections it lacks.
+void collect_maps(const MapState& map, std::vector<const MapState*>& out) {
+  out.push_back(&map);
+  for (const Entry& entry : map.entries) {
+    if (entry.map) collect_maps(*entry.map, out);
+    for (const auto& item : entry.items)
+      if (item) collect_maps(*item, out);
+  }
+  for (const auto& [key, absent] : map.absent_children) collect_maps(*absent, out);
 }
 
-void collect_unused(const MapState& map, std::vector<std::string>& out) {
+// Where else the program asked for `key`: "train.lr", or "the top-level \"tokenizer\"".
+std::string elsewhere(const std::string& key, const MapState& here, const std::vector<const MapState*>& maps) {
+  std::vector<std::string> places;
+  for (const MapState* map : maps) {
+    if (map == &here || !map->asked.count(key)) continue;
+    const std::string place = map->path.empty() ? "the top-level " + quoted(key) : quoted(join_key(map->path, key));
+    if (std::find(places.begin(), places.end(), place) == places.end()) places.push_back(place);
+  }
+  std::string text;
+  for (size_t i = 0; i < places.size() && i < 2; ++i) text += (i ? " or " : "") + places[i];
+  return text;
+}
+
+// A key the program never read: a key it asked for elsewhere (a setting in the wrong section), a
+// near spelling of one asked for here, or else the keys known here.
+std::string unknown_key_hint(const std::string& key, const MapState& map, const std::vector<const MapState*>& maps) {
+  if (const std::string place = elsewhere(key, map, maps); !place.empty()) return " (did you mean " + place + "?)";
+  if (const std::string* near = closest(key, map.asked)) return " (did you mean " + quoted(*near) + "?)";
+  if (map.asked.empty()) return "";
+  return " (known keys here: " + join_quoted(map.asked) + ")";
+}
+
+void collect_unused(const MapState& map, const std::vector<const MapState*>& maps, std::vector<std::string>& out) {
   for (const Entry& entry : map.entries) {
     if (!entry.read) {
       out.push_back(location(entry.file, entry.key_mark) + ": " + entry.path + ": unknown key" +
-                    unknown_key_hint(entry.key, map.asked));
+                    unknown_key_hint(entry.key, map, maps));
       continue;
     }
-    if (entry.map) collect_unused(*entry.map, out);
+    if (entry.map) collect_unused(*entry.map, maps, out);
     for (const auto& item : entry.items)
-      if (item) collect_unused(*item, out);
+      if (item) collect_unused(*item, maps, out);
+  }
+}
+
+// The keys never read that are near spellings of a key the program asked for and did not find:
+// when reading stops at a missing setting, the likely cause ("dta:" leaves "data:" missing).
+void collect_misspelled(const MapState& map, std::vector<std::string>& out) {
+  for (const Entry& entry : map.entries) {
+    if (!entry.read) {
+      const std::string* near = closest(entry.key, map.asked);
+      const Entry* intended = near ? map.find(*near) : nullptr;
+      if (near && (!intended || intended->value.IsNull()))
+        out.push_back(location(entry.file, entry.key_mark) + ": " + entry.path + ": unknown key (did you mean " +
+                      quoted(*near) + "?)");
+      continue;
+    }
+    if (entry.map) collect_misspelled(*entry.map, out);
+    for (const auto& item : entry.items)
+      if (item) collect_misspelled(*item, out);
   }
 }
 
@@ -367,12 +426,6 @@ YAML::Node load_yaml(const std::string& text, const std::string& source_name) {
   } catch (const YAML::Exception& e) {
     throw Error(location(source_name, e.mark) + ": invalid YAML: " + e.msg);
   }
-}
-
-std::string number_text(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
 }
 
 }  // namespace
@@ -419,6 +472,7 @@ const std::string& ConfigNode::key_path() const { return state_->path; }
 const std::string& ConfigNode::source() const { return state_->file; }
 
 bool ConfigNode::has(const std::string& key) const {
+  state_->know(key);
   const Entry* entry = state_->find(key);
   return entry && !entry->value.IsNull();
 }
@@ -504,9 +558,12 @@ std::string ConfigNode::existing_dir(const std::string& key) const {
 ConfigNode ConfigNode::child(const std::string& key) const {
   const Entry* entry = given(*state_, key);
   if (!entry) {
-    auto empty = std::make_shared<MapState>();
-    empty->path = join_key(state_->path, key);
-    empty->file = state_->file;
+    std::shared_ptr<MapState>& empty = state_->absent_children[key];
+    if (!empty) {
+      empty = std::make_shared<MapState>();
+      empty->path = join_key(state_->path, key);
+      empty->file = state_->file;
+    }
     return ConfigNode(empty);
   }
   if (!entry->map) value_of(*entry).expected("a map");
@@ -539,12 +596,28 @@ ConfigNode ConfigNode::with_overrides(const ConfigNode& overrides) const {
 }
 
 void ConfigNode::check_all_keys_used() const {
+  std::vector<const MapState*> maps;
+  collect_maps(*state_, maps);
   std::vector<std::string> unused;
-  collect_unused(*state_, unused);
+  collect_unused(*state_, maps, unused);
   if (unused.empty()) return;
   std::string message;
   for (const std::string& line : unused) message += (message.empty() ? "" : "\n") + line;
   throw Error(message);
+}
+
+void ConfigNode::read_checked(const std::function<void()>& read) const {
+  try {
+    read();
+  } catch (const Error& error) {
+    std::vector<std::string> misspelled;
+    collect_misspelled(*state_, misspelled);
+    if (misspelled.empty()) throw;
+    std::string message;
+    for (const std::string& line : misspelled) message += line + "\n";
+    throw Error(message + error.what());
+  }
+  check_all_keys_used();
 }
 
 void ConfigNode::fail(const std::string& key, const std::string& message) const {

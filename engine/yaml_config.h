@@ -33,6 +33,7 @@
 
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -89,7 +90,8 @@ class ConfigNode {
   // The file this map was read from.
   const std::string& source() const;
 
-  // True when `key` is present and not null. Does not count as reading it.
+  // True when `key` is present and not null. Does not count as reading it, but makes `key` a
+  // known key of this map (a "did you mean" candidate).
   bool has(const std::string& key) const;
   // True when `key` is present and set to null (`key: null`, `key: ~`, `key:`). Counts as reading
   // it: for settings where an explicit "none" differs from the default.
@@ -139,9 +141,17 @@ class ConfigNode {
   ConfigNode with_overrides(const ConfigNode& overrides) const;
 
   // Throws Error listing, one per line, every key under this map that was never read, with its
-  // file:line:column, full path and a "did you mean" suggestion among the keys the program asked
-  // for in that map. Call it on the root once the command has read all its settings.
+  // file:line:column, full path and a "did you mean" suggestion: the same key where the program
+  // asked for it in another section ("did you mean the top-level \"tokenizer\"?" for
+  // data.tokenizer), else a near spelling among the keys asked for in that map, else those keys.
+  // Call it on the root once the command has read all its settings.
   void check_all_keys_used() const;
+
+  // Runs `read` (the command reading its settings from this root), then check_all_keys_used().
+  // When `read` throws an Error, a misspelled key is the likely cause ("dta:" leaves data.train
+  // missing): the Error then lists first, with file:line:column, every key never read that is a
+  // near spelling of a key `read` asked for and the file lacks, then `read`'s message.
+  void read_checked(const std::function<void()>& read) const;
 
   // Throws Error("<file:line:col>: <path.key>: <message>"), located at `key` when it is present
   // and at this map otherwise: for checks that involve several settings.

@@ -236,10 +236,9 @@ const ParticipantConfig& FederationConfig::participant(const std::string& name) 
   throw Error(path + ": no participant named \"" + name + "\" (participants: " + names + ")");
 }
 
-FederationConfig read_federation_config(const std::string& path) {
-  const ConfigNode root = ConfigNode::load_file(path);
-  FederationConfig config;
-  config.path = path;
+namespace {
+
+void read_settings(const ConfigNode& root, FederationConfig& config) {
   config.server = read_server(root.child("server"));
   std::set<std::string> names;
   const std::vector<ConfigNode> entries = root.children_list("participants");
@@ -281,7 +280,15 @@ FederationConfig read_federation_config(const std::string& path) {
   check_count_noise(config, root.child("privacy"));
   if (config.server.min_clients > static_cast<int64_t>(config.participants.size()))
     root.child("server").fail("min_clients", "exceeds the " + std::to_string(config.participants.size()) + " participants listed");
-  root.check_all_keys_used();
+}
+
+}  // namespace
+
+FederationConfig read_federation_config(const std::string& path) {
+  const ConfigNode root = ConfigNode::load_file(path);
+  FederationConfig config;
+  config.path = path;
+  root.read_checked([&] { read_settings(root, config); });
   return config;
 }
 

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "engine/rng.h"
-#include "fed/number_text.h"
+#include "core/number_text.h"
 
 namespace fe::fed {
 namespace {

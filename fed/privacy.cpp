@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "fed/number_text.h"
+#include "core/number_text.h"
 #include "kernels/elementwise.h"
 
 namespace fe::fed {

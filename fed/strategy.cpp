@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "engine/rng.h"
-#include "fed/number_text.h"
+#include "core/number_text.h"
 #include "kernels/elementwise.h"
 
 namespace fe::fed {

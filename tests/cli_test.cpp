@@ -2,13 +2,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 
 #include "engine/llama_weights.h"
+#include "engine/lora.h"
 #include "tests/test_files.h"
 #include "tests/test_util.h"
 
@@ -17,6 +21,8 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
+using ::testing::StartsWith;
 
 struct CliResult {
   int status;
@@ -83,6 +89,61 @@ TEST(Cli, ErrorsNameTheProblem) {
   EXPECT_THAT(r.output, HasSubstr("init-model"));
 }
 
+// --version prints the project's version (CMakeLists.txt's project(... VERSION)).
+TEST(Cli, VersionIsTheProjectVersion) {
+  const std::string cmake = test::read_file(FE_SOURCE_DIR "/CMakeLists.txt");
+  std::smatch version;
+  ASSERT_TRUE(std::regex_search(cmake, version, std::regex(R"(project\(fedengine VERSION ([0-9.]+))")));
+  const CliResult r = run_cli("--version");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.output, "fedengine " + version[1].str() + "\n");
+}
+
+// A mistake on the command line and a failing command print the same way, "fedengine: error:
+// ...", and exit 2 and 1; a command-line mistake names the --help that documents the command.
+TEST(Cli, CommandLineMistakesAndFailuresPrintOneWay) {
+  test::TempDir dir;
+  const std::string init_model = "init-model --config " + dir.path("config.json");
+  test::write_file(dir.path("config.json"), kTinyConfig);
+  const std::vector<std::pair<std::string, std::string>> mistakes = {
+      {"", "fedengine"},
+      {"frobnicate", "fedengine"},
+      {init_model, "fedengine init-model"},  // --out missing
+      {init_model + " --out " + dir.path("m") + " --nonsense", "fedengine init-model"}};
+  for (const auto& [args, help] : mistakes) {
+    const CliResult r = run_cli(args);
+    EXPECT_EQ(r.status, 2) << args << ": " << r.output;
+    EXPECT_THAT(r.output, MatchesRegex("fedengine: error: [^\n]+\nRun `" + help + " --help` for its options.\n"))
+        << args;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path("m")));
+  const CliResult missing = run_cli("init-model --config " + dir.path("missing.json") + " --out " + dir.path("m"));
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_THAT(missing.output, AllOf(StartsWith("fedengine: error: --config: "), HasSubstr("missing.json")));
+  test::write_file(dir.path("bad.json"), R"({"model_type": "gpt2", "hidden_size": 8})");
+  const CliResult failed = run_cli("init-model --config " + dir.path("bad.json") + " --out " + dir.path("m"));
+  EXPECT_EQ(failed.status, 1);
+  EXPECT_THAT(failed.output, AllOf(StartsWith("fedengine: error: "), HasSubstr("bad.json")));
+  EXPECT_THAT(failed.output, Not(HasSubstr("--help")));
+}
+
+// Sampling settings outside their range are refused with the range, as the config's eval section
+// refuses them; validation happens before the model is read.
+TEST(Cli, GenerateRefusesSamplingSettingsOutsideTheirRange) {
+  test::TempDir dir;
+  const std::string generate = "generate --model " + dir.path() + " --prompt-ids 1 ";
+  CliResult r = run_cli(generate + "--temperature -1");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.output, HasSubstr("--temperature: must be >= 0, got -1"));
+  for (const char* top_p : {"2", "0", "-0.5", "nan"}) {
+    r = run_cli(generate + "--top-p " + top_p);
+    EXPECT_EQ(r.status, 2) << top_p;
+    EXPECT_THAT(r.output, HasSubstr(std::string("--top-p: must be in (0, 1], got ") + top_p));
+  }
+  r = run_cli(generate + "--top-p lots");
+  EXPECT_THAT(r.output, HasSubstr("--top-p: expected a number, got \"lots\""));
+}
+
 }  // namespace
 }  // namespace fe
 
@@ -93,7 +154,9 @@ namespace {
 class CliWorkflow : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cli("make-data --out " + dir_.path("data") + " --train 64 --eval 8").status, 0);
+    const CliResult data = run_cli("make-data --out " + dir_.path("data") + " --train 64 --eval 8");
+    ASSERT_EQ(data.status, 0) << data.output;
+    make_data_output_ = data.output;
     test::write_file(dir_.path("model.json"), R"({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 320, "tie_word_embeddings": true})");
     ASSERT_EQ(run_cli("init-model --config " + dir_.path("model.json") + " --out " + dir_.path("base")).status, 0);
@@ -116,13 +179,39 @@ output:
 )" + extra);
     return dir_.path(name);
   }
+  // A PEFT adapter for the base model with random (non-zero) A and B.
+  void write_adapter(const std::string& name, int64_t rank) {
+    LoraConfig lora;
+    lora.rank = rank;
+    LoraAdapter adapter =
+        LoraAdapter::init(LlamaWeights::load(dir_.path("base"), DType::f32).config, lora, 1, DType::f32);
+    Rng rng(2);
+    for (auto& [tensor_name, tensor] : adapter.named_tensors()) rng.fill_normal(tensor, 0, 0.5);
+    adapter.save_peft(dir_.path(name));
+  }
   test::TempDir dir_;
+  std::string make_data_output_;
 };
+
+// make-data says what it wrote, and nothing of SentencePiece's own logging.
+TEST_F(CliWorkflow, MakeDataPrintsOnlyWhatItWrote) {
+  EXPECT_THAT(make_data_output_, StartsWith("wrote " + dir_.path("data") + ": tasks copy, reverse, shift"));
+  EXPECT_THAT(make_data_output_, Not(HasSubstr("LOG(")));
+  EXPECT_EQ(std::count(make_data_output_.begin(), make_data_output_.end(), '\n'), 1) << make_data_output_;
+}
 
 TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
   const CliResult r = run_cli("train " + write_config("cfg.yaml", ""));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_THAT(r.output, AllOf(HasSubstr("step 3/3"), HasSubstr("tok/s"), HasSubstr("ETA"), HasSubstr("exact match")));
+  // The banner counts what trains: rank-8 A and B on q_proj (32 → 4 heads · 8) and v_proj
+  // (32 → 2 kv heads · 8) of the one layer; the base is named apart.
+  const int64_t lora_parameters = 8 * (32 + 32) + 8 * (32 + 16);
+  EXPECT_THAT(
+      r.output,
+      HasSubstr("training a LoRA adapter (" + std::to_string(lora_parameters) + " parameters) of " + dir_.path("base") +
+                " (" + std::to_string(LlamaWeights::load(dir_.path("base"), DType::f32).config.num_parameters()) +
+                " parameters, frozen)"));
   EXPECT_TRUE(std::filesystem::exists(dir_.path("run/adapter/adapter_model.safetensors")));
   std::istringstream metrics(test::read_file(dir_.path("run/metrics.jsonl")));
   int steps = 0, evals = 0;
@@ -142,7 +231,8 @@ TEST_F(CliWorkflow, TrainWritesAdapterMetricsAndProgress) {
   EXPECT_EQ(result["exact_match_examples"], 8);
   EXPECT_GT(result["loss"].get<double>(), 0);
   const CliResult gen = run_cli("generate --model " + dir_.path("base") + " --tokenizer " + dir_.path("data") +
-                                " --adapter " + dir_.path("run/adapter") + " --prompt 'shift 1 2 3 4 =' --max-new-tokens 3");
+                                " --adapter " + dir_.path("run/adapter") +
+                                " --prompt 'shift 1 2 3 4 =' --max-new-tokens 3 --temperature 0.7 --top-p 0.9");
   EXPECT_EQ(gen.status, 0) << gen.output;
   const CliResult merge = run_cli("merge --model " + dir_.path("base") + " --adapter " + dir_.path("run/adapter") +
                                   " --out " + dir_.path("merged"));
@@ -359,6 +449,72 @@ TEST_F(CliWorkflow, PreTokenizedDataNeedsNoTokenizer) {
   EXPECT_THAT(chat.output, AllOf(HasSubstr("no chat template"), HasSubstr("drop --chat")));
 }
 
+// train and merge write into a new or empty directory, or (train) an earlier run's; anything else
+// is refused unless --overwrite, and nothing is written before that.
+TEST_F(CliWorkflow, TrainAndMergeRefuseADirectoryTheyDidNotWrite) {
+  namespace fs = std::filesystem;
+  std::string config = test::read_file(write_config("mine.yaml", ""));
+  config.replace(config.find("dir: run"), 8, "dir: mine");
+  test::write_file(dir_.path("mine.yaml"), config);
+  fs::create_directories(dir_.path("mine"));
+  test::write_file(dir_.path("mine/notes.txt"), "my notes");
+  CliResult r = run_cli("train " + dir_.path("mine.yaml"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("output.dir " + dir_.path("mine") + " is not empty"), HasSubstr("notes.txt"),
+                              HasSubstr("--overwrite")));
+  EXPECT_FALSE(fs::exists(dir_.path("mine/metrics.jsonl")));
+  r = run_cli("train " + dir_.path("mine.yaml") + " --overwrite");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--overwrite: writing into " + dir_.path("mine")));
+  EXPECT_EQ(test::read_file(dir_.path("mine/notes.txt")), "my notes");
+  EXPECT_TRUE(fs::exists(dir_.path("mine/adapter/adapter_model.safetensors")));
+
+  // An earlier run's output is replaced, with a word.
+  const std::string run_config = write_config("cfg.yaml", "");
+  ASSERT_EQ(run_cli("train " + run_config).status, 0);
+  r = run_cli("train " + run_config);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("replacing the output of an earlier run in " + dir_.path("run")));
+
+  // merge: a model cannot be told from a merged one, so any content is refused.
+  const std::string base_weights = test::read_file(dir_.path("base/model.safetensors"));
+  const std::string merge = "merge --model " + dir_.path("base") + " --adapter " + dir_.path("run/adapter") + " --out ";
+  r = run_cli(merge + dir_.path("base"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("--out " + dir_.path("base") + " is not empty"), HasSubstr("model.safetensors"),
+                              HasSubstr("--overwrite")));
+  EXPECT_EQ(test::read_file(dir_.path("base/model.safetensors")), base_weights);
+  ASSERT_EQ(run_cli(merge + dir_.path("merged")).status, 0);
+  EXPECT_EQ(run_cli(merge + dir_.path("merged")).status, 1);
+  r = run_cli(merge + dir_.path("merged") + " --overwrite");
+  EXPECT_EQ(r.status, 0) << r.output;
+}
+
+// eval --adapter none evaluates the base model even where the config names adapter.init, as its
+// --help says; a config whose adapter.rank contradicts adapter.init's is refused naming both.
+TEST_F(CliWorkflow, EvalAdapterNoneAndAnInitAdapterTheConfigContradicts) {
+  write_adapter("adapter8", 8);
+  const std::string plain = write_config("plain.yaml", "");
+  const std::string with_init = write_config("init.yaml", "adapter:\n  init: adapter8\n");
+  EXPECT_THAT(run_cli("eval --help").output, HasSubstr("none"));
+  const CliResult base = run_cli("eval " + plain + " --json");
+  const CliResult none = run_cli("eval " + with_init + " --adapter none --json");
+  const CliResult adapted = run_cli("eval " + with_init + " --json");
+  ASSERT_EQ(base.status, 0) << base.output;
+  ASSERT_EQ(none.status, 0) << none.output;
+  ASSERT_EQ(adapted.status, 0) << adapted.output;
+  EXPECT_EQ(nlohmann::json::parse(none.output)["loss"], nlohmann::json::parse(base.output)["loss"]);
+  EXPECT_NE(nlohmann::json::parse(adapted.output)["loss"], nlohmann::json::parse(base.output)["loss"]);
+
+  const CliResult r = run_cli("train " + write_config("conflict.yaml", "adapter:\n  init: adapter8\n  rank: 4\n"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("conflict.yaml:17:9: adapter.rank: 4, but adapter.init " +
+                                        dir_.path("adapter8") + " has r 8"),
+                              HasSubstr("drop adapter.rank or make it 8")));
+  EXPECT_EQ(
+      run_cli("eval " + write_config("agrees.yaml", "adapter:\n  init: adapter8\n  rank: 8\n") + " --json").status, 0);
+}
+
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   CliResult r = run_cli("train " + write_config("typo.yaml", "adapter:\n  rnak: 4\n"));
   EXPECT_NE(r.status, 0);
@@ -379,6 +535,25 @@ TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output,
               AllOf(HasSubstr("train.jsonl:1"), HasSubstr("needs a tokenizer"), HasSubstr("set `tokenizer:`")));
+
+  // A misspelled section leaves a required setting missing: the misspelling, the likely cause,
+  // comes first with its line.
+  test::write_file(dir_.path("section.yaml"),
+                   "model: base\ntokenizer: data/tokenizer.model\ndata:\n  train: data/shift/train.jsonl\n"
+                   "train:\n  steps: 1\nouptut:\n  dir: run\n");
+  r = run_cli("train " + dir_.path("section.yaml"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, StartsWith("fedengine: error: " + dir_.path("section.yaml") +
+                                   ":7:1: ouptut: unknown key (did you mean \"output\"?)\n"));
+  EXPECT_THAT(r.output, HasSubstr("output: missing required key \"dir\""));
+  // A setting in the wrong section is pointed to where it belongs.
+  test::write_file(dir_.path("misplaced.yaml"),
+                   "model: base\ndata:\n  train: data/shift/train.jsonl\n"
+                   "  tokenizer: data/tokenizer.model\noutput:\n  dir: run\n");
+  r = run_cli("train " + dir_.path("misplaced.yaml"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("misplaced.yaml:4:3: data.tokenizer: unknown key (did you mean the top-level "
+                                  "\"tokenizer\"?)"));
 
   test::write_file(dir_.path("data/bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{not json\n");
   test::write_file(dir_.path("bad.yaml"),
@@ -409,17 +584,38 @@ TEST(Cli, AggregateAveragesAdaptersByExamples) {
     for (auto& [name, t] : adapters.back().named_tensors()) rng.fill_normal(t, 0, 1);
     adapters.back().save_peft(dir.path("a" + std::to_string(seed)));
   }
-  const CliResult r = run_cli("aggregate --strategy fedavg --base " + dir.path("a1") + " --out " + dir.path("out") + " " +
-                              dir.path("a2") + " " + dir.path("a3") + " --examples 1 3");
-  ASSERT_EQ(r.status, 0) << r.output;
-  const LoraAdapter merged = LoraAdapter::load_peft(dir.path("out"), c, DType::f32);
-  for (size_t i = 0; i < merged.named_tensors().size(); ++i) {
-    const Tensor& out = merged.named_tensors()[i].second;
-    const Tensor& a2 = adapters[1].named_tensors()[i].second;
-    const Tensor& a3 = adapters[2].named_tensors()[i].second;
-    for (int64_t j = 0; j < out.numel(); ++j)
-      ASSERT_NEAR(out.as<float>()[j], (a2.as<float>()[j] + 3 * a3.as<float>()[j]) / 4, 1e-6);
+  // --examples takes one comma-separated list, before or after the adapters.
+  const std::string aggregate = "aggregate --strategy fedavg --base " + dir.path("a1") + " --out ";
+  const std::string a2_a3 = " " + dir.path("a2") + " " + dir.path("a3");
+  for (const std::string& args : {aggregate + dir.path("before") + " --examples 1,3" + a2_a3,
+                                  aggregate + dir.path("after") + a2_a3 + " --examples=1,3"}) {
+    const CliResult r = run_cli(args);
+    ASSERT_EQ(r.status, 0) << r.output;
   }
+  for (const char* out : {"before", "after"}) {
+    const LoraAdapter merged = LoraAdapter::load_peft(dir.path(out), c, DType::f32);
+    for (size_t i = 0; i < merged.named_tensors().size(); ++i) {
+      const Tensor& result = merged.named_tensors()[i].second;
+      const Tensor& a2 = adapters[1].named_tensors()[i].second;
+      const Tensor& a3 = adapters[2].named_tensors()[i].second;
+      for (int64_t j = 0; j < result.numel(); ++j)
+        ASSERT_NEAR(result.as<float>()[j], (a2.as<float>()[j] + 3 * a3.as<float>()[j]) / 4, 1e-6) << out;
+    }
+  }
+  // Counts given apart are not taken for adapters, nor adapters for counts.
+  CliResult r = run_cli(aggregate + dir.path("x") + " --examples 1 3" + a2_a3);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("\"3\" is a number, not an adapter directory"), HasSubstr("--examples 10,30")));
+  r = run_cli(aggregate + dir.path("x") + " --examples 1,3,5" + a2_a3);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("needs one count per adapter (2), got 3"));
+  r = run_cli(aggregate + dir.path("x") + " --examples 1,x" + a2_a3);
+  EXPECT_THAT(r.output, HasSubstr("\"x\" is not a positive count"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path("x")));
+  // Every option of the fedopt strategies says what it is.
+  const std::string help = run_cli("aggregate --help").output;
+  EXPECT_THAT(help, AllOf(HasSubstr("first-moment decay β₁"), HasSubstr("second-moment decay β₂"),
+                          HasSubstr("adaptivity τ"), HasSubstr("server learning rate η")));
   EXPECT_NE(run_cli("aggregate --strategy fedmedian --base " + dir.path("a1") + " --out " + dir.path("x") + " " +
                     dir.path("a2")).status, 0);
 }

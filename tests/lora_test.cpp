@@ -3,18 +3,21 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "engine/llama_model.h"
 #include "engine/safetensors.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
 namespace {
 
-using ::testing::HasSubstr;
 using test::relative_error;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
 
 LlamaConfig small_config() {
   return test::tiny_llama({.hidden = 24, .intermediate = 40, .layers = 2, .head_dim = 6, .vocab = 30, .init = 0.3});
@@ -89,6 +92,46 @@ TEST(Lora, BadAdapterFilesAreRefusedByName) {
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), AllOf(HasSubstr("adapter_config.json"), HasSubstr("\"lm_head\"")));
   }
+}
+
+// Adapters PEFT can write that fedengine cannot use are refused with what is wrong and what to do,
+// not with a missing tensor or file further on.
+TEST(Lora, AdaptersOfSomeLayersAndPickledAdaptersAreRefusedWithTheReason) {
+  test::TempDir dir;
+  const LlamaConfig c = small_config();
+  trained_looking_adapter(c, DType::f32).save_peft(dir.path("adapter"));
+  const std::string config_file = dir.path("adapter/adapter_config.json");
+  nlohmann::json config = nlohmann::json::parse(test::read_file(config_file));
+  config["layers_to_transform"] = nullptr;  // as PEFT writes it for every layer
+  test::write_file(config_file, config.dump());
+  EXPECT_NO_THROW(LoraAdapter::load_peft(dir.path("adapter"), c, DType::f32));
+  for (const nlohmann::json& layers : {nlohmann::json({1}), nlohmann::json(0)}) {
+    config["layers_to_transform"] = layers;
+    test::write_file(config_file, config.dump());
+    EXPECT_THAT(test::error_of<Error>([&] { LoraAdapter::load_peft(dir.path("adapter"), c, DType::f32); }),
+                AllOf(HasSubstr("adapter_config.json"), HasSubstr("\"layers_to_transform\" is not supported"),
+                      HasSubstr("every layer")));
+  }
+  config.erase("layers_to_transform");
+  test::write_file(config_file, config.dump());
+
+  std::filesystem::rename(dir.path("adapter/adapter_model.safetensors"), dir.path("adapter/adapter_model.bin"));
+  const std::string error = test::error_of<Error>([&] { LoraAdapter::load_peft(dir.path("adapter"), c, DType::f32); });
+  EXPECT_THAT(error, AllOf(HasSubstr("adapter/adapter_model.bin"), HasSubstr("reads only adapter_model.safetensors"),
+                           HasSubstr("st.save_file(torch.load(")));
+  EXPECT_EQ(test::error_of<Error>([&] { peft_weights_file(dir.path("adapter")); }), error);
+}
+
+// The parameters of an adapter are its A and B matrices: r·(in + out) per targeted projection.
+TEST(Lora, NumParametersCountsEveryAAndB) {
+  const LlamaConfig c = small_config();
+  const int64_t r = 3, hidden = c.hidden_size, attention = c.num_attention_heads * c.head_dim;
+  const int64_t per_layer = r * (hidden + attention)               // q_proj: hidden → heads·head_dim
+                            + r * (attention + hidden)             // o_proj
+                            + r * (hidden + c.intermediate_size)   // up_proj
+                            + r * (c.intermediate_size + hidden);  // down_proj
+  EXPECT_EQ(trained_looking_adapter(c, DType::f32).num_parameters(), c.num_hidden_layers * per_layer);
+  EXPECT_EQ(LoraAdapter{}.num_parameters(), 0);
 }
 
 TEST(Lora, MergedWeightsEqualBasePlusAdapter) {

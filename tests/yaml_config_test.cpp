@@ -19,6 +19,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 const char* kTrain = R"(name: demo
 train:
@@ -255,6 +256,46 @@ trian: {}
   EXPECT_THAT(error, HasSubstr("cfg.yaml:7:5: train.optimizer.bta1: unknown key (did you mean \"beta1\"?)"));
   EXPECT_THAT(error, HasSubstr("cfg.yaml:8:1: trian: unknown key (did you mean \"train\"?)"));
   EXPECT_THAT(error, Not(HasSubstr("train.lr:")));
+}
+
+// A key the program asked for in another section (the file lacks that section, or the key is in
+// the wrong one) is pointed to there; has() makes a key known without reading it.
+TEST(YamlConfig, AKeyInTheWrongSectionIsPointedToWhereItBelongs) {
+  const ConfigNode root =
+      ConfigNode::parse("tokenizer: t\ndata:\n  train: x\n  tokenizer: y\n  lr: 1\n  evl: z\n", "cfg.yaml");
+  root.get<std::string>("tokenizer", "");
+  const ConfigNode data = root.child("data");
+  data.require<std::string>("train");
+  EXPECT_FALSE(data.has("eval"));
+  root.child("train").get<double>("lr", 1.0);  // a section the file lacks
+  const std::string error = test::error_of<Error>([&] { root.check_all_keys_used(); });
+  EXPECT_THAT(error,
+              HasSubstr("cfg.yaml:4:3: data.tokenizer: unknown key (did you mean the top-level \"tokenizer\"?)"));
+  EXPECT_THAT(error, HasSubstr("cfg.yaml:5:3: data.lr: unknown key (did you mean \"train.lr\"?)"));
+  EXPECT_THAT(error, HasSubstr("cfg.yaml:6:3: data.evl: unknown key (did you mean \"eval\"?)"));
+}
+
+// When reading stops at a missing setting, a misspelling of it is the likely cause and comes
+// first; other failures and the unknown-key check are as without read_checked.
+TEST(YamlConfig, ReadCheckedPutsTheMisspellingOfAMissingSettingFirst) {
+  const ConfigNode misspelled = ConfigNode::parse("train:\n  lr: 1\nmodle: m\n", "cfg.yaml");
+  const std::string error = test::error_of<Error>([&] {
+    misspelled.read_checked([&] {
+      misspelled.child("train").require<double>("lr");
+      misspelled.require<std::string>("model");
+    });
+  });
+  EXPECT_THAT(error, StartsWith("cfg.yaml:3:1: modle: unknown key (did you mean \"model\"?)\n"));
+  EXPECT_THAT(error, HasSubstr("missing required key \"model\""));
+
+  const ConfigNode wrong_type = ConfigNode::parse("train:\n  lr: fast\n  epochz: 2\n", "cfg.yaml");
+  EXPECT_EQ(
+      test::error_of<Error>([&] { wrong_type.read_checked([&] { wrong_type.child("train").require<double>("lr"); }); }),
+      "cfg.yaml:2:7: train.lr: expected a number, got \"fast\"");
+
+  const ConfigNode extra = ConfigNode::parse("model: m\nextra: 1\n", "cfg.yaml");
+  EXPECT_THAT(test::error_of<Error>([&] { extra.read_checked([&] { extra.require<std::string>("model"); }); }),
+              HasSubstr("cfg.yaml:2:1: extra: unknown key"));
 }
 
 TEST(YamlConfig, AnUnreadSectionIsOneUnknownKeyAndIgnoreSkipsIt) {

@@ -1,11 +1,11 @@
-// fed/number_text.h — a number as error messages quote it: the shortest iostream form (six
+// core/number_text.h — a number as error messages quote it: the shortest iostream form (six
 // significant digits), so "eta = 0.001" reads as the config spelled it.
 #pragma once
 
 #include <sstream>
 #include <string>
 
-namespace fe::fed {
+namespace fe {
 
 inline std::string number_text(double value) {
   std::ostringstream text;
@@ -13,4 +13,4 @@ inline std::string number_text(double value) {
   return text.str();
 }
 
-}  // namespace fe::fed
+}  // namespace fe
