@@ -178,6 +178,21 @@ LoraAdapter LoraAdapter::load_peft(const std::string& dir, const LlamaConfig& mo
   return adapter;
 }
 
+namespace {
+
+// HF tools (AutoPeftModelForCausalLM) load the base from this string wherever the adapter is used,
+// not from the directory training ran in: a local model directory is recorded as an absolute path;
+// anything else (a hub id, or nothing) as given.
+std::string base_model_reference(const std::string& base_model) {
+  std::error_code error;
+  if (base_model.empty() || !fs::is_directory(base_model, error)) return base_model;
+  fs::path absolute = fs::absolute(base_model).lexically_normal();
+  if (!absolute.has_filename()) absolute = absolute.parent_path();  // "dir/" names dir
+  return absolute.string();
+}
+
+}  // namespace
+
 void LoraAdapter::save_peft(const std::string& dir, const std::string& base_model) const {
   if (device() != Device::cpu) return to_device(Device::cpu).save_peft(dir, base_model);
   const auto named = named_tensors();  // stored in the adapter's own dtype
@@ -185,7 +200,8 @@ void LoraAdapter::save_peft(const std::string& dir, const std::string& base_mode
   fs::create_directories(dir);
   std::vector<std::pair<std::string, View>> views(named.begin(), named.end());
   write_safetensors((fs::path(dir) / kPeftWeightsFile).string(), views, {{"format", "pt"}});
-  write_file_whole((fs::path(dir) / kPeftConfigFile).string(), config.to_peft_json(base_model).dump(2) + "\n");
+  write_file_whole((fs::path(dir) / kPeftConfigFile).string(),
+                   config.to_peft_json(base_model_reference(base_model)).dump(2) + "\n");
 }
 
 LoraAdapter LoraAdapter::zeros_like(DType dtype) const {

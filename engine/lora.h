@@ -56,6 +56,8 @@ struct LoraAdapter {
   static LoraAdapter init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed, DType dtype);
   // Loading and saving refuse non-finite matrices with an Error naming the file and tensor.
   static LoraAdapter load_peft(const std::string& dir, const LlamaConfig& model, DType dtype);
+  // base_model: the adapter_config.json's base_model_name_or_path; an existing directory is
+  // written as its absolute path, so that HF tools find the base from anywhere.
   void save_peft(const std::string& dir, const std::string& base_model = "") const;
   // Zeros of the same structure, dtype and device: the gradient buffers.
   LoraAdapter zeros_like(DType dtype) const;

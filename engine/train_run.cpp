@@ -45,12 +45,14 @@ nlohmann::json run_settings(const TrainConfig& c, size_t train_examples) {
 }
 
 void save_result(const TrainConfig& c, const LlamaWeights& weights, const LoraAdapter* adapter, const fs::path& dir) {
-  if (adapter) {
-    adapter->save_peft((dir / "adapter").string(), c.model_dir);
-    return;
-  }
-  weights.save((dir / "model").string(), DType::f32);
-  copy_model_companion_files(c.model_dir, c.tokenizer_path, (dir / "model").string());
+  // An adapter carries the tokenizer and generation settings too, as PEFT's save_pretrained
+  // beside a tokenizer does: HF tools and `generate` then use it without the training config.
+  const fs::path saved = adapter ? dir / "adapter" : dir / "model";
+  if (adapter)
+    adapter->save_peft(saved.string(), c.model_dir);
+  else
+    weights.save(saved.string(), DType::f32);
+  copy_model_companion_files(c.model_dir, c.tokenizer_path, saved.string());
 }
 
 // OUTPUT/checkpoint-N: the result so far and the optimizer's state, replaced whole, so a crash

@@ -11,6 +11,7 @@
 #include "engine/safetensors.h"
 #include "tests/test_files.h"
 #include "tests/test_util.h"
+#include "tests/training_util.h"
 
 namespace fe {
 namespace {
@@ -58,11 +59,27 @@ TEST(Lora, PeftRoundTripGivesIdenticalOutputs) {
   std::ifstream in(dir.path("adapter/adapter_config.json"));
   const nlohmann::json j = nlohmann::json::parse(in);
   EXPECT_EQ(j["peft_type"], "LORA");
-  EXPECT_EQ(j["base_model_name_or_path"], "my/base");
+  EXPECT_EQ(j["base_model_name_or_path"], "my/base");  // not a directory here: a hub id, kept as given
   EXPECT_EQ(j["target_modules"], nlohmann::json({"q_proj", "o_proj", "up_proj", "down_proj"}));
   const SafetensorsFile file(dir.path("adapter/adapter_model.safetensors"));
   EXPECT_NE(file.find("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"), nullptr);
   EXPECT_EQ(file.tensors().size(), 2u * 4 * 2);
+}
+
+TEST(Lora, ALocalBaseModelIsRecordedByItsAbsolutePath) {
+  test::TempDir dir;
+  const LlamaConfig c = small_config();
+  std::filesystem::create_directories(dir.path("models/base"));
+  const std::filesystem::path previous = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path("models"));
+  test::lora_on_every_projection(c, DType::f32).save_peft(dir.path("adapter"), "./base/");
+  std::filesystem::current_path(previous);
+
+  std::ifstream in(dir.path("adapter/adapter_config.json"));
+  const std::filesystem::path recorded = nlohmann::json::parse(in)["base_model_name_or_path"].get<std::string>();
+  EXPECT_TRUE(recorded.is_absolute()) << recorded;
+  EXPECT_TRUE(std::filesystem::equivalent(recorded, dir.path("models/base"))) << recorded;
+  EXPECT_EQ(recorded.filename(), "base") << recorded;
 }
 
 TEST(Lora, BadAdapterFilesAreRefusedByName) {

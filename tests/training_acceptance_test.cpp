@@ -7,6 +7,7 @@
 
 #include "engine/synthetic_data.h"
 #include "engine/train_run.h"
+#include "tests/test_files.h"
 #include "tests/test_util.h"
 
 namespace fe {
@@ -43,6 +44,7 @@ TEST(TrainingAcceptance, LoraLearnsANewTaskOnHeldOutPrompts) {
   data.eval_examples = 100;
   write_synthetic_suite(dir.path("data"), data);
   LlamaWeights::random(small_base(), 0, DType::f32).save(dir.path("random-base"), DType::f32);
+  test::write_file(dir.path("random-base/generation_config.json"), R"({"eos_token_id": 2})");
   std::ostringstream log;
 
   TrainConfig pretrain = task_config(dir, "random-base", "copy", "pretrain");
@@ -65,6 +67,9 @@ TEST(TrainingAcceptance, LoraLearnsANewTaskOnHeldOutPrompts) {
   EXPECT_EQ(tuned.after.examples, 100);  // every eval example's loss, exact match on max_examples
   EXPECT_EQ(tuned.after.generated_examples, 50);
   EXPECT_TRUE(std::filesystem::exists(dir.path("lora/adapter/adapter_model.safetensors")));
+  // The base's generation settings travel with each saved result, full model and adapter alike.
+  EXPECT_TRUE(std::filesystem::exists(dir.path("pretrain/model/generation_config.json")));
+  EXPECT_TRUE(std::filesystem::exists(dir.path("lora/adapter/generation_config.json")));
   std::cout << "copy pretraining: " << describe(base.before) << " -> " << describe(base.after) << "\n"
             << "shift LoRA:       " << describe(tuned.before) << " -> " << describe(tuned.after) << "\n";
 }
