@@ -31,31 +31,25 @@ constexpr int32_t kNoLoss = -100;
 // Byte b is token b + 3, after PAD, BOS and EOS, so the expected ids can be written by hand.
 class ByteTokenizer final : public Tokenizer {
  public:
-  explicit ByteTokenizer(bool has_control_tokens = true) : has_control_tokens_(has_control_tokens) {}
+  explicit ByteTokenizer(bool has_control_tokens = true) : Tokenizer("") {
+    if (has_control_tokens) set_special_tokens({.bos_id = kBos, .eos_id = kEos, .pad_id = kPad, .add_bos = true});
+  }
   std::vector<int32_t> encode(std::string_view text) const override {
     std::vector<int32_t> ids;
     for (const char c : text) ids.push_back(static_cast<unsigned char>(c) + kFirstByte);
     return ids;
   }
   int64_t vocab_size() const override { return 256 + kFirstByte; }
-  int32_t bos_id() const override { return has_control_tokens_ ? kBos : -1; }
-  int32_t eos_id() const override { return has_control_tokens_ ? kEos : -1; }
-  int32_t pad_id() const override { return has_control_tokens_ ? kPad : -1; }
-  std::string id_to_piece(int32_t id) const override { return decode(std::span(&id, 1)); }
   std::optional<int32_t> token_to_id(std::string_view) const override { return std::nullopt; }
-  bool add_bos() const override { return bos_id() >= 0; }
-  bool add_eos() const override { return false; }
 
  protected:
+  std::string piece_of(int32_t id) const override { return decode_ids(std::span(&id, 1), true); }
   std::string decode_ids(std::span<const int32_t> ids, bool) const override {
     std::string text;
     for (const int32_t id : ids)
       if (id >= kFirstByte) text += static_cast<char>(id - kFirstByte);
     return text;
   }
-
- private:
-  bool has_control_tokens_;
 };
 
 // The sequence a test expects, spelled out piece by piece with each piece masked or trained.

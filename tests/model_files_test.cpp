@@ -28,22 +28,14 @@ void write(const std::string& path, const std::string& contents) {
 // A stand-in tokenizer whose EOS is given.
 class FixedEos final : public Tokenizer {
  public:
-  explicit FixedEos(int32_t eos) : eos_(eos) {}
+  explicit FixedEos(int32_t eos) : Tokenizer("") { set_special_tokens({.eos_id = eos}); }
   std::vector<int32_t> encode(std::string_view) const override { return {}; }
   int64_t vocab_size() const override { return 100; }
-  int32_t bos_id() const override { return -1; }
-  int32_t eos_id() const override { return eos_; }
-  int32_t pad_id() const override { return -1; }
-  std::string id_to_piece(int32_t) const override { return ""; }
   std::optional<int32_t> token_to_id(std::string_view) const override { return std::nullopt; }
-  bool add_bos() const override { return false; }
-  bool add_eos() const override { return false; }
 
  protected:
+  std::string piece_of(int32_t) const override { return ""; }
   std::string decode_ids(std::span<const int32_t>, bool) const override { return ""; }
-
- private:
-  int32_t eos_;
 };
 
 TEST(StopIds, GenerationConfigListsElseTheModelConfigsAndTheTokenizersEosEachOnce) {

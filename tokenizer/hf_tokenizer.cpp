@@ -51,9 +51,9 @@ int32_t pad_id_of(const JsonNode& padding) {
 
 class HfTokenizer final : public Tokenizer {
  public:
-  HfTokenizer(std::string file, const TokenizerConfig& config) : file_(std::move(file)) {
-    const nlohmann::json json = hf::read_json_file(file_);
-    const JsonNode root(json, file_);
+  HfTokenizer(std::string file, const TokenizerConfig& config) : Tokenizer(std::move(file)) {
+    const nlohmann::json json = hf::read_json_file(this->file());
+    const JsonNode root(json, this->file());
     if (!json.is_object()) root.fail("expected a JSON object (an HF tokenizer.json)");
 
     const JsonNode model = root.at("model");
@@ -74,8 +74,8 @@ class HfTokenizer final : public Tokenizer {
                             .add_bos = !added_around.before.empty(),
                             .add_eos = !added_around.after.empty()};
     if (const auto padding = root.find("padding")) from_file.pad_id = pad_id_of(*padding);
-    special_ = config.special_tokens(
-        from_file, [this](std::string_view token) { return token_to_id(token); }, file_);
+    set_special_tokens(config.special_tokens(
+        from_file, [this](std::string_view token) { return token_to_id(token); }, this->file()));
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
@@ -106,17 +106,6 @@ class HfTokenizer final : public Tokenizer {
   }
 
   int64_t vocab_size() const override { return vocab_size_; }
-  int32_t bos_id() const override { return special_.bos_id; }
-  int32_t eos_id() const override { return special_.eos_id; }
-  int32_t pad_id() const override { return special_.pad_id; }
-  bool add_bos() const override { return special_.add_bos; }
-  bool add_eos() const override { return special_.add_eos; }
-
-  std::string id_to_piece(int32_t id) const override {
-    check_id(id);
-    const std::string* token = token_of(id);
-    return token ? *token : std::string();
-  }
 
   std::optional<int32_t> token_to_id(std::string_view token) const override {
     if (const auto id = added_.id_of(token)) return id;
@@ -124,11 +113,15 @@ class HfTokenizer final : public Tokenizer {
   }
 
  protected:
+  std::string piece_of(int32_t id) const override {
+    const std::string* token = token_of(id);
+    return token ? *token : std::string();
+  }
+
   std::string decode_ids(std::span<const int32_t> ids, bool skip_special_tokens) const override {
     std::vector<std::string> tokens;
     tokens.reserve(ids.size());
     for (const int32_t id : ids) {
-      check_id(id);
       const std::string* token = token_of(id);
       if (token == nullptr) continue;  // an id between tokens: HF skips it too
       // HF looks the token's text up among the special tokens' contents, so a normalized special
@@ -140,30 +133,18 @@ class HfTokenizer final : public Tokenizer {
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw std::runtime_error("tokenizer: " + file_ + ": " + what);
-  }
-
-  void check_id(int32_t id) const {
-    if (id < 0 || id >= vocab_size_) {
-      fail("token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(vocab_size_) + ")");
-    }
-  }
-
   // Added tokens take precedence over the model's vocabulary, as in HF.
   const std::string* token_of(int32_t id) const {
     if (const std::string* added = added_.text_of(id)) return added;
     return model_->id_to_token(id);
   }
 
-  std::string file_;
   std::unique_ptr<hf::Normalizer> normalizer_;
   std::unique_ptr<hf::PreTokenizer> pre_tokenizer_;
   std::unique_ptr<hf::BpeModel> model_;
   std::unique_ptr<hf::Decoder> decoder_;
   hf::AddedVocabulary added_;
   int64_t vocab_size_ = 0;
-  SpecialTokens special_;
 };
 
 }  // namespace

@@ -36,13 +36,13 @@ std::string read_file(const std::string& file) {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  SentencePieceTokenizer(std::string model_file, const TokenizerConfig& config) : model_file_(std::move(model_file)) {
+  SentencePieceTokenizer(std::string model_file, const TokenizerConfig& config) : Tokenizer(std::move(model_file)) {
     // Parsing the bytes ourselves (rather than processor_.Load(path)) keeps the I/O errors above
     // ours; any status failure here means the bytes are not a usable SentencePiece model.
-    const auto status = processor_.LoadFromSerializedProto(read_file(model_file_));
+    const auto status = processor_.LoadFromSerializedProto(read_file(file()));
     if (!status.ok()) {
-      fail(model_file_, "not a SentencePiece model (" + status.ToString() +
-                            "); expected a SentencePiece tokenizer.model or an HF tokenizer.json");
+      fail("not a SentencePiece model (" + status.ToString() +
+           "); expected a SentencePiece tokenizer.model or an HF tokenizer.json");
     }
     std::vector<hf::AddedToken> special;
     for (int id = 0; id < processor_.GetPieceSize(); ++id)
@@ -54,8 +54,8 @@ class SentencePieceTokenizer final : public Tokenizer {
                                    .pad_id = processor_.pad_id(),
                                    .add_bos = true,
                                    .add_eos = false};
-    special_ = config.special_tokens(
-        from_model, [this](std::string_view token) { return token_to_id(token); }, model_file_);
+    set_special_tokens(config.special_tokens(
+        from_model, [this](std::string_view token) { return token_to_id(token); }, file()));
   }
 
   std::vector<int32_t> encode(std::string_view text) const override {
@@ -73,16 +73,6 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
   int64_t vocab_size() const override { return processor_.GetPieceSize(); }
-  int32_t bos_id() const override { return special_.bos_id; }
-  int32_t eos_id() const override { return special_.eos_id; }
-  int32_t pad_id() const override { return special_.pad_id; }
-  bool add_bos() const override { return special_.add_bos; }
-  bool add_eos() const override { return special_.add_eos; }
-
-  std::string id_to_piece(int32_t id) const override {
-    check_id(id);  // SentencePiece does not range-check here
-    return processor_.IdToPiece(id);
-  }
 
   // SentencePiece answers unknown pieces with the unk id; only the unk piece itself has it.
   std::optional<int32_t> token_to_id(std::string_view token) const override {
@@ -92,11 +82,12 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
  protected:
+  std::string piece_of(int32_t id) const override { return processor_.IdToPiece(id); }
+
   // SentencePiece renders control pieces (BOS, EOS, PAD) as empty text and reassembles
   // byte-fallback pieces into UTF-8 (invalid sequences become U+FFFD). Keeping special tokens
   // writes each control piece as its text ("<s>"); the runs between them are decoded as above.
   std::string decode_ids(std::span<const int32_t> ids, bool skip_special_tokens) const override {
-    for (const int32_t id : ids) check_id(id);
     if (skip_special_tokens) return decode_pieces(ids);
     std::string text;
     size_t run_begin = 0;
@@ -116,22 +107,12 @@ class SentencePieceTokenizer final : public Tokenizer {
     return text;
   }
 
-  // Ids can come from a model whose embedding table is larger than the vocabulary.
-  void check_id(int32_t id) const {
-    if (id < 0 || id >= vocab_size()) {
-      fail(model_file_,
-           "token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
-    }
-  }
-
   void check(const sentencepiece::util::Status& status, const char* operation) const {
-    if (!status.ok()) fail(model_file_, std::string(operation) + " failed: " + status.ToString());
+    if (!status.ok()) fail(std::string(operation) + " failed: " + status.ToString());
   }
 
-  std::string model_file_;
   sentencepiece::SentencePieceProcessor processor_;
   hf::AddedVocabulary special_pieces_;  // control and unknown pieces, by their text
-  SpecialTokens special_;
 };
 
 }  // namespace

@@ -89,7 +89,20 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   return tokenizer;
 }
 
+void Tokenizer::fail(const std::string& what) const { throw std::runtime_error("tokenizer: " + file_ + ": " + what); }
+
+void Tokenizer::check_id(int32_t id) const {
+  if (id < 0 || id >= vocab_size())
+    fail("token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
+}
+
+std::string Tokenizer::id_to_piece(int32_t id) const {
+  check_id(id);
+  return piece_of(id);
+}
+
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
+  for (const int32_t id : ids) check_id(id);
   std::string text = decode_ids(ids, skip_special_tokens);
   if (clean_up_tokenization_spaces_) clean_up_tokenization(text);
   return text;

@@ -27,6 +27,12 @@ namespace fe {
 class ChatTemplate;
 struct TokenizerConfig;
 
+// The special tokens a tokenizer uses for a single sequence.
+struct SpecialTokens {
+  int32_t bos_id = -1, eos_id = -1, pad_id = -1;  // -1: none
+  bool add_bos = false, add_eos = false;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
@@ -69,27 +75,42 @@ class Tokenizer {
   // else BOS (EOS) from the special token the post-processor puts before (after) a single
   // sequence, PAD from the file's padding settings. tokenizer.model: the config's tokens when
   // present, else the model's own ids.
-  virtual int32_t bos_id() const = 0;  // -1 when the model has none
-  virtual int32_t eos_id() const = 0;  // -1 when the model has none
-  virtual int32_t pad_id() const = 0;  // -1 when the model has none
-  virtual std::string id_to_piece(int32_t id) const = 0;
+  int32_t bos_id() const { return special_.bos_id; }  // -1 when the model has none
+  int32_t eos_id() const { return special_.eos_id; }  // -1 when the model has none
+  int32_t pad_id() const { return special_.pad_id; }  // -1 when the model has none
+  // A token's text (ids outside [0, vocab_size()) are an error).
+  std::string id_to_piece(int32_t id) const;
   // The id of a token's exact string (added tokens included), nullopt when there is none.
   virtual std::optional<int32_t> token_to_id(std::string_view token) const = 0;
   // Whether a single sequence starts with BOS / ends with EOS by default (tokenizer_config.json's
   // add_bos_token / add_eos_token, else what the post-processor adds; SentencePiece: BOS, no EOS).
   // Never true when the id is -1.
-  virtual bool add_bos() const = 0;
-  virtual bool add_eos() const = 0;
+  bool add_bos() const { return special_.add_bos; }
+  bool add_eos() const { return special_.add_eos; }
+  // The file the tokenizer was read from, as errors name it ("" for one built in memory).
+  const std::string& file() const { return file_; }
 
  protected:
-  // decode() before the clean-up: the tokenizer's own text for `ids`.
+  explicit Tokenizer(std::string file) : file_(std::move(file)) {}
+  // Set once by the concrete tokenizer, when its vocabulary can answer token_to_id.
+  void set_special_tokens(const SpecialTokens& special) { special_ = special; }
+  // A std::runtime_error "tokenizer: FILE: what".
+  [[noreturn]] void fail(const std::string& what) const;
+
+  // decode() and id_to_piece() before the clean-up, for ids already checked against vocab_size().
   virtual std::string decode_ids(std::span<const int32_t> ids, bool skip_special_tokens) const = 0;
+  virtual std::string piece_of(int32_t id) const = 0;
 
  private:
+  // Ids can come from a model whose embedding table is larger than the vocabulary.
+  void check_id(int32_t id) const;
+
   // What load() takes from the directory's config once the tokenizer exists (tokenizer_chat.cpp):
   // the chat template's source, the special tokens' strings, the clean-up flag.
   void attach_config(const TokenizerConfig& config);
 
+  std::string file_;
+  SpecialTokens special_;
   std::optional<std::string> chat_template_source_;
   std::string chat_template_origin_;
   mutable std::once_flag chat_template_parsed_;                             // set once a parse succeeds

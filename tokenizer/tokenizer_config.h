@@ -11,13 +11,9 @@
 #include <string>
 #include <string_view>
 
-namespace fe {
+#include "tokenizer/tokenizer.h"
 
-// The special tokens a tokenizer uses for a single sequence.
-struct SpecialTokens {
-  int32_t bos_id = -1, eos_id = -1, pad_id = -1;  // -1: none
-  bool add_bos = false, add_eos = false;
-};
+namespace fe {
 
 struct TokenizerConfig {
   // The tokenizer_config.json read; "" when there was none (every field below is then unset).
