@@ -55,9 +55,10 @@ TEST_F(Preflight, NamesTheParticipantTheFileAndTheKey) {
   EXPECT_THAT(error_of("{name: p0}, {name: p1, data: {train: missing.jsonl}}"),
               AllOf(HasSubstr("participant p1"), HasSubstr(dir_.path("missing.jsonl")),
                     HasSubstr("(participants[1].data.train)")));
-  EXPECT_THAT(
-      error_of("{name: p0, model: nowhere}"),
-      AllOf(HasSubstr("participant p0"), HasSubstr(dir_.path("nowhere")), HasSubstr("(participants[0].model)")));
+  std::filesystem::remove(dir_.path("a.jsonl"));  // the top-level data, which p0 uses
+  EXPECT_THAT(error_of("{name: p0}"),
+              AllOf(HasSubstr("participant p0"), HasSubstr(dir_.path("a.jsonl")), HasSubstr("(data.train)")));
+  test::write_file(dir_.path("a.jsonl"), "{\"input_ids\": [1, 2, 3]}\n");
   EXPECT_THAT(error_of("{name: p0, adapter: {rank: 4}}"),
               AllOf(HasSubstr("participant p0"), HasSubstr("overrides the adapter section")));
   // Nodes on other hosts hold their own files: not checked here.
