@@ -92,13 +92,24 @@ void add_server(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
-      "server", "Run only the federation server (participants on other machines run `fedengine client`).");
+      "server",
+      "Run only the federation server (participants on other machines run `fedengine client`).\n"
+      "Ctrl-C or SIGTERM stops it cleanly: the round in progress is abandoned, the participants are\n"
+      "told to shut down, the checkpoint keeps the last completed round (continue with --resume)\n"
+      "and the exit status is 130. It owns OUTPUT while it runs (OUTPUT/server.lock): a second\n"
+      "server on the same output.dir is refused.");
   cmd->add_option("config", args->config, kFederationHelp)->required()->check(CLI::ExistingFile);
   cmd->add_flag("--resume", args->resume, "continue from OUTPUT/checkpoint");
   cmd->callback([args] {
     const fed::FederationConfig config = fed::read_federation_config(args->config);
+    const std::atomic<bool>* stop = fed::stop_on_signals();
     fed::Server server(config, args->resume, std::cout);
-    server.run();
+    server.run(stop);
+    if (*stop) {
+      std::cout << "[server] stopped by a signal; " << config.shared.output_dir
+                << "/checkpoint holds the last completed round (continue with --resume)" << std::endl;
+      std::exit(130);
+    }
   });
 }
 
@@ -143,6 +154,8 @@ void add_plan(CLI::App& app) {
   cmd->add_option("--fedengine", args->fedengine, "the fedengine command on the target machines (default: this binary)");
   cmd->callback([args] {
     const fed::FederationConfig config = fed::read_federation_config(args->config);
+    for (const std::string& warning : fed::plan_warnings(config))
+      std::cerr << "fedengine: warning: " << warning << "\n";
     const auto scripts = fed::plan_federation(config, args->fedengine.empty() ? self_executable() : args->fedengine);
     fed::write_plan(scripts, args->out);
     for (const auto& s : scripts) std::cout << "wrote " << (fs::path(args->out) / s.file_name).string() << "\n";

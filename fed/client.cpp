@@ -1,12 +1,14 @@
 #include "fed/client.h"
 
 #include <chrono>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <ostream>
 #include <thread>
 
 #include "engine/communicator.h"
+#include "fed/preflight.h"
 #include "fed/processes.h"
 #include "fed/resources.h"
 #include "fed/round_trainer.h"
@@ -17,15 +19,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-// Every participant trains the same adapter structure: the server aggregates tensor by tensor.
-void require_shared_adapter(const FederationConfig& config, const ParticipantConfig& me) {
-  const LoraConfig &mine = me.train.lora, &shared = config.shared.lora;
-  if (me.train.full_parameter || mine.rank != shared.rank || mine.alpha != shared.alpha ||
-      mine.use_rslora != shared.use_rslora || mine.targets != shared.targets)
-    throw Error(config.path + ": participant " + me.name +
-                " overrides the adapter section; every participant must train the same LoRA structure");
-}
 
 // The socket is shared by the main thread (fit/results) and the heartbeat thread.
 class ServerConnection {
@@ -71,6 +64,8 @@ constexpr auto kRankTimeout = std::chrono::seconds(300);
 // Ranks other than 0 wait in a broadcast for rank 0's next command; rank 0 sends `idle` this often
 // while it waits for the server, well within kRankTimeout.
 constexpr auto kIdleCommandInterval = std::chrono::seconds(1);
+// How often a participant that has not heard from the server yet says it is still waiting.
+constexpr auto kWaitingNoteInterval = std::chrono::seconds(10);
 
 // One rank of a participant: rank 0 speaks with the server (joins, heartbeats from their own
 // thread, fit messages, results) and passes each round on to the other ranks; they follow it.
@@ -78,7 +73,10 @@ class ParticipantRank {
  public:
   ParticipantRank(const FederationConfig& config, const ParticipantConfig& me, const std::string& endpoint,
                   std::unique_ptr<Communicator> ranks, int local_rank, std::ostream& log)
-      : log_(log), ranks_(std::move(ranks)), heartbeat_s_(config.server.heartbeat_s) {
+      : log_(log),
+        ranks_(std::move(ranks)),
+        heartbeat_s_(config.server.heartbeat_s),
+        server_address_(endpoint.empty() ? config.server.address : endpoint) {
     trainer_.emplace(config, me, *ranks_, local_rank, log);
     if (ranks_->rank() == 0) connection_.emplace(config, me, endpoint);
   }
@@ -127,9 +125,48 @@ class ParticipantRank {
     }
   }
 
+  // Until the server answers: one line saying where it is expected, then one every
+  // kWaitingNoteInterval, so a wrong address or a server not started yet shows.
+  void note_waiting(Clock::time_point since, Clock::time_point& last_note) {
+    const auto waited = Clock::now() - since;
+    if (welcomed_ || (last_note != since && Clock::now() - last_note < kWaitingNoteInterval)) return;
+    log_ << trainer_->tag() << (last_note == since ? "waiting for the server at " : "still waiting for the server at ")
+         << server_address_;
+    if (last_note != since) log_ << " (" << std::chrono::duration_cast<std::chrono::seconds>(waited).count() << " s)";
+    log_ << std::endl;
+    last_note = Clock::now();
+  }
+
+  // The next message. Of fits that queued up while this participant trained, only the newest is
+  // trained (the server moved on from the others); a shutdown behind them comes first.
+  std::optional<Message> next_message() {
+    if (!backlog_.empty()) {
+      Message m = std::move(backlog_.front());
+      backlog_.pop_front();
+      return m;
+    }
+    std::optional<Message> m = connection_->receive(milliseconds(200), log_);
+    while (m && m->type == MessageType::fit) {
+      std::optional<Message> later = connection_->receive(milliseconds(0), log_);
+      if (!later) break;
+      if (later->type == MessageType::shutdown) return later;
+      if (later->type != MessageType::fit) {
+        backlog_.push_back(std::move(*later));
+        continue;
+      }
+      log_ << trainer_->tag() << "skipped round " << m->round << ": the server has sent round " << later->round
+           << " since" << std::endl;
+      m = std::move(later);
+    }
+    return m;
+  }
+
   int serve(const std::atomic<bool>* stop) {
     auto last_join = Clock::now() - std::chrono::hours(1);
+    const auto started = Clock::now();
+    auto last_note = started;
     while (!(stop && *stop)) {
+      note_waiting(started, last_note);
       if (!welcomed_ && Clock::now() - last_join > std::chrono::seconds(2)) {
         connection_->send(trainer_->status_message(MessageType::join));
         last_join = Clock::now();
@@ -138,7 +175,7 @@ class ParticipantRank {
         trainer_->command(RankCommand::idle);
         trainer_->share_gpus();
       }
-      std::optional<Message> m = connection_->receive(milliseconds(200), log_);
+      std::optional<Message> m = next_message();
       if (!m) continue;
       switch (m->type) {
         case MessageType::welcome:
@@ -149,6 +186,12 @@ class ParticipantRank {
           const std::string* text = reason != m->config.end() ? std::get_if<std::string>(&reason->second) : nullptr;
           log_ << trainer_->tag() << "the server refused a message: " << (text ? *text : "no reason given")
                << std::endl;
+          // A refusal of the participant itself (its name is taken) ends one that never joined.
+          const auto final = m->config.find("final");
+          if (!welcomed_ && final != m->config.end() && final->second == ConfigValue(true)) {
+            if (ranks_->size() > 1) trainer_->command(RankCommand::stop);
+            return 1;
+          }
           break;
         }
         case MessageType::fit:
@@ -170,10 +213,12 @@ class ParticipantRank {
   std::ostream& log_;
   std::unique_ptr<Communicator> ranks_;
   double heartbeat_s_;
+  std::string server_address_;
   std::optional<RoundTrainer> trainer_;
   std::optional<ServerConnection> connection_;  // rank 0 only
   ResourceSampler resources_;             // the heartbeat thread's
   bool welcomed_ = false;
+  std::deque<Message> backlog_;  // messages read past a fit while looking for newer ones
 };
 
 }  // namespace
@@ -181,7 +226,7 @@ class ParticipantRank {
 int run_client(const FederationConfig& config, const std::string& name, const std::string& endpoint, std::ostream& log,
                const std::atomic<bool>* stop, const RankInfo& rank) {
   const ParticipantConfig& me = config.participant(name);
-  require_shared_adapter(config, me);
+  check_participant_files(config, me);
   if (rank.world_size != me.world_size())
     throw Error(config.path + ": participant " + name + " has " + std::to_string(me.world_size()) +
                 " ranks over its nodes, but this process was started as rank " + std::to_string(rank.rank) + " of " +

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "fed/plan.h"
+#include "fed/preflight.h"
 #include "fed/processes.h"
 #include "fed/server.h"
 #include "fed/transport.h"
@@ -152,6 +153,7 @@ class Participants {
 
 int launch_federation(const std::string& config_path, const std::string& self_executable, bool resume, std::ostream& log) {
   const FederationConfig config = read_federation_config(config_path);
+  check_local_participants(config);  // before anything starts: no waiting for a participant that cannot
   const std::atomic<bool>* stop = stop_on_signals();
   Server server(config, resume, log);
   Participants participants(config, config_path, self_executable, server.endpoint(), log);

@@ -53,13 +53,13 @@ std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Writes the config at its own absolute path, whole or not at all (several nodes may share a file
-// system and write it at once).
-std::string embedded_config(const FederationConfig& c) {
+// Writes the config at `copy` (beside the original), whole or not at all (several nodes may share
+// a file system and write it at once).
+std::string embedded_config(const FederationConfig& c, const std::string& copy) {
   static const std::string kEnd = "FEDENGINE_CONFIG_END";
   const std::string text = read_file(c.path);
   if (text.find(kEnd) != std::string::npos) throw Error(c.path + ": contains the line " + kEnd + ", which ends the embedded copy");
-  const std::string path = quoted(absolute(c.path));
+  const std::string path = quoted(copy);
   return "# The federation config, as `fedengine plan` read it:\nmkdir -p \"$(dirname " + path + ")\"\nconfig_copy=$(mktemp " +
          path + ".XXXXXX)\ncat > \"$config_copy\" <<'" + kEnd + "'\n" + text + (text.ends_with('\n') ? "" : "\n") + kEnd +
          "\nmv -f \"$config_copy\" " + path + "\n";
@@ -84,11 +84,12 @@ PlannedScript participant_script(const FederationConfig& c, const ParticipantCon
     s += require_file(p.key, "its CurveZMQ key");
     s += require_file(c.server.server_public_key, "the server's public key");
   }
-  s += embedded_config(c);
+  const std::string config_copy = embedded_config_path(c, p, node);
+  s += embedded_config(c, config_copy);
   for (const auto& [name, value] : node_environment(p, node)) s += "export " + name + "=" + quoted(value) + "\n";
   s += "mkdir -p -m 700 " + pid_directory() + "\necho $$ > " + pid_file(c, p, node) + "  # `fedengine run` stops the node through it\n";
   if (node == 0) s += "# rank 0 connects to " + c.server.address + " (pass --server ENDPOINT to override)\n";
-  s += "exec " + quoted(fedengine) + " client " + quoted(absolute(c.path)) + " --name " + quoted(p.name) + " --node " +
+  s += "exec " + quoted(fedengine) + " client " + quoted(config_copy) + " --name " + quoted(p.name) + " --node " +
        std::to_string(node) + " \"$@\"\n";
   return {node_script_name(p, node), s};
 }
@@ -100,6 +101,24 @@ std::vector<PlannedScript> plan_federation(const FederationConfig& config, const
   for (const ParticipantConfig& p : config.participants)
     for (size_t node = 0; node < p.nodes.size(); ++node) scripts.push_back(participant_script(config, p, node, fedengine));
   return scripts;
+}
+
+std::string embedded_config_path(const FederationConfig& c, const ParticipantConfig& p, size_t node) {
+  const fs::path original = absolute(c.path);
+  const std::string script = node_script_name(p, node);
+  return (original.parent_path() /
+          (original.stem().string() + ".plan-" + script.substr(0, script.size() - 3) + original.extension().string()))
+      .string();
+}
+
+std::vector<std::string> plan_warnings(const FederationConfig& c) {
+  std::vector<std::string> warnings;
+  const std::string& address = c.server.address;
+  if (address.size() > 2 && address.ends_with(":0"))
+    warnings.push_back("server.address " + address +
+                       " has port 0: the server will pick a free port when it starts, which these scripts cannot "
+                       "know; set a fixed port, or pass --server ENDPOINT to each participant's script");
+  return warnings;
 }
 
 std::string pid_file(const FederationConfig& c, const ParticipantConfig& p, size_t node) {

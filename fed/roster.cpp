@@ -98,6 +98,12 @@ bool Roster::alive(const std::string& name) const {
   return r != nullptr && alive(*r, now_());
 }
 
+bool Roster::training(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  const Record* r = find(name);
+  return r != nullptr && r->training;
+}
+
 std::vector<std::string> Roster::alive_names() const {
   std::lock_guard lock(mutex_);
   const Clock::time_point now = now_();

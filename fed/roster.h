@@ -70,6 +70,7 @@ class Roster {
 
   bool joined(const std::string& name) const;
   bool alive(const std::string& name) const;
+  bool training(const std::string& name) const;  // its last message carried training = 1
   std::vector<std::string> alive_names() const;  // in name order
   // As the participant reported it at its last join, or as the checkpoint knew it; {} otherwise.
   ParticipantVolume volume_of(const std::string& name) const;

@@ -1,7 +1,11 @@
 #include "fed/round_report.h"
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
+#include "core/error.h"
 #include "engine/train_run.h"
 
 namespace fe::fed {
@@ -68,6 +72,28 @@ nlohmann::json round_metrics(const RoundRecord& record, bool evaluated, const Dp
     entry["eval_exact_match_examples"] = record.eval.generated_examples;
   }
   return entry;
+}
+
+void restore_metrics_file(const std::string& file, const nlohmann::json& checkpointed_line) {
+  std::string text;
+  if (std::ifstream in{file, std::ios::binary}) text.assign(std::istreambuf_iterator<char>(in), {});
+  const size_t complete = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+  if (complete < text.size()) {
+    std::filesystem::resize_file(file, complete);
+    text.resize(complete);
+  }
+  if (checkpointed_line.is_null()) return;
+  int64_t last_round = -1;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const nlohmann::json entry = nlohmann::json::parse(line, nullptr, false);
+    if (entry.is_object() && entry.contains("round") && entry["round"].is_number_integer())
+      last_round = entry["round"].get<int64_t>();
+  }
+  if (last_round >= checkpointed_line.at("round").get<int64_t>()) return;
+  std::ofstream out(file, std::ios::app);
+  out << checkpointed_line.dump() << std::endl;
+  if (!out) throw Error(file + ": cannot append the checkpointed round's metrics line");
 }
 
 }  // namespace fe::fed

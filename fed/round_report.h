@@ -32,4 +32,10 @@ struct RoundRecord {
 std::string round_line(const RoundRecord& record, int64_t rounds, bool evaluated, const DpStrategy* dp);
 nlohmann::json round_metrics(const RoundRecord& record, bool evaluated, const DpStrategy* dp);
 
+// Before a resumed run appends to metrics.jsonl: the file must end with the line of the round its
+// checkpoint holds. The checkpoint is written before that line, so a server killed in between
+// left the line out: it is appended from `checkpointed_line` (the copy the checkpoint keeps; null
+// for a checkpoint without one). A line cut off by a kill while it was written is removed first.
+void restore_metrics_file(const std::string& file, const nlohmann::json& checkpointed_line);
+
 }  // namespace fe::fed

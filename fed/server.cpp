@@ -17,6 +17,7 @@
 #include "fed/adapter_wire.h"
 #include "fed/monitor.h"
 #include "fed/roster.h"
+#include "fed/run_lock.h"
 #include "fed/server_checkpoint.h"
 #include "fed/server_inbox.h"
 
@@ -56,6 +57,7 @@ std::unique_ptr<Strategy> configured_strategy(const FederationConfig& config) {
 struct Server::Impl {
   const FederationConfig& config;
   std::ostream& log;
+  RunLock run_lock;  // first: nothing in the run directory is opened before it is ours
   Roster roster;
   Monitor monitor;
   std::unique_ptr<Strategy> strategy;
@@ -75,10 +77,15 @@ struct Server::Impl {
   std::mutex exits_mutex;
   std::vector<std::pair<std::string, std::string>> exits;  // (participant, report) from participant_exited
 
-  Clock::time_point round_started;  // of the round's first attempt
+  Clock::time_point round_started;          // of the round's first attempt
+  std::map<std::string, int64_t> fit_sent;  // the round each participant was last sent a fit for
 
   Impl(const FederationConfig& c, bool resume, std::ostream& l)
-      : config(c), log(l), roster(participant_names(c), c.server.heartbeat_s), monitor(roster, c.server.rounds) {
+      : config(c),
+        log(l),
+        run_lock(c.shared.output_dir),
+        roster(participant_names(c), c.server.heartbeat_s),
+        monitor(roster, c.server.rounds) {
     const LlamaConfig model = LlamaConfig::load(c.shared.model_dir);
     global = LoraAdapter::init(model, c.shared.lora, c.shared.seed, DType::f32);
     specs = adapter_specs(global);
@@ -117,19 +124,20 @@ struct Server::Impl {
     if (!checkpoint.run_id.empty()) run_id = checkpoint.run_id;
     // A participant's share of data does not shrink while the largest one has yet to rejoin.
     roster.restore_volumes(checkpoint.volumes);
+    restore_metrics_file((fs::path(config.shared.output_dir) / "metrics.jsonl").string(), checkpoint.metrics_line);
     say("resuming after round " + std::to_string(checkpoint.round) + " from " + checkpoint_dir().string());
   }
 
   // --- messages -----------------------------------------------------------------------------
 
   // Handles messages until done() or the deadline (or a stop request), and keeps the status
-  // current: participants whose process ended, the periodic table.
+  // current: participants whose process ended or who went silent, the periodic table.
   template <class Done>
   void pump(double timeout_s, Done&& done, const std::atomic<bool>* stop) {
     const auto start = Clock::now();
     while (!done() && seconds_since(start) < timeout_s && !(stop && *stop)) {
       inbox->handle_next(std::chrono::milliseconds(100));
-      note_exits();
+      note_presence();
       if (config.server.status_every_s > 0 && seconds_since(last_table) >= config.server.status_every_s) {
         log << render_table(monitor.snapshot()) << std::flush;
         last_table = Clock::now();
@@ -137,16 +145,14 @@ struct Server::Impl {
     }
   }
 
-  void note_exits() {
+  void note_presence() {
     std::vector<std::pair<std::string, std::string>> ended;
     {
       std::lock_guard lock(exits_mutex);
       ended.swap(exits);
     }
-    for (const auto& [name, report] : ended) {
-      say("participant " + report);
-      roster.mark_gone(name, report.substr(0, report.find(';')));  // no result will come
-    }
+    for (const auto& [name, report] : ended) inbox->participant_gone(name, report);
+    inbox->note_absent();
   }
 
   // Runs `work` on another thread while this one keeps handling messages (heartbeats stay heard).
@@ -202,11 +208,25 @@ struct Server::Impl {
     fit.config = round_settings(record.round, config.participant(name));
     fit.tensors = to_wire(global.named_tensors());
     inbox->send(roster.peer_of(name), fit);
+    fit_sent[name] = record.round;
   }
 
-  // A repeated round counts the time and traffic of its failed attempts too.
+  // A repeated attempt asks only those it has no result from and that are not still training
+  // the fit an earlier attempt sent them: a participant never trains a round twice because the
+  // server gave up waiting on it.
+  bool needs_fit(const std::string& name) const {
+    const auto sent = fit_sent.find(name);
+    return !inbox->has_result(name) &&
+           !(sent != fit_sent.end() && sent->second == record.round && roster.training(name));
+  }
+
+  // A repeated round counts the time and traffic of its failed attempts too, and keeps the
+  // figures of the results it keeps (ServerInbox::open_round).
   void start_attempt(int64_t round) {
     record = record.round == round ? RoundRecord{.round = round,
+                                                 .train_loss = record.train_loss,
+                                                 .dp_sgd_epsilon = record.dp_sgd_epsilon,
+                                                 .examples = record.examples,
                                                  .bytes_sent = record.bytes_sent,
                                                  .bytes_received = record.bytes_received,
                                                  .attempts = record.attempts + 1}
@@ -223,18 +243,27 @@ struct Server::Impl {
   }
 
   // Results, in participant-name order, until every sampled participant answered or went silent,
-  // or the round timed out; nullopt when too few came back (or a stop was asked for).
+  // or the round timed out; nullopt when too few came back (the round stays open for the next
+  // attempt) or a stop was asked for.
   std::optional<std::vector<ClientResult>> collect(const std::atomic<bool>* stop) {
-    inbox->open_round([this](const std::string& name) { send_fit(name); });
     pump(
         config.server.round_timeout_s, [&] { return round_complete(); }, stop);
-    std::map<std::string, ClientResult> results = inbox->close_round();
-    if (stop && *stop) return std::nullopt;
-    if (static_cast<int64_t>(results.size()) < config.server.min_results) {
-      say("round " + std::to_string(record.round) + ": " + std::to_string(results.size()) + " results, " +
+    if (stop && *stop) {
+      inbox->close_round();
+      return std::nullopt;
+    }
+    if (static_cast<int64_t>(inbox->results().size()) < config.server.min_results) {
+      say("round " + std::to_string(record.round) + ": " + std::to_string(inbox->results().size()) + " results, " +
           std::to_string(config.server.min_results) + " needed; repeating the round");
       return std::nullopt;
     }
+    std::map<std::string, ClientResult> results = inbox->close_round();
+    const auto keep_results = [&](auto& figures) {  // of this attempt's results and the ones kept from earlier
+      std::erase_if(figures, [&](const auto& figure) { return !results.contains(figure.first); });
+    };
+    keep_results(record.train_loss);
+    keep_results(record.dp_sgd_epsilon);
+    keep_results(record.examples);
     std::vector<ClientResult> ordered;
     for (auto& [name, result] : results) {  // name order: the arithmetic does not depend on arrival
       record.contributors.push_back(name);
@@ -262,7 +291,8 @@ struct Server::Impl {
   }
 
   void checkpoint(int64_t round) {
-    ServerCheckpoint checkpoint{.round = round, .run_id = run_id};
+    ServerCheckpoint checkpoint{
+        .round = round, .run_id = run_id, .metrics_line = round_metrics(record, eval_model.has_value(), dp)};
     for (const ParticipantConfig& p : config.participants)
       if (const ParticipantVolume volume = roster.volume_of(p.name); volume.examples > 0)
         checkpoint.volumes[p.name] = volume;
@@ -281,13 +311,15 @@ struct Server::Impl {
     start_attempt(round);
     record.sampled = strategy->sample(round, roster.alive_names());
     monitor.set_round(round);
-    for (const std::string& name : record.sampled) send_fit(name);
+    inbox->open_round([this](const std::string& name) { send_fit(name); });
+    for (const std::string& name : record.sampled)
+      if (needs_fit(name)) send_fit(name);
     const std::optional<std::vector<ClientResult>> results = collect(stop);
     if (!results) return false;
     aggregate(round, *results);
     evaluate_round();
-    checkpoint(round);
     record.seconds = seconds_since(round_started);
+    checkpoint(round);
     report();
     return true;
   }

@@ -25,7 +25,8 @@ void save_server_checkpoint(const fs::path& dir, const ServerCheckpoint& checkpo
                                 {"strategy", strategy.name()},
                                 {"dp_sampling_rates", dp ? dp->sampling_rates() : std::vector<double>{}},
                                 {"run_id", checkpoint.run_id},
-                                {"volumes", volumes}};
+                                {"volumes", volumes},
+                                {"metrics", checkpoint.metrics_line}};
   write_file_whole((staging / "state.json").string(), state.dump() + "\n");
   replacement.commit();
 }
@@ -44,7 +45,9 @@ ServerCheckpoint load_server_checkpoint(const fs::path& checkpoint_dir, const Ll
   if (dp)
     dp->load_privacy_state(read_named_tensors((dir / "privacy.safetensors").string()),
                            state.at("dp_sampling_rates").get<std::vector<double>>());
-  ServerCheckpoint checkpoint{.round = state.at("round").get<int64_t>(), .run_id = state.value("run_id", "")};
+  ServerCheckpoint checkpoint{.round = state.at("round").get<int64_t>(),
+                              .run_id = state.value("run_id", ""),
+                              .metrics_line = state.value("metrics", nlohmann::json())};
   const nlohmann::json volumes = state.value("volumes", nlohmann::json::object());  // outlives the loop
   for (const auto& [name, volume] : volumes.items())
     checkpoint.volumes[name] = {volume.value("examples", int64_t{0}), volume.value("free_memory_bytes", 0.0)};

@@ -4,14 +4,16 @@
 // OUTPUT/checkpoint/ holds adapter/ (the global adapter, PEFT), strategy.safetensors (the
 // strategy's state, when it has one), privacy.safetensors (with DP: the mechanism's state) and
 // state.json {"round", "strategy", "dp_sampling_rates", "run_id", "volumes": {name: {"examples",
-// "free_memory_bytes"}}}. It is written aside and swapped in, so one complete checkpoint exists
-// at every moment: checkpoint/, or checkpoint.old/ while checkpoint/ is being replaced (loading
-// falls back to it).
+// "free_memory_bytes"}}, "metrics": the round's metrics.jsonl line (written after the checkpoint;
+// a resumed run restores it when a kill came in between, fed/round_report.h)}. It is written aside and swapped in, so
+// one complete checkpoint exists at every moment: checkpoint/, or checkpoint.old/ while checkpoint/ is being replaced
+// (loading falls back to it).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "engine/lora.h"
@@ -25,6 +27,7 @@ struct ServerCheckpoint {
   int64_t round = 0;   // the last completed round
   std::string run_id;  // empty when the checkpoint has none
   std::map<std::string, ParticipantVolume> volumes;
+  nlohmann::json metrics_line;  // null when the checkpoint has none
 };
 
 // `dp` is the strategy itself when DP wraps it, else null.

@@ -19,6 +19,15 @@ std::optional<std::string> bad_volume(const Message& m) {
   return std::nullopt;
 }
 
+// The largest message a participant sends is a result: the adapter's tensors (check_tensors holds
+// them to these specs) and a few hundred bytes of names, shapes and metrics. Twice the adapter
+// plus 1 MiB leaves room for both; anything larger is not from a participant.
+int64_t max_message_bytes(const std::vector<TensorSpec>& specs) {
+  int64_t adapter = 0;
+  for (const TensorSpec& spec : specs) adapter += spec.shape.numel() * static_cast<int64_t>(dtype_size(spec.dtype));
+  return 2 * adapter + (int64_t{1} << 20);
+}
+
 ParticipantVolume volume_in(const Message& m) {
   ParticipantVolume volume{.examples = static_cast<int64_t>(m.metrics.at("num_examples"))};
   if (auto memory = m.metrics.find("free_memory_bytes"); memory != m.metrics.end())
@@ -44,7 +53,9 @@ ServerInbox::ServerInbox(const FederationConfig& config, Roster& roster, std::ve
       security.allowed_client_keys.push_back(public_keys_[p.name]);
     }
   }
-  socket_ = std::make_unique<ServerSocket>(config.server.address, security, say_);
+  const int64_t limit = max_message_bytes(specs_);
+  socket_ = std::make_unique<ServerSocket>(config.server.address, security, say_, limit);
+  say_("messages over " + std::to_string(limit) + " bytes (twice the adapter, plus 1 MiB) are refused");
 }
 
 std::string ServerInbox::endpoint() const { return socket_->endpoint(); }
@@ -62,13 +73,16 @@ bool ServerInbox::handle_next(std::chrono::milliseconds wait) {
 }
 
 void ServerInbox::open_round(std::function<void(const std::string&)> resend_fit) {
-  results_.clear();
+  if (results_round_ != record_.round) results_.clear();
+  std::erase_if(results_, [&](const auto& result) { return !is_sampled(result.first); });
+  results_round_ = record_.round;
   resend_fit_ = std::move(resend_fit);
   round_open_ = true;
 }
 
 std::map<std::string, ClientResult> ServerInbox::close_round() {
   round_open_ = false;
+  results_round_ = -1;
   resend_fit_ = nullptr;
   return std::exchange(results_, {});
 }
@@ -98,7 +112,7 @@ void ServerInbox::admit(const Message& m, const std::string& peer) {
   const bool takes_volume = m.type == MessageType::join || !known;
   roster_.heard_from(m.client_id, peer, m.metrics, takes_volume ? std::optional(volume_in(m)) : std::nullopt);
   if (!known || returning)
-    say_("participant " + m.client_id + (returning ? " rejoined" : " joined") + " (" +
+    say_("participant " + m.client_id + (absent_.erase(m.client_id) > 0 ? " rejoined" : " joined") + " (" +
          std::to_string(roster_.volume_of(m.client_id).examples) + " examples)");
   if (m.type == MessageType::join) {
     Message welcome{.type = MessageType::welcome, .round = record_.round, .client_id = m.client_id};
@@ -109,9 +123,47 @@ void ServerInbox::admit(const Message& m, const std::string& peer) {
   }
 }
 
+// One live connection per participant name: the first connection that joined under a name keeps
+// it while its connection is open and the participant is alive (the roster's gone rule), so a
+// second `client --name X` cannot take X's fits. Once the first connection closed (its process
+// ended) or went silent, the next one to speak takes the name. Plain TCP identifies nothing
+// more than the connection: whoever claims a free name first holds it (CurveZMQ binds names to
+// keys as well).
+std::optional<std::string> ServerInbox::claimed_elsewhere(const std::string& name, const std::string& peer) {
+  const std::string holder = roster_.peer_of(name);
+  if (holder.empty() || holder == peer || !roster_.alive(name) || !socket_->reachable(holder)) return std::nullopt;
+  return "participant " + name +
+         " is connected already; a second connection under its name is refused while the first is alive (stop "
+         "the other process, or let it go silent for 3 heartbeats)";
+}
+
+// A refused second connection keeps trying (it may be the participant itself reconnecting before
+// its old connection was seen to close): logged once per connection, answered every time with a
+// reject that says it is final for a client that has not joined yet.
+void ServerInbox::refuse_connection(const std::string& peer, const Message& m, const std::string& reason) {
+  if (refused_peers_.insert(peer).second) say_("refused a message from " + m.client_id + ": " + reason);
+  Message reject{.type = MessageType::reject, .client_id = m.client_id};
+  reject.config["reason"] = reason;
+  reject.config["final"] = true;
+  send(peer, reject);
+}
+
+void ServerInbox::note_absent() {
+  for (const ParticipantStatus& status : roster_.snapshot())
+    if (status.state == "gone" && roster_.joined(status.name) && absent_.insert(status.name).second)
+      say_("participant " + status.name + " is gone: " + status.note);
+}
+
+void ServerInbox::participant_gone(const std::string& name, const std::string& report) {
+  say_("participant " + report);
+  roster_.mark_gone(name, report.substr(0, report.find(';')));  // no result will come
+  absent_.insert(name);
+}
+
 void ServerInbox::accept_result(Message& m, const std::string& peer) {
   const std::string round = std::to_string(m.round), open = std::to_string(record_.round);
-  if (!round_open_) return refuse(peer, m.client_id, "result for round " + round + " after the round closed");
+  if (!round_open_ || m.round < record_.round)
+    return refuse(peer, m.client_id, "result for round " + round + " after the round closed (discarded)");
   if (m.round != record_.round)
     return refuse(peer, m.client_id, "result for round " + round + " while round " + open + " is open");
   if (!is_sampled(m.client_id)) return refuse(peer, m.client_id, "not sampled for round " + open);
@@ -150,6 +202,7 @@ void ServerInbox::handle(const Envelope& envelope) {
   if (!public_keys_.empty() && public_keys_.at(m.client_id) != envelope.public_key)
     return refuse(envelope.peer, m.client_id,
                   "sent with the key " + envelope.public_key + ", which belongs to another participant");
+  if (auto reason = claimed_elsewhere(m.client_id, envelope.peer)) return refuse_connection(envelope.peer, m, *reason);
   switch (m.type) {
     case MessageType::join:
     case MessageType::heartbeat:
@@ -158,7 +211,10 @@ void ServerInbox::handle(const Envelope& envelope) {
       roster_.heard_from(m.client_id, envelope.peer, m.metrics);
       return accept_result(m, envelope.peer);
     case MessageType::shutdown:
-      if (roster_.joined(m.client_id)) say_("participant " + m.client_id + " left");
+      if (roster_.joined(m.client_id)) {
+        say_("participant " + m.client_id + " left");
+        absent_.insert(m.client_id);
+      }
       roster_.mark_left(m.client_id);
       return;
     default:

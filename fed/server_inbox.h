@@ -3,7 +3,8 @@
 // joins and heartbeats into the roster, results of the open round into that round.
 //
 // Bad input never stops the server: a message that does not decode, comes from an unknown
-// participant (or, with CurveZMQ, with another participant's key), belongs to another round,
+// participant (or, with CurveZMQ, with another participant's key), comes from a second
+// connection under the name of a participant whose first one is alive, belongs to another round,
 // repeats a result or carries tensors of the wrong shape is refused.
 //
 // Traffic counts towards the round record the server passes in (its current round), as do each
@@ -14,6 +15,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,14 +45,26 @@ class ServerInbox {
 
   // Results are taken from record.sampled for record.round while the round is open. A sampled
   // participant that joins again meanwhile (it restarted and lost its fit) gets `resend_fit`.
+  // The round stays open between attempts: an attempt repeated for want of results keeps those
+  // of participants sampled again (they trained the same round from the same global adapter on
+  // the same data), and a result that arrives between attempts counts.
   void open_round(std::function<void(const std::string&)> resend_fit);
+  const std::map<std::string, ClientResult>& results() const { return results_; }
   std::map<std::string, ClientResult> close_round();  // the results, by participant name
   bool has_result(const std::string& name) const { return results_.count(name) > 0; }
   size_t result_count() const { return results_.size(); }
 
+  // Presence in the log: a participant that went silent (the roster's gone rule) is logged once
+  // when note_absent() sees it; one whose process ended is logged by participant_gone(). A
+  // participant heard from again after such a line is logged as "rejoined", otherwise as "joined".
+  void note_absent();
+  void participant_gone(const std::string& name, const std::string& report);
+
  private:
   void handle(const Envelope& envelope);
   void refuse(const std::string& peer, const std::string& who, const std::string& reason);
+  std::optional<std::string> claimed_elsewhere(const std::string& name, const std::string& peer);
+  void refuse_connection(const std::string& peer, const Message& m, const std::string& reason);
   void admit(const Message& m, const std::string& peer);
   void accept_result(Message& m, const std::string& peer);
   bool is_participant(const std::string& name) const;
@@ -64,8 +79,11 @@ class ServerInbox {
   std::map<std::string, std::string> public_keys_;  // with CurveZMQ: each participant's own key
   std::unique_ptr<ServerSocket> socket_;
   bool round_open_ = false;
+  int64_t results_round_ = -1;  // the round results_ belong to
   std::function<void(const std::string&)> resend_fit_;
   std::map<std::string, ClientResult> results_;
+  std::set<std::string> absent_;         // logged as gone or left since they were last heard from
+  std::set<std::string> refused_peers_;  // second connections under a name, logged once each
 };
 
 }  // namespace fe::fed

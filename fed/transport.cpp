@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -341,17 +342,23 @@ bool is_loopback_endpoint(const std::string& endpoint) {
 // --- ServerSocket -----------------------------------------------------------------------------
 
 struct ServerSocket::Impl {
-  // Destruction runs bottom-up: the router closes, then the ZAP handler shuts the context down.
+  // Destruction runs bottom-up: the monitor and the router close, then the ZAP handler shuts the
+  // context down.
   zmq::context_t context;
   PendingLog pending_log;
   std::optional<ZapHandler> zap_handler;
   zmq::socket_t router{context, zmq::socket_type::router};
+  std::optional<zmq::socket_t> disconnections;  // the router's monitor, with a message size limit
   std::string bound_endpoint;
   std::function<void(const std::string&)> log;
+  int64_t max_message_bytes;
 
-  Impl(const std::string& endpoint, const ServerSecurity& security, std::function<void(const std::string&)> log_to)
-      : log(std::move(log_to)) {
+  Impl(const std::string& endpoint, const ServerSecurity& security, std::function<void(const std::string&)> log_to,
+       int64_t max_message)
+      : log(std::move(log_to)), max_message_bytes(max_message) {
     set_common_options(router, endpoint);
+    router.set(zmq::sockopt::maxmsgsize, max_message_bytes < 0 ? int64_t{-1} : max_message_bytes);
+    if (max_message_bytes >= 0) watch_disconnections();
     // A message for a peer that has gone raises EHOSTUNREACH instead of vanishing silently.
     router.set(zmq::sockopt::router_mandatory, true);
     if (security.server_keys)
@@ -375,8 +382,43 @@ struct ServerSocket::Impl {
     if (log) log(line);
   }
 
+  // The router's monitor (RFC: zmq_socket_monitor) reports every closed connection; read by
+  // the owner's thread in flush_pending_log.
+  void watch_disconnections() {
+    static std::atomic<int> sockets = 0;
+    const std::string address = "inproc://fedengine.server-monitor." + std::to_string(sockets++);
+    if (zmq_socket_monitor(router.handle(), address.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+      throw Error(std::string("ServerSocket: cannot monitor connections: ") + zmq_strerror(zmq_errno()));
+    disconnections.emplace(context, zmq::socket_type::pair);
+    disconnections->set(zmq::sockopt::linger, 0);
+    disconnections->connect(address);
+  }
+
+  void report_disconnections() {
+    if (!disconnections) return;
+    std::vector<zmq::message_t> event;  // [event id and value, endpoint]
+    while (zmq::recv_multipart(*disconnections, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+      say("a connection closed: its peer ended it, or sent a message over the limit of " +
+          std::to_string(max_message_bytes) + " bytes, which the server refuses");
+      event.clear();
+    }
+  }
+
   void flush_pending_log() {
     for (const std::string& line : pending_log.take()) say(line);
+    report_disconnections();
+  }
+
+  bool reachable(const std::string& peer) {
+    try {
+      // The probe: an empty message. EAGAIN (a full queue) still means connected.
+      router.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router.send(zmq::const_buffer(), zmq::send_flags::dontwait);
+      return true;
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) return false;
+      throw Error("ServerSocket::reachable: " + std::string(e.what()));
+    }
   }
 
   std::optional<Envelope> receive(milliseconds timeout) {
@@ -417,9 +459,9 @@ struct ServerSocket::Impl {
 };
 
 ServerSocket::ServerSocket(const std::string& endpoint, const ServerSecurity& security,
-                           std::function<void(const std::string&)> log) {
+                           std::function<void(const std::string&)> log, int64_t max_message_bytes) {
   try {
-    impl_ = std::make_unique<Impl>(endpoint, security, std::move(log));
+    impl_ = std::make_unique<Impl>(endpoint, security, std::move(log), max_message_bytes);
   } catch (const zmq::error_t& e) {
     throw Error("ServerSocket: cannot listen on " + endpoint + ": " + e.what());
   }
@@ -432,6 +474,8 @@ std::string ServerSocket::endpoint() const { return impl_->bound_endpoint; }
 std::optional<Envelope> ServerSocket::receive(milliseconds timeout) { return impl_->receive(timeout); }
 
 void ServerSocket::send(const std::string& peer, const std::string& payload) { impl_->send(peer, payload); }
+
+bool ServerSocket::reachable(const std::string& peer) { return impl_->reachable(peer); }
 
 // --- ClientSocket -----------------------------------------------------------------------------
 
@@ -477,9 +521,10 @@ struct ClientSocket::Impl {
   }
 
   std::optional<std::string> receive(milliseconds timeout) {
-    // The server sends one frame per message; anything else is not from a ServerSocket.
+    // The server sends one frame per message; anything else is not from a ServerSocket. An empty
+    // one is its liveness probe (ServerSocket::reachable).
     return receive_accepted<std::string>(dealer, timeout, [](const std::vector<zmq::message_t>& frames) {
-      return frames.size() == 1 ? std::optional(frames.front().to_string()) : std::nullopt;
+      return frames.size() == 1 && frames.front().size() > 0 ? std::optional(frames.front().to_string()) : std::nullopt;
     });
   }
 };

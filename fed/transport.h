@@ -12,6 +12,15 @@
 // time. The server's ZAP thread never calls `log` itself: it queues its lines, and receive() and
 // send() pass them on, so `log` only runs on the thread that uses the socket.
 //
+// Size: a server may cap the size of one incoming message (max_message_bytes): ZeroMQ reads each
+// frame's declared size first and closes a connection that declares more, before it allocates
+// anything, so a peer cannot make the server hold a frame of its choosing (8 GiB, say). The
+// server logs each connection closed this way or by its peer (ZeroMQ does not tell the two apart).
+//
+// Liveness: reachable(peer) says whether a peer's connection is still open (a probe, an empty
+// message, which ClientSocket skips): ZeroMQ drops a peer from the server's routing table as soon
+// as its connection closes, e.g. when its process ends.
+//
 // Delivery: a client reconnects by itself (every 100 ms, backing off to 1 s) when the server goes
 // away, and what it sends meanwhile waits in its queue, so a restarted server receives it; a
 // message that was in flight when the connection broke is lost, which the protocol's heartbeats
@@ -21,6 +30,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -56,8 +66,9 @@ struct Envelope {
 class ServerSocket {
  public:
   // Binds `endpoint` (e.g. "tcp://127.0.0.1:5555", port 0 or "*" picks a free port).
+  // max_message_bytes < 0: no limit short of memory.
   ServerSocket(const std::string& endpoint, const ServerSecurity& security,
-               std::function<void(const std::string&)> log = {});
+               std::function<void(const std::string&)> log = {}, int64_t max_message_bytes = -1);
   ~ServerSocket();
   ServerSocket(const ServerSocket&) = delete;
   ServerSocket& operator=(const ServerSocket&) = delete;
@@ -67,6 +78,8 @@ class ServerSocket {
   std::optional<Envelope> receive(std::chrono::milliseconds timeout);
   // Never throws for a peer that is gone or not reading: the message is dropped and logged.
   void send(const std::string& peer, const std::string& payload);
+  // Whether `peer`'s connection is open (see Liveness above).
+  bool reachable(const std::string& peer);
 
  private:
   struct Impl;

@@ -15,11 +15,16 @@
 #include <fstream>
 #include <regex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "engine/accountant.h"
 #include "engine/llama_weights.h"
 #include "engine/synthetic_data.h"
+#include "fed/adapter_wire.h"
+#include "fed/federation_config.h"
+#include "fed/protocol.h"
+#include "fed/transport.h"
 #include "tests/test_util.h"
 
 extern char** environ;
@@ -54,6 +59,18 @@ class Process {
     if (pid_ > 0) kill_now();
   }
   void interrupt() { kill(pid_, SIGINT); }
+  void terminate() { kill(pid_, SIGTERM); }
+  // The exit status, or nullopt when the process is still running after `timeout`.
+  std::optional<int> wait_for(std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
   void kill_now() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
@@ -253,6 +270,11 @@ TEST_F(Federation, UnknownOrBorrowedCurveKeysAreRefused) {
            out.find("p1 joined") != std::string::npos && out.find("belongs to another participant") != std::string::npos;
   }, std::chrono::seconds(30))) << server.output();
   EXPECT_THAT(server.output(), AllOf(HasSubstr("is not in the allow-list"), ::testing::Not(HasSubstr("p2 joined"))));
+  // A second p0 with p0's own key, while p0 is connected: refused, and it gives up.
+  Process second_p0({"client", config, "--name", "p0"}, dir_.path("second-p0.log"));
+  EXPECT_EQ(second_p0.wait_for(std::chrono::seconds(30)), std::optional(1)) << second_p0.output();
+  EXPECT_THAT(second_p0.output(), HasSubstr("participant p0 is connected already"));
+  EXPECT_THAT(server.output(), HasSubstr("refused a message from p0: participant p0 is connected already"));
 }
 
 }  // namespace
@@ -260,6 +282,38 @@ TEST_F(Federation, UnknownOrBorrowedCurveKeysAreRefused) {
 
 namespace fe {
 namespace {
+
+// `fedengine server` on SIGTERM: the participants are told and exit by themselves, the checkpoint
+// holds the last round in metrics.jsonl, and the exit status is the documented 130.
+TEST_F(Federation, SigtermStopsTheServerCleanly) {
+  const std::string config = write_config(server_section(free_port(), 1000));
+  Process server({"server", config}, dir_.path("server.log"));
+  std::vector<std::unique_ptr<Process>> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
+                                                dir_.path(test::numbered("p", i) + ".log")));
+  const fs::path metrics = dir_.path("out/metrics.jsonl");
+  ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 2; }, std::chrono::seconds(60))) << server.output();
+  server.terminate();
+  EXPECT_EQ(server.wait_for(std::chrono::seconds(30)), std::optional(130)) << server.output();
+  EXPECT_THAT(server.output(), HasSubstr("stopped by a signal"));
+  for (auto& client : clients) {
+    EXPECT_EQ(client->wait_for(std::chrono::seconds(30)), std::optional(0)) << client->output();
+    EXPECT_THAT(client->output(), HasSubstr("the server ended the run"));
+  }
+  const nlohmann::json state = nlohmann::json::parse(slurp(dir_.path("out/checkpoint/state.json")));
+  EXPECT_EQ(state["round"], read_metrics(metrics).back()["round"]) << server.output();
+}
+
+// A participant whose server is not there yet says where it waits for it.
+TEST_F(Federation, ClientSaysWhichServerItIsWaitingFor) {
+  const int port = free_port();
+  const std::string config = write_config(server_section(port, 1));
+  Process client({"client", config, "--name", "p0"}, dir_.path("p0.log"));
+  const std::string line = "[p0] waiting for the server at tcp://127.0.0.1:" + std::to_string(port);
+  EXPECT_TRUE(wait_until([&] { return client.output().find(line) != std::string::npos; }, std::chrono::seconds(30)))
+      << client.output();
+}
 
 TEST_F(Federation, CtrlCStopsTheServerAndEveryParticipant) {
   const std::string config = write_config(server_section(free_port(), 1000));
@@ -285,7 +339,8 @@ TEST_F(Federation, PlannedScriptsRunTheFederation) {
   Process plan({"plan", config, "--out", dir_.path("plan")}, dir_.path("plan.log"));
   ASSERT_EQ(plan.wait(), 0) << plan.output();
   const std::string p1 = slurp(dir_.path("plan/p1.sh"));
-  EXPECT_THAT(p1, AllOf(HasSubstr("client '" + config + "' --name 'p1'"), HasSubstr("train.shard-1.jsonl")));
+  EXPECT_THAT(p1, AllOf(HasSubstr("client '" + dir_.path("federation.plan-p1.yaml") + "' --name 'p1'"),
+                       HasSubstr("train.shard-1.jsonl")));
   EXPECT_THAT(slurp(dir_.path("plan/server.sh")), HasSubstr("server '" + config + "'"));
 
   const std::string run_all = "cd " + dir_.path() + " && (bash plan/server.sh > server.log 2>&1 &) && " +
@@ -543,6 +598,60 @@ TEST_F(Federation, DpSgdParticipantsReportTheirEpsilon) {
   Process fresh({"run", config}, dir_.path("fresh.log"));
   ASSERT_EQ(fresh.wait(), 0) << fresh.output();
   expect_epsilon_after(1, 1);
+}
+
+}  // namespace
+}  // namespace fe
+
+namespace fe {
+namespace {
+
+// A participant that trained past the round's timeout finds fits for two newer rounds queued: it
+// trains only the newest (the server has moved on from the other), not every round in turn.
+TEST_F(Federation, ParticipantTrainsOnlyTheNewestOfQueuedFits) {
+  const std::string config_path = write_config(server_section(free_port(), 3));
+  const fed::FederationConfig config = fed::read_federation_config(config_path);
+  const LoraAdapter global =
+      LoraAdapter::init(LlamaConfig::load(config.shared.model_dir), config.shared.lora, 0, DType::f32);
+  fed::ServerSocket server("tcp://127.0.0.1:0", {});
+  Process client({"client", config_path, "--name", "p0", "--server", server.endpoint()}, dir_.path("p0.log"));
+  auto next = [&](fed::MessageType type, std::chrono::seconds patience) -> std::optional<std::pair<std::string, fed::Message>> {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    while (std::chrono::steady_clock::now() < deadline)
+      if (auto envelope = server.receive(std::chrono::milliseconds(100))) {
+        fed::Message m = fed::decode(envelope->payload);
+        if (m.type == type) return std::pair(envelope->peer, std::move(m));
+      }
+    return std::nullopt;
+  };
+  auto fit = [&](int64_t round, int64_t steps) {
+    fed::Message m{.type = fed::MessageType::fit, .round = round, .client_id = "p0"};
+    m.config["steps"] = steps;
+    m.tensors = fed::to_wire(global.named_tensors());
+    return fed::encode(m);
+  };
+  const auto join = next(fed::MessageType::join, std::chrono::seconds(30));
+  ASSERT_TRUE(join) << client.output();
+  const std::string peer = join->first;
+  server.send(peer, fed::encode(fed::Message{.type = fed::MessageType::welcome, .round = 0, .client_id = "p0"}));
+  server.send(peer, fit(1, 1000));  // long enough to send two more fits while it trains
+  bool training = false;
+  for (int i = 0; i < 100 && !training; ++i)
+    if (const auto heartbeat = next(fed::MessageType::heartbeat, std::chrono::seconds(1)))
+      training = heartbeat->second.metrics.at("training") == 1;
+  ASSERT_TRUE(training) << client.output();
+  server.send(peer, fit(2, 2));
+  server.send(peer, fit(3, 2));
+  std::vector<int64_t> rounds;
+  while (rounds.size() < 2)
+    if (const auto result = next(fed::MessageType::fit_result, std::chrono::seconds(60)))
+      rounds.push_back(result->second.round);
+    else
+      break;
+  EXPECT_EQ(rounds, (std::vector<int64_t>{1, 3})) << client.output();
+  EXPECT_THAT(client.output(), HasSubstr("skipped round 2: the server has sent round 3 since"));
+  server.send(peer, fed::encode(fed::Message{.type = fed::MessageType::shutdown, .round = 3, .client_id = "p0"}));
+  EXPECT_EQ(client.wait_for(std::chrono::seconds(30)), std::optional(0)) << client.output();
 }
 
 }  // namespace

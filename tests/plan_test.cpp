@@ -63,7 +63,7 @@ TEST_F(Plan, OneScriptPerNodeWithItsRankEnvironment) {
                            HasSubstr("export CUDA_VISIBLE_DEVICES='2,3'\n"), HasSubstr("export NCCL_IB_DISABLE='1'\n"),
                            HasSubstr("export NCCL_SOCKET_IFNAME='eth1'\n"), HasSubstr("export GLOO_SOCKET_IFNAME='eth1'\n"),
                            HasSubstr("export NCCL_IB_HCA='mlx5_0'\n"), HasSubstr("export NCCL_DEBUG='INFO'\n"),
-                           HasSubstr("exec '/opt/fe/bin/fedengine' client '" + dir_.path("federation.yaml") +
+                           HasSubstr("exec '/opt/fe/bin/fedengine' client '" + dir_.path("federation.plan-alice-node1.yaml") +
                                      "' --name 'alice' --node 1 \"$@\"\n")));
   EXPECT_THAT(script("alice-node0.sh"), AllOf(HasSubstr("export CUDA_VISIBLE_DEVICES='0,1'\n"), HasSubstr("--node 0"),
                                               HasSubstr("rank 0 connects to tcp://10.0.0.9:5555")));
@@ -82,15 +82,17 @@ TEST_F(Plan, BashRunsTheScriptWithTheConfigAndEnvironmentInPlace) {
             fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
                 fs::perms::others_exec);
   const std::string original = test::read_file(dir_.path("federation.yaml"));
-  fs::remove(dir_.path("federation.yaml"));  // a remote machine without the config: the script brings it
+  // The machine's own file at the YAML's path stays as it is: the script brings its copy beside it.
+  std::ofstream(dir_.path("federation.yaml"), std::ios::trunc) << "# this machine's own file\n";
 
   const std::string run = "bash " + dir_.path("plan/alice-node1.sh") + " --server tcp://10.0.0.9:6000 > " + dir_.path("out.txt") + " 2>&1";
   ASSERT_EQ(std::system(run.c_str()), 0) << test::read_file(dir_.path("out.txt"));
   EXPECT_THAT(test::read_file(dir_.path("out.txt")),
-              AllOf(HasSubstr("args: client " + dir_.path("federation.yaml") +
+              AllOf(HasSubstr("args: client " + dir_.path("federation.plan-alice-node1.yaml") +
                               " --name alice --node 1 --server tcp://10.0.0.9:6000"),
                     HasSubstr("rank env: 4 10.0.0.1 2,3 mlx5_0")));
-  EXPECT_EQ(test::read_file(dir_.path("federation.yaml")), original);
+  EXPECT_EQ(test::read_file(dir_.path("federation.plan-alice-node1.yaml")), original);
+  EXPECT_EQ(test::read_file(dir_.path("federation.yaml")), "# this machine's own file\n");
   // The node recorded its PID where `run` looks for it to stop the node.
   const std::string pid_file_text = dir_.path("pid.txt");
   ASSERT_EQ(std::system(("bash -c 'cat " + pid_file(config_, config_.participant("alice"), 1) + "' > " + pid_file_text).c_str()), 0);
@@ -101,6 +103,16 @@ TEST_F(Plan, BashRunsTheScriptWithTheConfigAndEnvironmentInPlace) {
   ASSERT_NE(std::system(run.c_str()), 0);
   EXPECT_THAT(test::read_file(dir_.path("out.txt")),
               AllOf(HasSubstr("missing its training data: " + dir_.path("alice.jsonl")), Not(HasSubstr("args:"))));
+}
+
+TEST_F(Plan, WarnsThatAServerPortOfZeroCannotBeInTheScripts) {
+  EXPECT_TRUE(plan_warnings(config_).empty());
+  std::string yaml = test::read_file(dir_.path("federation.yaml"));
+  yaml.replace(yaml.find("10.0.0.9:5555"), 13, "10.0.0.9:0");
+  test::write_file(dir_.path("federation.yaml"), yaml);
+  const std::vector<std::string> warnings = plan_warnings(read_federation_config(dir_.path("federation.yaml")));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], AllOf(HasSubstr("tcp://10.0.0.9:0"), HasSubstr("port 0"), HasSubstr("--server")));
 }
 
 }  // namespace

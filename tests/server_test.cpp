@@ -8,7 +8,9 @@
 #include <sstream>
 #include <functional>
 #include <mutex>
+#include <atomic>
 #include <thread>
+#include <unistd.h>
 
 #include "engine/synthetic_data.h"
 #include "fed/adapter_wire.h"
@@ -19,6 +21,7 @@
 namespace fe::fed {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using std::chrono::milliseconds;
 
@@ -147,6 +150,139 @@ TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
   EXPECT_GE(std::count(text.begin(), text.end(), '\n'), 14) << text;
 }
 
+// A second server on the same run directory is refused before it opens anything there: the
+// first one's metrics.jsonl keeps its lines.
+TEST_F(ServerUnderAttack, ASecondServerOnTheRunDirectoryIsRefusedBeforeTouchingIt) {
+  std::ostringstream log;
+  const Server first(config_, false, log);
+  std::ofstream(dir_.path("out/metrics.jsonl"), std::ios::app) << "{\"round\": 0}\n";
+  try {
+    const Server second(config_, false, log);
+    ADD_FAILURE() << "a second server started on " << dir_.path("out");
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), AllOf(HasSubstr("PID " + std::to_string(getpid())), HasSubstr("server.lock")));
+  }
+  std::ifstream metrics(dir_.path("out/metrics.jsonl"));
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(metrics), {}), "{\"round\": 0}\n");
+}
+
+// "rejoined" follows a line that said the participant was gone: silence is logged when the
+// roster's gone rule sees it, not only shown in the status table.
+TEST_F(ServerUnderAttack, RejoinedFollowsTheLineThatSaidItWasGone) {
+  std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
+                                          "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
+                                          "server: {address: 'tcp://127.0.0.1:0', rounds: 1, min_clients: 2,"
+                                          " heartbeat: 0.1, status_every: 0}\n"
+                                          "participants: [{name: good}, {name: other}]\n";
+  const FederationConfig config = read_federation_config(dir_.path("fed.yaml"));
+  SharedLog log_buffer;
+  std::ostream log(&log_buffer);
+  Server server(config, false, log);
+  std::atomic<bool> stop = false;
+  std::thread runner([&] { server.run(&stop); });  // waits for a second participant meanwhile
+  ClientSocket good(server.endpoint(), std::nullopt, "");
+  Message join{.type = MessageType::join, .client_id = "good"};
+  join.metrics["num_examples"] = 10;
+  good.send(encode(join));
+  expect_message(good, MessageType::welcome);
+  std::this_thread::sleep_for(milliseconds(600));  // silent for 3 intervals and more: gone
+  good.send(encode(Message{.type = MessageType::heartbeat, .client_id = "good", .metrics = join.metrics}));
+  std::this_thread::sleep_for(milliseconds(300));
+  stop = true;
+  runner.join();
+  const std::string text = log_buffer.text();
+  const size_t gone = text.find("participant good is gone: silent for"), rejoined = text.find("participant good rejoined");
+  ASSERT_NE(rejoined, std::string::npos) << text;
+  EXPECT_LT(gone, rejoined) << text;
+}
+
+// A kill between a round's checkpoint and its metrics line: the resumed run writes the line from
+// the checkpoint before its own rounds, so metrics.jsonl has every round once.
+TEST_F(ServerUnderAttack, ResumeRestoresAMetricsLineLostBetweenCheckpointAndLog) {
+  auto write = [&](int rounds) {
+    std::ofstream(dir_.path("fed.yaml")) << "model: base\ndata: {train: train.jsonl, format: tokenized}\n"
+                                            "adapter: {rank: 2, targets: [q_proj]}\noutput: {dir: out}\n"
+                                            "server: {address: 'tcp://127.0.0.1:0', rounds: "
+                                         << rounds << ", min_clients: 1, heartbeat: 5, round_timeout: 30}\n"
+                                                      "participants: [{name: good}]\n";
+    return read_federation_config(dir_.path("fed.yaml"));
+  };
+  auto run_rounds = [&](const FederationConfig& config, bool resume) {
+    std::ostringstream log;
+    Server server(config, resume, log);
+    std::thread runner([&] { server.run(); });
+    ClientSocket good(server.endpoint(), std::nullopt, "");
+    Message join{.type = MessageType::join, .client_id = "good"};
+    join.metrics["num_examples"] = 10;
+    good.send(encode(join));
+    for (int64_t round = resume ? 2 : 1; round <= config.server.rounds; ++round) {
+      const Message fit = expect_message(good, MessageType::fit);
+      Message result{.type = MessageType::fit_result, .round = fit.round, .client_id = "good", .num_examples = 4};
+      result.tensors = fit.tensors;
+      good.send(encode(result));
+    }
+    runner.join();
+  };
+  const std::string metrics = dir_.path("out/metrics.jsonl");
+  auto read = [&] {
+    std::ifstream in(metrics);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  run_rounds(write(1), false);
+  const std::string round_1 = read();
+  ASSERT_THAT(round_1, HasSubstr("\"round\":1"));
+  std::ofstream(metrics, std::ios::trunc) << "{\"round\":1,\"cut";  // the kill: only part of the line
+  run_rounds(write(2), true);
+  const std::string text = read();
+  EXPECT_EQ(text.substr(0, round_1.size()), round_1);
+  EXPECT_THAT(text.substr(round_1.size()), HasSubstr("\"round\":2"));
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+}
+
+// One live connection per name: a second connection speaking as "good" is refused (once in the
+// log, a final reject every time) and never receives good's fit; once good's connection closes,
+// the name is free again.
+TEST_F(ServerUnderAttack, ASecondConnectionUnderAJoinedNameIsRefused) {
+  SharedLog log_buffer;
+  std::ostream log(&log_buffer);
+  Server server(config_, false, log);
+  std::atomic<bool> stop = false;
+  std::thread runner([&] { server.run(&stop); });
+  Message join{.type = MessageType::join, .client_id = "good"};
+  join.metrics["num_examples"] = 10;
+  auto good = std::make_unique<ClientSocket>(server.endpoint(), std::nullopt, "");
+  ClientSocket rogue(server.endpoint(), std::nullopt, ""), other(server.endpoint(), std::nullopt, "");
+  good->send(encode(join));
+  expect_message(*good, MessageType::welcome);
+  rogue.send(encode(join));
+  rogue.send(encode(Message{.type = MessageType::heartbeat, .client_id = "good", .metrics = join.metrics}));
+  const Message reject = expect_message(rogue, MessageType::reject);
+  EXPECT_THAT(std::get<std::string>(reject.config.at("reason")), HasSubstr("connected already"));
+  EXPECT_EQ(reject.config.at("final"), ConfigValue(true));
+  Message other_join = join;
+  other_join.client_id = "other";
+  other.send(encode(other_join));
+  EXPECT_EQ(expect_message(*good, MessageType::fit).round, 1);
+  for (int i = 0; i < 5; ++i)  // the rogue sees rejects only
+    if (auto bytes = rogue.receive(milliseconds(100))) EXPECT_EQ(decode(*bytes).type, MessageType::reject);
+
+  good.reset();  // the first connection closes: the name is free
+  bool admitted = false;
+  for (int attempt = 0; attempt < 50 && !admitted; ++attempt) {
+    rogue.send(encode(join));
+    for (auto bytes = rogue.receive(milliseconds(100)); bytes && !admitted; bytes = rogue.receive(milliseconds(0)))
+      admitted = decode(*bytes).type == MessageType::welcome;
+  }
+  EXPECT_TRUE(admitted) << log_buffer.text();
+  stop = true;
+  runner.join();
+  const std::string text = log_buffer.text();
+  size_t refusals = 0;
+  for (size_t at = text.find("connected already"); at != std::string::npos; at = text.find("connected already", at + 1))
+    ++refusals;
+  EXPECT_EQ(refusals, 1u) << text;
+}
+
 // A round with too few results is repeated; its record counts every attempt's traffic.
 TEST_F(ServerUnderAttack, RepeatedRoundCountsEveryAttempt) {
   config_ = federation(1, "{name: good}, {name: other}");
@@ -165,13 +301,12 @@ TEST_F(ServerUnderAttack, RepeatedRoundCountsEveryAttempt) {
     r.tensors = fit.tensors;
     return encode(r);
   };
-  // Attempt 1: only good answers, and the round times out. Attempt 2: both answer.
+  // Attempt 1: only good answers, and the round times out. Attempt 2 asks only other: good's
+  // result (the same round from the same adapter) is kept.
   const Message fit = expect_message(good, MessageType::fit);
   expect_message(other, MessageType::fit);
   good.send(result_from(fit, "good"));
-  expect_message(good, MessageType::fit);
   expect_message(other, MessageType::fit);
-  good.send(result_from(fit, "good"));
   other.send(result_from(fit, "other"));
   runner.join();
 
@@ -179,10 +314,55 @@ TEST_F(ServerUnderAttack, RepeatedRoundCountsEveryAttempt) {
   const RoundRecord& round = server.history().back();
   EXPECT_EQ(round.round, 1);
   EXPECT_EQ(round.attempts, 2);
+  EXPECT_EQ(round.contributors, (std::vector<std::string>{"good", "other"}));
+  EXPECT_EQ(round.examples.size(), 2u);  // good's figures from the first attempt too
   const auto fit_bytes = static_cast<int64_t>(encode(fit).size());
-  EXPECT_GE(round.bytes_sent, 4 * fit_bytes);     // two fits per attempt
-  EXPECT_GE(round.bytes_received, 3 * static_cast<int64_t>(result_from(fit, "good").size()));  // three results
-  EXPECT_GE(round.seconds, 1.0);                    // the first attempt's timeout included
+  EXPECT_GE(round.bytes_sent, 3 * fit_bytes);  // two fits, then one
+  EXPECT_GE(round.bytes_received, 2 * static_cast<int64_t>(result_from(fit, "good").size()));
+  EXPECT_GE(round.seconds, 1.0);  // the first attempt's timeout included
+  while (auto bytes = good.receive(milliseconds(100))) EXPECT_NE(decode(*bytes).type, MessageType::fit);
+}
+
+// round_timeout shorter than a participant's training: the server does not ask it again while it
+// still trains, and its result, arriving in the next attempt, completes the round; nobody trains
+// the round twice.
+TEST_F(ServerUnderAttack, AParticipantStillTrainingIsNotAskedAgainAndItsLateResultCounts) {
+  config_ = federation(1, "{name: good}, {name: slow}");
+  SharedLog log_buffer;
+  std::ostream log(&log_buffer);
+  Server server(config_, false, log);
+  std::thread runner([&] { server.run(); });
+  ClientSocket good(server.endpoint(), std::nullopt, ""), slow(server.endpoint(), std::nullopt, "");
+  Message join{.type = MessageType::join};
+  join.metrics["num_examples"] = 10;
+  for (const auto& [socket, name] : {std::pair{&good, "good"}, std::pair{&slow, "slow"}}) {
+    join.client_id = name;
+    socket->send(encode(join));
+  }
+  const Message fit = expect_message(good, MessageType::fit);
+  expect_message(slow, MessageType::fit);
+  Message result{.type = MessageType::fit_result, .round = 1, .client_id = "good", .num_examples = 4};
+  result.tensors = fit.tensors;
+  good.send(encode(result));
+  // slow trains for 1.6 s, past the 1 s timeout, saying so in its heartbeats.
+  Message training{.type = MessageType::heartbeat, .client_id = "slow", .metrics = join.metrics};
+  training.metrics["training"] = 1;
+  int fits_to_slow = 1;
+  for (int i = 0; i < 8; ++i) {
+    slow.send(encode(training));
+    if (auto bytes = slow.receive(milliseconds(200))) fits_to_slow += decode(*bytes).type == MessageType::fit;
+  }
+  result.client_id = "slow";
+  slow.send(encode(result));
+  runner.join();
+  while (auto bytes = slow.receive(milliseconds(100))) fits_to_slow += decode(*bytes).type == MessageType::fit;
+  int fits_to_good = 1;
+  while (auto bytes = good.receive(milliseconds(100))) fits_to_good += decode(*bytes).type == MessageType::fit;
+  EXPECT_EQ(fits_to_slow, 1);
+  EXPECT_EQ(fits_to_good, 1);
+  ASSERT_EQ(server.history().size(), 1u) << log_buffer.text();
+  EXPECT_EQ(server.history().back().contributors, (std::vector<std::string>{"good", "slow"}));
+  EXPECT_EQ(server.history().back().attempts, 2);
 }
 
 // A resumed server shares data out by the volumes its checkpoint knew, before every participant

@@ -4,7 +4,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -137,6 +141,66 @@ TEST(PlainTransport, SendingToAPeerThatLeftIsLoggedNotThrown) {
     std::this_thread::sleep_for(milliseconds(20));
   }
   EXPECT_THAT(log.lines, Contains(HasSubstr("not connected")));
+}
+
+TEST(PlainTransport, ReachableWhileThePeerIsConnectedAndTheProbeIsInvisible) {
+  ServerSocket server("tcp://127.0.0.1:0", {});
+  auto client = std::make_unique<ClientSocket>(server.endpoint(), std::nullopt, "");
+  client->send("hello");
+  const std::string peer = expect_envelope(server).peer;
+  EXPECT_TRUE(server.reachable(peer));
+  EXPECT_EQ(client->receive(milliseconds(300)), std::nullopt);  // the probe never reaches the caller
+  server.send(peer, "after the probe");
+  EXPECT_EQ(expect_reply(*client), "after the probe");
+  client.reset();
+  bool reachable = true;
+  for (int attempt = 0; attempt < 100 && reachable; ++attempt) {
+    std::this_thread::sleep_for(milliseconds(20));
+    reachable = server.reachable(peer);
+  }
+  EXPECT_FALSE(reachable) << "the closed connection still counts as reachable after 2 s";
+}
+
+// A raw peer speaks ZMTP 3.0 (greeting, READY as a DEALER), then declares one frame of 8 GiB.
+TEST(PlainTransport, AFrameOverTheLimitClosesTheConnectionBeforeItsBytesArrive) {
+  LogLines log;
+  ServerSocket server("tcp://127.0.0.1:0", {}, log.callback(), int64_t{1} << 20);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint_port(server.endpoint()))));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  std::string greeting(64, '\0');
+  greeting[0] = '\xff';
+  greeting[9] = '\x7f';
+  greeting[10] = 3;  // version 3.0
+  greeting.replace(12, 4, "NULL");
+  std::string ready = std::string("\x05READY") + "\x0bSocket-Type" + std::string("\0\0\0\x06", 4) + "DEALER";
+  std::string frames = greeting + "\x04" + static_cast<char>(ready.size()) + ready;
+  frames += "\x02";  // a long frame, the last of its message
+  for (int shift = 56; shift >= 0; shift -= 8) frames += static_cast<char>((uint64_t{8} << 30) >> shift & 0xff);
+  ASSERT_EQ(send(fd, frames.data(), frames.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frames.size()));
+  // The server reads on (and answers the handshake) until it closes the connection.
+  timeval wait{.tv_sec = 5, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  const std::string body(1 << 20, 'x');
+  bool closed = false;
+  for (int i = 0; i < 64 && !closed; ++i) {
+    server.receive(milliseconds(10));  // the server keeps working meanwhile
+    char buffer[4096];
+    if (send(fd, body.data(), body.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) closed = true;
+    const ssize_t n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN)) closed = true;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  close(fd);
+  EXPECT_TRUE(closed) << "the server kept the connection open through 64 MiB of an 8 GiB frame";
+  EXPECT_THAT(log.lines, Contains(HasSubstr("over the limit of 1048576 bytes")));
+  // Messages within the limit still arrive.
+  ClientSocket client(server.endpoint(), std::nullopt, "");
+  client.send("small");
+  EXPECT_EQ(expect_envelope(server).payload, "small");
 }
 
 TEST(PlainTransport, IgnoresAndLogsAMessageOfSeveralFrames) {
