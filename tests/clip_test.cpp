@@ -1,6 +1,6 @@
 // The DP building blocks on the CPU (kernels/clip.h: global norm, scale_all, Gaussian noise from
-// Philox), the fused AdamW list step, Tensor::to_device and how ops dispatch by device. Their GPU
-// twins are compared with these in gpu_kernels_test.cpp.
+// Philox), the fused AdamW list step, Tensor::to_device and how ops dispatch by device. Their CUDA
+// twins are compared with the CPU in backend_ops_test.cpp.
 #include "kernels/clip.h"
 
 #include <gtest/gtest.h>

@@ -10,6 +10,7 @@
 
 #include "engine/communicator.h"
 #include "engine/trainer.h"
+#include "kernels/elementwise.h"
 #include "tests/gpu_util.h"
 #include "tests/training_util.h"
 

@@ -1,5 +1,5 @@
 // GPU checks. They run where a CUDA device is present and skip, saying why, everywhere else
-// (tests/gpu_util.h). The kernels against their CPU twins: gpu_kernels_test.cpp.
+// (tests/gpu_util.h). The ops on every backend against the CPU: backend_ops_test.cpp.
 #include <gtest/gtest.h>
 
 #include "engine/tensor.h"

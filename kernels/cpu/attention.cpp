@@ -1,15 +1,14 @@
-#include "kernels/attention.h"
-
+// CPU twin of kernels/attention.h (CUDA twin: kernels/cuda/attention.cu): a score row at a time,
+// the probabilities recomputed from the log-sum-exp in the backward.
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <string>
 #include <vector>
 
-#include "kernels/cpu/dispatch.h"
-#include "kernels/cuda/ops.h"
+#include "kernels/cpu/common.h"
+#include "kernels/twins.h"
 
-namespace fe::kernels {
+namespace fe::kernels::cpu {
 namespace {
 
 struct Dims {
@@ -25,27 +24,9 @@ struct Dims {
   int64_t work() const { return batch * heads * seq * keys_per_query() * head_dim; }  // multiply-adds, roughly
 };
 
-Dims check_dims(const detail::OpCheck& check, const View& q, const View& k, const View& v, int64_t window) {
-  check.require(q.shape.rank() == 4 && k.shape.rank() == 4 && k.shape == v.shape,
-                "expects q [B, Tq, H, hd], k and v [B, Tk, Hkv, hd]");
-  if (window < 0) check.fail("the window must be 0 (full causal) or positive, got " + std::to_string(window));
-  Dims d{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], window};
-  check.require(k.shape[0] == d.batch && k.shape[3] == d.head_dim, "q, k and v must agree on B and hd");
-  check.require(d.seq <= d.kv_seq, "queries cannot outnumber keys (Tq ≤ Tk)");
-  check.require(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "H must be a multiple of Hkv");
-  return d;
-}
-
-// On the GPU, q, k, v, out and the gradients share one dtype, f32 or bf16; lse is f32 (recommended:
-// the backward recomputes every probability from it) or that same dtype.
-bool attention_on_gpu(const detail::OpCheck& check, const View& lse, std::initializer_list<const View*> activations) {
-  const View& q = **activations.begin();
-  if (!cpu::on_gpu(check, q)) return false;
-  for (const View* a : activations)
-    check.require(a->dtype == q.dtype, "q, k, v, out and the gradients must share one dtype");
-  check.require(q.dtype == DType::f32 || q.dtype == DType::bf16, "GPU kernels take f32 or bf16");
-  check.require(lse.dtype == DType::f32 || lse.dtype == q.dtype, "lse must be f32 or the dtype of q");
-  return true;
+// The sizes of q [B, Tq, H, hd] and k [B, Tk, Hkv, hd].
+Dims dims_of(const View& q, const View& k, int64_t window) {
+  return Dims{q.shape[0], q.shape[1], k.shape[1], q.shape[2], k.shape[2], q.shape[3], window};
 }
 
 template <class T>
@@ -57,19 +38,12 @@ T dot(const T* a, const T* b, int64_t n) {
 
 }  // namespace
 
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v, int64_t window) {
-  detail::OpCheck check("attention_forward",
-                        {{"out", &out}, {"lse", &lse}, {"q", &q}, {"k", &k}, {"v", &v}});
-  const Dims d = check_dims(check, q, k, v, window);
-  check.require(out.shape == q.shape && lse.numel() == d.batch * d.heads * d.seq,
-                "expects out like q and lse [B, H, T]");
-  if (attention_on_gpu(check, lse, {&q, &k, &v, &out})) {
-    if constexpr (cpu::kHaveCuda) cuda::attention_forward(out, lse, q, k, v, window);
-    return;
-  }
-  cpu::dispatch_float(check, q, [&]<class T>(T) {
+void attention_forward(const AttentionForwardArgs& a) {
+  const View &out = a.out, &lse = a.lse, &q = a.q, &k = a.k, &v = a.v;
+  const Dims d = dims_of(q, k, a.window);
+  with_float_type(q.dtype, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
-#pragma omp parallel if (d.work() > cpu::kParallelWork)
+#pragma omp parallel if (d.work() > kParallelWork)
     {
       std::vector<T> scores(d.kv_seq);
 #pragma omp for collapse(2) schedule(static)
@@ -105,25 +79,14 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
 //   dV += Pᵀ dO;  dS = P ⊙ (dO Vᵀ − D);  dQ = scale·dS K;  dK += scale·dSᵀ Q.
 // Work is split by (batch, kv head) so the query heads sharing a kv head accumulate dK, dV in one
 // thread, in a fixed order.
-void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q, const View& k,
-                        const View& v, const View& out, const View& lse, int64_t window) {
-  detail::OpCheck check("attention_backward",
-                        {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}, {"dout", &dout}, {"q", &q},
-                         {"k", &k}, {"v", &v}, {"out", &out}, {"lse", &lse}});
-  const Dims d = check_dims(check, q, k, v, window);
-  check.require(dq.shape == q.shape && dout.shape == q.shape && out.shape == q.shape &&
-                    dk.shape == k.shape && dv.shape == v.shape &&
-                    lse.numel() == d.batch * d.heads * d.seq,
-                "gradients must match their inputs, lse [B, H, T]");
-  check.require(d.seq == d.kv_seq, "the backward needs as many queries as keys");
-  if (attention_on_gpu(check, lse, {&q, &k, &v, &out, &dout, &dq, &dk, &dv})) {
-    if constexpr (cpu::kHaveCuda) cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, window);
-    return;
-  }
-  cpu::dispatch_float(check, q, [&]<class T>(T) {
+void attention_backward(const AttentionBackwardArgs& a) {
+  const View &dq = a.dq, &dk = a.dk, &dv = a.dv, &dout = a.dout, &q = a.q, &k = a.k, &v = a.v, &out = a.out,
+             &lse = a.lse;
+  const Dims d = dims_of(q, k, a.window);
+  with_float_type(q.dtype, [&]<class T>(T) {
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.head_dim)));
     const int64_t hd = d.head_dim;
-#pragma omp parallel for collapse(2) schedule(static) if (d.work() > cpu::kParallelWork)
+#pragma omp parallel for collapse(2) schedule(static) if (d.work() > kParallelWork)
     for (int64_t b = 0; b < d.batch; ++b)
       for (int64_t g = 0; g < d.kv_heads; ++g) {
         for (int64_t j = 0; j < d.seq; ++j) {
@@ -156,4 +119,4 @@ void attention_backward(const View& dq, const View& dk, const View& dv, const Vi
   });
 }
 
-}  // namespace fe::kernels
+}  // namespace fe::kernels::cpu

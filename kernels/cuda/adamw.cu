@@ -1,7 +1,7 @@
 // CUDA twin of kernels/adamw.h (CPU twin: kernels/cpu/adamw.cpp): every tensor of the list in one
 // launch, fp32 math on f32 or bf16 storage.
 #include "kernels/cuda/multi_tensor.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -40,16 +40,16 @@ __global__ void adamw_kernel(Table<4> table, AdamWConstants c) {
 
 }  // namespace
 
-void adamw_step(const View* params, const View* grads, const View* m, const View* v, size_t count,
-                const AdamWStep& s) {
-  const DeviceTable<4> table({params, grads, m, v}, count);
+void adamw_step(const AdamWArgs& a) {
+  const AdamWStep& s = a.step;
+  const DeviceTable<4> table({a.params, a.grads, a.m, a.v}, a.count);
   if (table.empty()) return;
   const AdamWConstants c{static_cast<float>(s.lr), static_cast<float>(s.beta1),
                          static_cast<float>(s.beta2), static_cast<float>(1 - s.beta1),
                          static_cast<float>(1 - s.beta2), static_cast<float>(s.eps),
                          static_cast<float>(s.lr * s.weight_decay), static_cast<float>(s.bias1),
                          static_cast<float>(s.bias2)};
-  with_float_type(params[0].dtype, [&](auto type) {
+  with_float_type(a.params[0].dtype, [&](auto type) {
     adamw_kernel<decltype(type)><<<table.grid(), kBlock>>>(table.table(), c);
     FE_CUDA_CHECK(cudaGetLastError());
   });

@@ -39,7 +39,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -471,7 +471,9 @@ dim3 grid_of(int64_t tiles, int64_t heads, int64_t batch, const char* op) {
 
 }  // namespace
 
-void attention_forward(const View& out, const View& lse, const View& q, const View& k, const View& v, int64_t window) {
+void attention_forward(const AttentionForwardArgs& a) {
+  const View &out = a.out, &lse = a.lse, &q = a.q, &k = a.k, &v = a.v;
+  const int64_t window = a.window;
   const Geometry g = geometry(q, k, window);
   if (g.batch == 0 || g.tq == 0 || g.heads == 0) return;
   with_head_dim("attention_forward", q.shape[3], [&](auto head_dim) {
@@ -492,8 +494,10 @@ void attention_forward(const View& out, const View& lse, const View& q, const Vi
   });
 }
 
-void attention_backward(const View& dq, const View& dk, const View& dv, const View& dout, const View& q, const View& k,
-                        const View& v, const View& out, const View& lse, int64_t window) {
+void attention_backward(const AttentionBackwardArgs& a) {
+  const View &dq = a.dq, &dk = a.dk, &dv = a.dv, &dout = a.dout, &q = a.q, &k = a.k, &v = a.v, &out = a.out,
+             &lse = a.lse;
+  const int64_t window = a.window;
   const Geometry g = geometry(q, k, window);
   if (g.batch == 0 || g.tq == 0 || g.heads == 0) return;
   with_head_dim("attention_backward", q.shape[3], [&](auto head_dim) {

@@ -1,7 +1,7 @@
 // CUDA twins of kernels/clip.h, and of sum_squares and scale from kernels/elementwise.h (a single
 // tensor is a list of one). CPU twin: kernels/cpu/clip.cpp.
 #include "kernels/cuda/multi_tensor.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 #include "kernels/philox.h"
 
 namespace fe::kernels::cuda {
@@ -79,7 +79,9 @@ __global__ void gaussian_noise_kernel(T* x, int64_t n, float stddev, uint64_t se
 
 }  // namespace
 
-double sum_squares(const View* xs, size_t count) {
+double sum_squares(const ViewList& list) {
+  const View* xs = list.views;
+  const size_t count = list.count;
   const DeviceTable<1> table({xs}, count);
   if (table.empty()) return 0.0;
   const int64_t chunks = table.table().chunks;
@@ -96,7 +98,10 @@ double sum_squares(const View* xs, size_t count) {
   return total;
 }
 
-void scale(const View* xs, size_t count, double alpha) {
+void scale_all(const ScaleAllArgs& a) {
+  const View* xs = a.xs.views;
+  const size_t count = a.xs.count;
+  const double alpha = a.alpha;
   const DeviceTable<1> table({xs}, count);
   if (table.empty()) return;
   with_float_type(xs[0].dtype, [&](auto type) {
@@ -105,7 +110,10 @@ void scale(const View* xs, size_t count, double alpha) {
   });
 }
 
-void add_gaussian_noise(const View& x, double stddev, uint64_t seed, uint64_t offset) {
+void add_gaussian_noise(const GaussianNoiseArgs& a) {
+  const View& x = a.x;
+  const double stddev = a.stddev;
+  const uint64_t seed = a.seed, offset = a.offset;
   const int64_t n = x.numel();
   if (n == 0) return;
   const int64_t groups = static_cast<int64_t>((offset + n - 1) / 4 - offset / 4 + 1);

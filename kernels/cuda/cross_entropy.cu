@@ -27,7 +27,7 @@
 
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -187,7 +187,9 @@ void launch_rows(const View& dlogits, const View& logits, const View& targets, d
 
 }  // namespace
 
-CrossEntropySums cross_entropy(const View& dlogits, const View& logits, const View& targets, double grad_scale) {
+CrossEntropySums cross_entropy(const CrossEntropyArgs& a) {
+  const View &dlogits = a.dlogits, &logits = a.logits, &targets = a.targets;
+  const double grad_scale = a.grad_scale;
   const int64_t rows = logits.shape[0], vocab = logits.shape[1];
   CrossEntropySums sums;
   if (rows == 0) return sums;

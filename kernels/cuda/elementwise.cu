@@ -1,7 +1,7 @@
-// CUDA twins of kernels/elementwise.h (CPU twin: kernels/cpu/elementwise.cpp). scale and
+// CUDA twins of kernels/elementwise.h (CPU twins: kernels/cpu/elementwise.cpp). scale and
 // sum_squares are list ops in clip.cu.
 #include "kernels/cuda/multi_tensor.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -61,7 +61,8 @@ __global__ void axpy_kernel(Table<2> table, float alpha) {
 
 }  // namespace
 
-void copy(const View& dst, const View& src) {
+void copy(const CopyArgs& a) {
+  const View &dst = a.dst, &src = a.src;
   if (dst.data == src.data || src.nbytes() == 0) return;
   const bool to_gpu = dst.device == Device::cuda, from_gpu = src.device == Device::cuda;
   const cudaMemcpyKind kind = to_gpu ? (from_gpu ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
@@ -69,7 +70,8 @@ void copy(const View& dst, const View& src) {
   FE_CUDA_CHECK(cudaMemcpy(dst.data, src.data, src.nbytes(), kind));
 }
 
-void convert(const View& dst, const View& src) {
+void convert(const ConvertArgs& a) {
+  const View &dst = a.dst, &src = a.src;
   const DeviceTable<2> table({&dst, &src}, 1);
   if (table.empty()) return;
   with_any_type(dst.dtype, [&](auto dst_type) {
@@ -85,7 +87,10 @@ void convert(const View& dst, const View& src) {
   });
 }
 
-void fill(const View& dst, uint64_t element_bits) {
+void fill(const FillArgs& a) {
+  const View& dst = a.dst;
+  uint64_t element_bits = 0;  // the value in dst's dtype, as the CPU twin stores it (little-endian)
+  cpu::fill(FillArgs{View{&element_bits, dst.dtype, Shape{1}, Device::cpu}, a.value});
   if (element_bits == 0) {  // all-zero bits are 0 in every dtype
     if (dst.nbytes() > 0) FE_CUDA_CHECK(cudaMemsetAsync(dst.data, 0, dst.nbytes(), 0));
     return;
@@ -100,7 +105,9 @@ void fill(const View& dst, uint64_t element_bits) {
   FE_CUDA_CHECK(cudaGetLastError());
 }
 
-void axpy(const View& y, const View& x, double alpha) {
+void axpy(const AxpyArgs& a) {
+  const View &y = a.y, &x = a.x;
+  const double alpha = a.alpha;
   const DeviceTable<2> table({&y, &x}, 1);
   if (table.empty()) return;
   with_float_type(y.dtype, [&](auto type) {

@@ -7,7 +7,7 @@
 // costs N id reads per warp; the backward is only for full-parameter training (LoRA freezes the
 // embedding).
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -49,7 +49,8 @@ void gather_rows(const View& out, const View& ids, const View& table, int64_t ro
 
 }  // namespace
 
-void embedding_forward(const View& out, const View& ids, const View& table) {
+void embedding_forward(const EmbeddingForwardArgs& a) {
+  const View &out = a.out, &ids = a.ids, &table = a.table;
   if (out.numel() == 0) return;
   const int64_t row_bytes = table.shape[1] * static_cast<int64_t>(dtype_size(table.dtype));
   if (row_bytes % 16 == 0 && aligned16(out.data) && aligned16(table.data))
@@ -60,7 +61,8 @@ void embedding_forward(const View& out, const View& ids, const View& table) {
     gather_rows<uint16_t>(out, ids, table, row_bytes);
 }
 
-void embedding_backward(const View& dtable, const View& ids, const View& dout) {
+void embedding_backward(const EmbeddingBackwardArgs& a) {
+  const View &dtable = a.dtable, &ids = a.ids, &dout = a.dout;
   const int dim = static_cast<int>(dtable.shape[1]);
   const int64_t tokens = ids.numel();
   if (tokens == 0 || dim == 0) return;

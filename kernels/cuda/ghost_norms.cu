@@ -28,7 +28,7 @@
 // long example, where each block walks all T rows: a split over T with a second reduction would
 // help there.
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -133,8 +133,9 @@ void launch_example_grad_sq(double* partials, const TU* u, int64_t cols, const T
 
 }  // namespace
 
-void lora_per_example_sq_norms(const View& sq_norms, const View& dy, const View& x, const View& xa,
-                               const View& lora_b, double scale) {
+void lora_per_example_sq_norms(const LoraSqNormsArgs& a) {
+  const View &sq_norms = a.sq_norms, &dy = a.dy, &x = a.x, &xa = a.xa, &lora_b = a.lora.b;
+  const double scale = a.lora.scale;
   const int64_t examples = sq_norms.numel(), rows = dy.shape[0], out = dy.shape[1], in = x.shape[1];
   const int rank = static_cast<int>(xa.shape[1]);
   if (examples == 0 || rows == 0 || rank == 0) return;  // every example's gradient is zero
@@ -153,7 +154,7 @@ void lora_per_example_sq_norms(const View& sq_norms, const View& dy, const View&
   double* totals = on_device ? sq_norms.as<double>() : partials_da + examples * da_per_example;
   float* dxa = reinterpret_cast<float*>(static_cast<char*>(scratch.get()) + dxa_offset);
   if (dy.dtype == lora_b.dtype)
-    gemm(View{dxa, DType::f32, Shape{rows, rank}, Device::cuda}, dy, false, lora_b, false, scale, 0.0);
+    gemm(GemmArgs{View{dxa, DType::f32, Shape{rows, rank}, Device::cuda}, dy, false, lora_b, false, scale, 0.0});
 
   with_float_type(dy.dtype, [&](auto type) {
     using T = decltype(type);

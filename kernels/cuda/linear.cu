@@ -54,7 +54,7 @@
 #include <vector>
 
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 #define FE_CUBLASLT_CHECK(call)                                                                 \
   do {                                                                                          \
@@ -324,13 +324,13 @@ void matmul(const Mat& c, const Mat& a, bool ta, const Mat& b, bool tb, double a
 
 }  // namespace
 
-void gemm(const View& c, const View& a, bool transpose_a, const View& b, bool transpose_b, double alpha,
-          double beta) {
-  matmul(mat(c), mat(a), transpose_a, mat(b), transpose_b, alpha, beta);
+void gemm(const GemmArgs& g) {
+  matmul(mat(g.c), mat(g.a), g.transpose_a, mat(g.b), g.transpose_b, g.alpha, g.beta);
 }
 
-void linear_forward(const View& y, const View& xa, const View& x, const View& w, const View& bias,
-                    const View& lora_a, const View& lora_b, double lora_scale) {
+void linear_forward(const LinearForwardArgs& a) {
+  const View &y = a.y, &xa = a.xa, &x = a.x, &w = a.w, &bias = a.bias, &lora_a = a.lora.a, &lora_b = a.lora.b;
+  const double lora_scale = a.lora.scale;
   const void* bias_data = bias.empty() ? nullptr : bias.data;
   if (lora_a.empty()) {
     matmul(mat(y), mat(x), false, mat(w), true, 1.0, 0.0, bias_data);
@@ -341,9 +341,11 @@ void linear_forward(const View& y, const View& xa, const View& x, const View& w,
   matmul(mat(y), mat(x), false, mat(w), true, 1.0, 1.0, bias_data);      // y = x·Wᵀ + y + bias
 }
 
-void linear_backward(const View& dx, bool accumulate_dx, const View& da, const View& db, const View& dw,
-                     const View& dbias, const View& dy, const View& x, const View& xa, const View& w,
-                     const View& lora_a, const View& lora_b, double lora_scale) {
+void linear_backward(const LinearBackwardArgs& a) {
+  const View &dx = a.grads.dx, &da = a.grads.da, &db = a.grads.db, &dw = a.grads.dw, &dbias = a.grads.dbias;
+  const bool accumulate_dx = a.grads.accumulate_dx;
+  const View &dy = a.dy, &x = a.x, &xa = a.xa, &w = a.w, &lora_a = a.lora.a, &lora_b = a.lora.b;
+  const double lora_scale = a.lora.scale;
   const int64_t rows = dy.shape[0];
   DeviceScratch dxa_storage;
   Mat dxa{nullptr, dy.dtype, rows, 0};

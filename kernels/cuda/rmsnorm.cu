@@ -5,7 +5,7 @@
 // dw (full-parameter training only; LoRA leaves the norm frozen): column sums over rows without
 // atomics, the same bits on every run (add_column_sums in common.cuh).
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -122,7 +122,9 @@ void with_row_types(const View& x, const View& rstd, Body&& body) {
 
 }  // namespace
 
-void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View& w, double eps) {
+void rmsnorm_forward(const RmsNormForwardArgs& a) {
+  const View &y = a.y, &rstd = a.rstd, &x = a.x, &w = a.w;
+  const double eps = a.eps;
   const int dim = static_cast<int>(w.numel());
   const int64_t rows = x.numel() / dim;
   if (rows == 0) return;
@@ -136,8 +138,9 @@ void rmsnorm_forward(const View& y, const View& rstd, const View& x, const View&
   });
 }
 
-void rmsnorm_backward(const View& dx, const View& dw, const View& dy, const View& x, const View& w,
-                      const View& rstd, bool accumulate) {
+void rmsnorm_backward(const RmsNormBackwardArgs& a) {
+  const View &dx = a.dx, &dw = a.dw, &dy = a.dy, &x = a.x, &w = a.w, &rstd = a.rstd;
+  const bool accumulate = a.accumulate;
   const int dim = static_cast<int>(w.numel());
   const int64_t rows = x.numel() / dim;
   if (rows == 0) return;

@@ -5,7 +5,7 @@
 // warp, for few KV heads), so small blocks fill the SMs. The token's cos/sin row is read once per
 // head from L1. Tables are computed in fp64 like the CPU's, then rounded to the table dtype.
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -60,7 +60,8 @@ __global__ void rope_apply_kernel(T* x, const T* cos_table, const T* sin_table, 
 
 }  // namespace
 
-void rope_tables(const View& cos, const View& sin, const View& positions, const View& inv_freq) {
+void rope_tables(const RopeTablesArgs& a) {
+  const View &cos = a.cos, &sin = a.sin, &positions = a.positions, &inv_freq = a.inv_freq;
   const int half = static_cast<int>(inv_freq.numel());
   const int64_t tokens = positions.numel();
   if (tokens * half == 0) return;
@@ -72,7 +73,9 @@ void rope_tables(const View& cos, const View& sin, const View& positions, const 
   });
 }
 
-void rope_apply(const View& x, const View& cos, const View& sin, bool inverse) {
+void rope_apply(const RopeApplyArgs& a) {
+  const View &x = a.x, &cos = a.cos, &sin = a.sin;
+  const bool inverse = a.inverse;
   const int64_t tokens = x.shape[0];
   const int heads = static_cast<int>(x.shape[1]), half = static_cast<int>(x.shape[2] / 2);
   if (x.numel() == 0) return;

@@ -1,7 +1,7 @@
 // CUDA twin of kernels/swiglu.h (CPU twin: kernels/cpu/swiglu.cpp), fp32 math, elementwise over a
 // list of one (kernels/cuda/multi_tensor.cuh).
 #include "kernels/cuda/multi_tensor.cuh"
-#include "kernels/cuda/ops.h"
+#include "kernels/twins.h"
 
 namespace fe::kernels::cuda {
 namespace {
@@ -56,7 +56,8 @@ __global__ void swiglu_backward_kernel(Table<5> table) {
 
 }  // namespace
 
-void swiglu_forward(const View& out, const View& gate, const View& up) {
+void swiglu_forward(const SwiGluForwardArgs& a) {
+  const View &out = a.out, &gate = a.gate, &up = a.up;
   const DeviceTable<3> table({&out, &gate, &up}, 1);
   if (table.empty()) return;
   with_float_type(gate.dtype, [&](auto type) {
@@ -65,8 +66,8 @@ void swiglu_forward(const View& out, const View& gate, const View& up) {
   });
 }
 
-void swiglu_backward(const View& dgate, const View& dup, const View& dout, const View& gate,
-                     const View& up) {
+void swiglu_backward(const SwiGluBackwardArgs& a) {
+  const View &dgate = a.dgate, &dup = a.dup, &dout = a.dout, &gate = a.gate, &up = a.up;
   const DeviceTable<5> table({&dgate, &dup, &dout, &gate, &up}, 1);
   if (table.empty()) return;
   with_float_type(gate.dtype, [&](auto type) {
