@@ -12,6 +12,7 @@
 #include <random>
 
 #include "engine/metrics_log.h"
+#include "engine/model_files.h"
 #include "engine/safetensors.h"
 #include "engine/train_run.h"
 #include "fed/adapter_wire.h"
@@ -351,8 +352,10 @@ struct Server::Impl {
       throw;
     }
     tell_participants_to_stop();
-    global.save_peft((fs::path(config.shared.output_dir) / "adapter").string(), config.shared.model_dir);
-    say("saved the global adapter to " + (fs::path(config.shared.output_dir) / "adapter").string());
+    const std::string adapter_dir = (fs::path(config.shared.output_dir) / "adapter").string();
+    global.save_peft(adapter_dir, config.shared.model_dir);
+    copy_model_companion_files(config.shared.model_dir, config.shared.tokenizer_path, adapter_dir);
+    say("saved the global adapter to " + adapter_dir);
     return global;
   }
 
