@@ -1,7 +1,7 @@
 // Multiple-choice scoring (engine/multiple_choice.h) against lm-evaluation-harness's definition,
 // computed independently: tests/reference/multiple_choice_reference.py lays each prompt out, encodes
 // it with HF `tokenizers` and scores every choice with the float64 PyTorch Llama + LoRA of
-// llama_reference.py. The engine's log-likelihoods must agree to 1e-5 (relative, f32; 1e-9 with
+// llama_reference.py. The engine's log-likelihoods must agree to 1e-5 (absolute, f32; 1e-9 with
 // f64 weights) and both must pick the same answers for acc and acc_norm on every question. The
 // tokenizer is byte-level BPE with merges, so choices that share a prefix ("Par", "Paris",
 // "Parisian") share tokens and a choice can be a single merged token.
@@ -27,7 +27,8 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // Questions with 2 to 4 choices: shared prefixes, one choice much longer than the others, a
-// multi-byte character (acc_norm counts code points), a question long enough to be truncated.
+// multi-byte character (acc_norm counts code points), a question long enough to be truncated, and
+// choices of one to three tokens but of 1 to 17 characters, where acc and acc_norm disagree.
 const char* kQuestions =
     R"({"question": "What is the capital of France?", "choices": ["Paris", "Parma", "Pisa"], "answer": 0, "subject": "geography"}
 {"question": "Pick the longest word", "choices": ["Par", "Paris", "Parisian"], "answer": 2, "subject": "words"}
@@ -35,6 +36,12 @@ const char* kQuestions =
 {"question": "2 + 2 =", "choices": ["4", "5"], "answer": 0, "subject": "math"}
 {"question": "Which is spelled the French way?", "choices": ["café", "cafe", "caffè"], "answer": 0, "subject": "words"}
 {"question": "A question long enough that a short max_seq_len cuts its start away: which answer is right?", "choices": ["this one", "that one"], "answer": 1}
+{"question": "One token each", "choices": ["c", "Parisian"], "answer": 1, "subject": "norm"}
+{"question": "One token each again", "choices": ["re", "Parisian"], "answer": 0, "subject": "norm"}
+{"question": "Two tokens, many characters", "choices": ["c", "Parisian Parisian"], "answer": 1, "subject": "norm"}
+{"question": "Three tokens", "choices": ["re", "Paris Paris Paris"], "answer": 0, "subject": "norm"}
+{"question": "One token, 1 or 4 characters", "choices": ["c", "redd"], "answer": 1, "subject": "norm"}
+{"question": "One token, 2 or 2 characters", "choices": ["ca", "re"], "answer": 1, "subject": "norm"}
 )";
 
 // "Ã ©" is é's two bytes in ByteLevel's alphabet.
@@ -119,6 +126,7 @@ class MultipleChoiceScoring : public ::testing::Test {
         load_jsonl(dir_.path("questions.jsonl"), tokenizer_.get(), options, config_.vocab_size);
     const nlohmann::json expected = reference(bos_id, options.max_seq_len);
     ASSERT_EQ(expected["log_likelihoods"].size(), questions.size());
+    EXPECT_NE(expected["acc_pick"], expected["acc_norm_pick"]) << "no question tells acc_norm from acc";
     for (const auto& [dtype, tolerance] : {std::pair{DType::f32, 1e-5}, std::pair{DType::f64, 1e-9}}) {
       SCOPED_TRACE(dtype_name(dtype));
       const LlamaModel model(LlamaWeights::load(dir_.path("model"), dtype));
@@ -131,8 +139,7 @@ class MultipleChoiceScoring : public ::testing::Test {
         const auto reference_scores = expected["log_likelihoods"][q].get<std::vector<double>>();
         ASSERT_EQ(scores.log_likelihoods.size(), reference_scores.size());
         for (size_t c = 0; c < reference_scores.size(); ++c)
-          EXPECT_NEAR(scores.log_likelihoods[c], reference_scores[c], tolerance * std::abs(reference_scores[c]))
-              << "choice " << c;
+          EXPECT_NEAR(scores.log_likelihoods[c], reference_scores[c], tolerance) << "choice " << c;
         EXPECT_EQ(scores.best, expected["acc_pick"][q].get<int64_t>());
         EXPECT_EQ(scores.best_norm, expected["acc_norm_pick"][q].get<int64_t>());
       }
