@@ -118,13 +118,10 @@ void add_eval(CLI::App& app) {
     const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(),
                                   config.eval, run.stop_ids);
     if (args->json) {
-      nlohmann::json figures = {{"loss", r.loss},
-                                {"perplexity", r.perplexity},
-                                {"tokens", r.tokens},
-                                {"examples", r.examples},
-                                {"exact_match", r.exact_matches},
-                                {"exact_match_examples", r.generated_examples},
-                                {"accuracy", r.accuracy()}};
+      nlohmann::json figures = {
+          {"loss", r.loss},          {"perplexity", r.perplexity},     {"tokens", r.tokens},
+          {"examples", r.examples},  {"exact_match", r.exact_matches}, {"exact_match_examples", r.generated_examples},
+          {"accuracy", r.accuracy()}};
       if (r.choices.questions > 0) figures["multiple_choice"] = multiple_choice_json(r);
       std::cout << figures.dump() << "\n";
     } else {

@@ -32,9 +32,12 @@ struct FormatName {
   const char* name;
 };
 constexpr FormatName kFormatNames[] = {
-    {DataFormat::auto_detect, "auto"},  {DataFormat::text, "text"},
-    {DataFormat::prompt_completion, "prompt_completion"}, {DataFormat::alpaca, "alpaca"},
-    {DataFormat::chat, "chat"},         {DataFormat::tokenized, "tokenized"},
+    {DataFormat::auto_detect, "auto"},
+    {DataFormat::text, "text"},
+    {DataFormat::prompt_completion, "prompt_completion"},
+    {DataFormat::alpaca, "alpaca"},
+    {DataFormat::chat, "chat"},
+    {DataFormat::tokenized, "tokenized"},
     {DataFormat::multiple_choice, "multiple_choice"},
 };
 
@@ -534,8 +537,9 @@ Example multiple_choice_example(const json& record, const LineSource& source, co
     }
   const bool chat = options.multiple_choice_prompt == MultipleChoicePrompt::chat;
   if (chat && !tokenizer.has_chat_template())
-    source.fail("data.multiple_choice_prompt: chat lays questions out with the model's chat template, and the "
-                "tokenizer has none (tokenizer_config.json's chat_template): set data.multiple_choice_prompt to plain");
+    source.fail(
+        "data.multiple_choice_prompt: chat lays questions out with the model's chat template, and the "
+        "tokenizer has none (tokenizer_config.json's chat_template): set data.multiple_choice_prompt to plain");
   const auto as_put = [&](const std::string& text) {
     if (!chat) return text;
     nlohmann::ordered_json messages = nlohmann::ordered_json::array();

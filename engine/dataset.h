@@ -57,9 +57,9 @@ const char* data_format_name(DataFormat format);
 
 // Solved questions before each multiple-choice question (lm-eval's num_fewshot).
 struct FewShotOptions {
-  int64_t count = 0;   // 0: zero-shot
-  std::string file;    // the dev split (multiple-choice JSONL) they are drawn from; needed when count > 0
-  uint64_t seed = 0;   // the draw for the question on line L depends only on (seed, L)
+  int64_t count = 0;  // 0: zero-shot
+  std::string file;   // the dev split (multiple-choice JSONL) they are drawn from; needed when count > 0
+  uint64_t seed = 0;  // the draw for the question on line L depends only on (seed, L)
 };
 
 // How multiple-choice questions are put to the model: as plain text (lm-eval's default) or as a
@@ -93,8 +93,8 @@ struct MultipleChoice {
   // Per choice: its text's length in Unicode code points, what lm-eval's acc_norm divides by
   // (Python's len() of the choice string, without the leading space).
   std::vector<int64_t> choice_chars;
-  int64_t answer = 0;       // index of the correct choice
-  std::string subject;      // "" when the record has none
+  int64_t answer = 0;                      // index of the correct choice
+  std::string subject;                     // "" when the record has none
   std::vector<int32_t> generation_prompt;  // lettered choices, left-truncated to max_seq_len
 };
 

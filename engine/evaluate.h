@@ -59,8 +59,8 @@ struct EvalResult {
   int64_t generated_examples = 0;   // examples scored by exact match
   int64_t exact_matches = 0;
   double accuracy() const { return generated_examples ? double(exact_matches) / generated_examples : 0.0; }
-  ChoiceAccuracy choices;                             // all multiple-choice questions
-  std::map<std::string, ChoiceAccuracy> by_subject;   // by their "subject" ("" for those without)
+  ChoiceAccuracy choices;                            // all multiple-choice questions
+  std::map<std::string, ChoiceAccuracy> by_subject;  // by their "subject" ("" for those without)
 };
 
 // tokenizer is needed for exact match (to decode the generated tokens); pass null to skip it.

@@ -15,9 +15,8 @@ constexpr int64_t kMaxSequencesPerStep = int64_t{1} << 20;
 void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
   c.train_file = for_training ? data.existing_file("train") : data.get_path("train");
   c.eval_file = !data.has("eval") ? "" : for_training ? data.existing_file("eval") : data.get_path("eval");
-  c.data.format = parse_data_format(
-      data.get_choice("format", {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized", "multiple_choice"},
-                      "auto"));
+  c.data.format = parse_data_format(data.get_choice(
+      "format", {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized", "multiple_choice"}, "auto"));
   c.data.max_seq_len = data.get<int64_t>("max_seq_len", c.data.max_seq_len, Bounds::at_least(2));
   c.data.train_on_prompt = data.get<bool>("train_on_prompt", c.data.train_on_prompt);
   c.data.chat_template = data.get_choice("chat_template", {"auto", "llama2", "chatml", "plain"}, c.data.chat_template);
@@ -131,7 +130,9 @@ void read_eval(const ConfigNode& eval, bool for_training, TrainConfig& c) {
   n.remove_punctuation = normalize.get<bool>("remove_punctuation", n.remove_punctuation);
   FewShotOptions& shots = c.eval_few_shot;
   shots.count = eval.get<int64_t>("few_shot", shots.count, Bounds::at_least(0));
-  shots.file = !eval.has("few_shot_file") ? "" : for_training ? eval.existing_file("few_shot_file") : eval.get_path("few_shot_file");
+  shots.file = !eval.has("few_shot_file") ? ""
+               : for_training             ? eval.existing_file("few_shot_file")
+                                          : eval.get_path("few_shot_file");
   shots.seed = c.seed;
   if (shots.count > 0 && shots.file.empty())
     eval.fail("few_shot", std::to_string(shots.count) +
@@ -142,7 +143,8 @@ void read_eval(const ConfigNode& eval, bool for_training, TrainConfig& c) {
   try {
     AnswerPattern{e.answer_pattern};
   } catch (const Error& error) {
-    eval.fail("answer_pattern", std::string(error.what()) + "; give a PCRE2 pattern whose one capture group is the letter");
+    eval.fail("answer_pattern",
+              std::string(error.what()) + "; give a PCRE2 pattern whose one capture group is the letter");
   }
 }
 

@@ -54,7 +54,7 @@ struct TrainConfig {
 
   int64_t eval_every = 0;          // steps; 0: before and after training only
   EvalOptions eval;
-  FewShotOptions eval_few_shot;    // k-shot prompts of a multiple-choice data.eval (seeded by train.seed)
+  FewShotOptions eval_few_shot;  // k-shot prompts of a multiple-choice data.eval (seeded by train.seed)
 
   std::string output_dir;
   int64_t log_every = 10;

@@ -537,9 +537,10 @@ TEST_F(CliWorkflow, EvalScoresMultipleChoiceQuestions) {
                                 "  few_shot: 1\n  few_shot_file: data/mc_dev.jsonl\n  generate_answers: true\n");
   const CliResult text = run_cli("eval " + mc);
   ASSERT_EQ(text.status, 0) << text.output;
-  EXPECT_THAT(text.output, MatchesRegex("loss [0-9.]+ \\| ppl [0-9.]+ \\| multiple choice acc [0-3]/3 \\([0-9.]+%\\) \\| "
-                                        "acc_norm [0-3]/3 \\([0-9.]+%\\) \\| answer letter [0-3]/3 \\([0-9.]+%\\)\n"
-                                        "  copy: acc [01]/1 .*\n  reverse: acc [01]/1 .*\n  shift: acc [01]/1 .*\n"));
+  EXPECT_THAT(text.output,
+              MatchesRegex("loss [0-9.]+ \\| ppl [0-9.]+ \\| multiple choice acc [0-3]/3 \\([0-9.]+%\\) \\| "
+                           "acc_norm [0-3]/3 \\([0-9.]+%\\) \\| answer letter [0-3]/3 \\([0-9.]+%\\)\n"
+                           "  copy: acc [01]/1 .*\n  reverse: acc [01]/1 .*\n  shift: acc [01]/1 .*\n"));
   const CliResult json = run_cli("eval " + mc + " --json");
   ASSERT_EQ(json.status, 0) << json.output;
   const auto figures = nlohmann::json::parse(json.output).at("multiple_choice");
@@ -559,10 +560,12 @@ TEST_F(CliWorkflow, EvalScoresMultipleChoiceQuestions) {
                                   "is an index from 0 to 2"));
   r = run_cli("eval " + config("noshots.yaml", "data/mc.jsonl", "  few_shot: 2\n"));
   EXPECT_EQ(r.status, 1);
-  EXPECT_THAT(r.output, AllOf(HasSubstr("noshots.yaml:7:"), HasSubstr("eval.few_shot: 2 solved questions"), HasSubstr("set eval.few_shot_file")));
+  EXPECT_THAT(r.output, AllOf(HasSubstr("noshots.yaml:7:"), HasSubstr("eval.few_shot: 2 solved questions"),
+                              HasSubstr("set eval.few_shot_file")));
   r = run_cli("eval " + config("pattern.yaml", "data/mc.jsonl", "  answer_pattern: \"([A-D]\"\n"));
   EXPECT_EQ(r.status, 1);
-  EXPECT_THAT(r.output, AllOf(HasSubstr("pattern.yaml:7:"), HasSubstr("eval.answer_pattern"), HasSubstr("does not compile")));
+  EXPECT_THAT(r.output,
+              AllOf(HasSubstr("pattern.yaml:7:"), HasSubstr("eval.answer_pattern"), HasSubstr("does not compile")));
 }
 
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {

@@ -455,11 +455,13 @@ TEST_F(ModelTemplateChat, MultipleChoiceAsAUserTurn) {
   const auto tokenizer = tokenizer_with(kChatMl);
   DataOptions options;
   options.multiple_choice_prompt = MultipleChoicePrompt::chat;
-  const Example example = load_jsonl(write(R"({"question": "Q?", "choices": ["yes", "no"], "answer": 1})" "\n"),
+  const Example example = load_jsonl(write(R"({"question": "Q?", "choices": ["yes", "no"], "answer": 1})"
+                                           "\n"),
                                      tokenizer.get(), options, tokenizer->vocab_size())
                               .at(0);
-  const std::string turn = "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nQuestion: Q?\nAnswer:<|im_end|>\n"
-                           "<|im_start|>assistant";
+  const std::string turn =
+      "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nQuestion: Q?\nAnswer:<|im_end|>\n"
+      "<|im_start|>assistant";
   const MultipleChoice& q = *example.multiple_choice;
   EXPECT_EQ(q.sequences.at(0), byte_ids(turn + "\nyes"));
   EXPECT_EQ(q.sequences.at(1), byte_ids(turn + "\nno"));
@@ -630,7 +632,8 @@ TEST_F(DatasetTest, MultipleChoiceLaysOutEveryChoiceAfterTheQuestion) {
   EXPECT_EQ(q.subject, "geo");
   EXPECT_EQ(q.generation_prompt, bos_and("Question: Capital?\nA. Paris\nB. café\nAnswer:"));
   // The example trains on (and its loss measures) the correct choice and EOS.
-  const Expected expected = Expected().masked(kBos).masked("Question: Capital?\nAnswer:").trained(" café").trained(kEos);
+  const Expected expected =
+      Expected().masked(kBos).masked("Question: Capital?\nAnswer:").trained(" café").trained(kEos);
   expect_layout(example, expected, expected.size() - 7);
   EXPECT_EQ(example.reference, "café");
   EXPECT_EQ(load_one(R"({"question": "Q", "choices": ["a", "b"], "answer": 0})").multiple_choice->subject, "");
@@ -640,7 +643,8 @@ TEST_F(DatasetTest, MultipleChoiceWithoutBosAndTruncatedFromTheLeft) {
   DataOptions options = with_format(DataFormat::multiple_choice);
   options.add_bos = false;
   options.max_seq_len = 12;
-  const Example example = load_one(R"({"question": "Long question", "choices": ["yes", "no way"], "answer": 1})", options);
+  const Example example =
+      load_one(R"({"question": "Long question", "choices": ["yes", "no way"], "answer": 1})", options);
   const MultipleChoice& q = *example.multiple_choice;
   const std::vector<int32_t> full = ByteTokenizer().encode("Question: Long question\nAnswer: no way");
   EXPECT_EQ(q.sequences.at(1), std::vector<int32_t>(full.end() - 12, full.end()));
@@ -668,13 +672,16 @@ class FewShot : public DatasetTest {
                               {"subject", subject}}
                    .dump() +
                "\n";
-    dev += R"({"question": "Q1", "choices": ["w", "r"], "answer": 1, "subject": "geo"})" "\n";
+    dev += R"({"question": "Q1", "choices": ["w", "r"], "answer": 1, "subject": "geo"})"
+           "\n";
     options_.few_shot = {.count = 2, .file = write(dev, "dev.jsonl"), .seed = 7};
   }
   std::vector<Example> questions(const DataOptions& options) {
     std::string lines;
     for (int i = 0; i < 6; ++i)
-      lines += R"({"question": "Q)" + std::to_string(i) + R"(", "choices": ["w", "r"], "answer": 1, "subject": "geo"})" "\n";
+      lines += R"({"question": "Q)" + std::to_string(i) +
+               R"(", "choices": ["w", "r"], "answer": 1, "subject": "geo"})"
+               "\n";
     return load(lines, options);
   }
   DataOptions options_;
@@ -726,14 +733,18 @@ TEST_F(FewShot, PromptsStartWithSolvedQuestionsOfTheSameSubject) {
 TEST_F(FewShot, TooFewSolvedQuestionsOrNoFileAreErrors) {
   DataOptions many = options_;
   many.few_shot.count = 9;  // 9 in the file, but one of them is the question itself
-  EXPECT_THAT(load_error(R"({"question": "Q1", "choices": ["w", "r"], "answer": 1, "subject": "geo"})" "\n", many),
+  EXPECT_THAT(load_error(R"({"question": "Q1", "choices": ["w", "r"], "answer": 1, "subject": "geo"})"
+                         "\n",
+                         many),
               AllOf(HasSubstr("data.jsonl:1: eval.few_shot 9"), HasSubstr("dev.jsonl holds 8"),
                     HasSubstr("lower eval.few_shot")));
   DataOptions no_file = options_;
   no_file.few_shot.file.clear();
   EXPECT_THAT(load_error(R"({"question": "Q", "choices": ["w", "r"], "answer": 1})", no_file),
               HasSubstr("set eval.few_shot_file"));
-  write(R"({"question": "Q", "choices": ["w"], "answer": 0})" "\n", "dev.jsonl");
+  write(R"({"question": "Q", "choices": ["w"], "answer": 0})"
+        "\n",
+        "dev.jsonl");
   EXPECT_THAT(load_error(R"({"question": "Q", "choices": ["w", "r"], "answer": 1})", options_),
               AllOf(HasSubstr("dev.jsonl:1:"), HasSubstr("\"choices\" holds 1 choices")));
 }
@@ -750,8 +761,10 @@ TEST_F(DatasetTest, MalformedMultipleChoiceRecordsNameTheLineAndTheFix) {
            {R"({"question": "Q", "choices": ["a", "b"], "answer": "B"})",
             "key \"answer\" should be the 0-based index of the correct choice (an integer from 0 to 1), got \"B\""},
            {R"({"question": "Q", "choices": ["a", "b"]})", "missing key \"answer\""},
-           {R"({"question": "Q", "choices": [], "answer": 0})", "key \"choices\" holds 0 choices: a question needs 2 to 26"},
-           {R"({"question": "Q", "choices": "a, b", "answer": 0})", "key \"choices\" should be a list of strings, got string"},
+           {R"({"question": "Q", "choices": [], "answer": 0})",
+            "key \"choices\" holds 0 choices: a question needs 2 to 26"},
+           {R"({"question": "Q", "choices": "a, b", "answer": 0})",
+            "key \"choices\" should be a list of strings, got string"},
            {R"({"question": "Q", "choices": ["a", 2], "answer": 0})", "choices[1] should be a string, got number"},
            {R"({"question": "Q", "choices": ["a", ""], "answer": 0})", "choices[1] is empty"},
            {R"({"choices": ["a", "b"], "answer": 0})", "missing key \"question\""},
