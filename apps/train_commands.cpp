@@ -93,7 +93,11 @@ void add_eval(CLI::App& app) {
       "eval",
       "Evaluate a model (with an adapter) on data.eval of a training config: mean loss, perplexity and\n"
       "exact-match accuracy of generated completions (eval section: max_examples, max_new_tokens,\n"
-      "temperature, top_p, normalize).");
+      "temperature, top_p, normalize). Multiple-choice questions ({\"question\", \"choices\", \"answer\",\n"
+      "\"subject\"?}) are scored as lm-evaluation-harness scores them: acc (the most likely choice) and\n"
+      "acc_norm (the most likely per character), overall and per subject; eval.few_shot and\n"
+      "eval.few_shot_file give k-shot prompts, eval.generate_answers also scores a generated answer\n"
+      "letter read with eval.answer_pattern.");
   cmd->add_option("config", args->config, kConfigHelp)->required()->check(CLI::ExistingFile);
   cmd->add_option("--adapter", args->adapter,
                   "PEFT adapter directory to evaluate (default: adapter.init of the config), or none: the base\n"
@@ -113,18 +117,16 @@ void add_eval(CLI::App& app) {
       adapter = LoraAdapter::load_peft(adapter_dir, run.weights.config, DType::f32).to_device(model.device());
     const EvalResult r = evaluate(model, adapter_dir.empty() ? nullptr : &adapter, run.eval, run.tokenizer.get(),
                                   config.eval, run.stop_ids);
-    if (args->json)
-      std::cout << nlohmann::json{{"loss", r.loss},
-                                  {"perplexity", r.perplexity},
-                                  {"tokens", r.tokens},
-                                  {"examples", r.examples},
-                                  {"exact_match", r.exact_matches},
-                                  {"exact_match_examples", r.generated_examples},
-                                  {"accuracy", r.accuracy()}}
-                       .dump()
-                << "\n";
-    else
-      std::cout << describe(r) << "\n";
+    if (args->json) {
+      nlohmann::json figures = {
+          {"loss", r.loss},          {"perplexity", r.perplexity},     {"tokens", r.tokens},
+          {"examples", r.examples},  {"exact_match", r.exact_matches}, {"exact_match_examples", r.generated_examples},
+          {"accuracy", r.accuracy()}};
+      if (r.choices.questions > 0) figures["multiple_choice"] = multiple_choice_json(r);
+      std::cout << figures.dump() << "\n";
+    } else {
+      std::cout << describe(r) << "\n" << describe_subjects(r);
+    }
   });
 }
 

@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
 
 #include "engine/rng.h"
 #include "kernels/view.h"
+#include "tokenizer/utf8.h"
 
 namespace fe {
 namespace {
@@ -30,9 +32,13 @@ struct FormatName {
   const char* name;
 };
 constexpr FormatName kFormatNames[] = {
-    {DataFormat::auto_detect, "auto"},  {DataFormat::text, "text"},
-    {DataFormat::prompt_completion, "prompt_completion"}, {DataFormat::alpaca, "alpaca"},
-    {DataFormat::chat, "chat"},         {DataFormat::tokenized, "tokenized"},
+    {DataFormat::auto_detect, "auto"},
+    {DataFormat::text, "text"},
+    {DataFormat::prompt_completion, "prompt_completion"},
+    {DataFormat::alpaca, "alpaca"},
+    {DataFormat::chat, "chat"},
+    {DataFormat::tokenized, "tokenized"},
+    {DataFormat::multiple_choice, "multiple_choice"},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -113,11 +119,12 @@ DataFormat detect_format(const json& record, const LineSource& source) {
   if (record.contains("instruction") && record.contains("output")) return DataFormat::alpaca;
   if (record.contains("prompt") && record.contains("completion")) return DataFormat::prompt_completion;
   if (record.contains("input_ids")) return DataFormat::tokenized;
+  if (record.contains("question") && record.contains("choices")) return DataFormat::multiple_choice;
   if (record.contains("text")) return DataFormat::text;
   std::string keys;
   for (const auto& item : record.items()) keys += (keys.empty() ? "" : ", ") + quoted(item.key());
   source.fail("cannot tell the format from the keys {" + keys +
-              "}: expected messages, instruction+output, prompt+completion, input_ids or text");
+              "}: expected messages, instruction+output, prompt+completion, input_ids, question+choices or text");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,6 +416,199 @@ Example tokenized_example(const json& record, const LineSource& source, int64_t 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Multiple choice (the layout is described in dataset.h)
+
+constexpr size_t kMaxChoices = 26;  // lettered A to Z
+
+struct ChoiceRecord {
+  std::string question;
+  std::vector<std::string> choices;
+  int64_t answer = 0;
+  std::string subject;
+};
+
+ChoiceRecord read_choice_record(const json& record, const LineSource& source) {
+  ChoiceRecord r;
+  r.question = read_string(record, "question", source);
+  const json& choices = required_key(record, "choices", source);
+  if (!choices.is_array())
+    source.fail(std::string("key \"choices\" should be a list of strings, got ") + choices.type_name());
+  if (choices.size() < 2 || choices.size() > kMaxChoices)
+    source.fail("key \"choices\" holds " + std::to_string(choices.size()) +
+                " choices: a question needs 2 to 26 (they are lettered A to Z)");
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const std::string where = "choices[" + std::to_string(i) + "]";
+    if (!choices[i].is_string()) source.fail(where + " should be a string, got " + choices[i].type_name());
+    r.choices.push_back(choices[i].get<std::string>());
+    if (r.choices.back().empty()) source.fail(where + " is empty: every choice needs text to be scored");
+  }
+  const json& answer = required_key(record, "answer", source);
+  const std::string range = "0 to " + std::to_string(r.choices.size() - 1);
+  if (!answer.is_number_integer())
+    source.fail("key \"answer\" should be the 0-based index of the correct choice (an integer from " + range +
+                "), got " + answer.dump());
+  if (answer.is_number_unsigned() ? answer.get<uint64_t>() >= r.choices.size() : true)
+    source.fail("answer " + answer.dump() + " is out of range: the record has " + std::to_string(r.choices.size()) +
+                " choices, so the answer is an index from " + range);
+  r.answer = answer.get<int64_t>();
+  r.subject = read_optional_string(record, "subject", source);
+  return r;
+}
+
+char choice_letter(size_t i) { return static_cast<char>('A' + i); }
+
+// lm-eval's default multiple-choice layout: what precedes " " + a choice.
+std::string question_prompt(const ChoiceRecord& r) { return "Question: " + r.question + "\nAnswer:"; }
+
+// The choices lettered, as MMLU is asked: what precedes a generated " B".
+std::string lettered_prompt(const ChoiceRecord& r) {
+  std::string text = "Question: " + r.question + "\n";
+  for (size_t i = 0; i < r.choices.size(); ++i) text += std::string(1, choice_letter(i)) + ". " + r.choices[i] + "\n";
+  return text + "Answer:";
+}
+
+// The dev split that k-shot prompts draw their solved questions from.
+struct FewShotPool {
+  std::string path;
+  std::vector<ChoiceRecord> records;
+  std::map<std::string, std::vector<size_t>> by_subject;  // indices into records
+};
+
+template <class Take>
+void for_each_record_line(const std::string& path, Take&& take);
+
+uint64_t epoch_seed(uint64_t seed, int64_t epoch);
+json parse_record(const std::string& line, const LineSource& source);
+
+FewShotPool read_few_shot_pool(const std::string& path) {
+  FewShotPool pool{path, {}, {}};
+  for_each_record_line(path, [&](const std::string& line, const LineSource& source) {
+    pool.records.push_back(read_choice_record(parse_record(line, source), source));
+    pool.by_subject[pool.records.back().subject].push_back(pool.records.size() - 1);
+  });
+  return pool;
+}
+
+// k distinct solved questions for the question on line `line`: of its subject when the pool holds
+// k others of that subject, else of the whole pool; never the question itself.
+std::vector<const ChoiceRecord*> draw_shots(const ChoiceRecord& question, const FewShotPool& pool,
+                                            const FewShotOptions& options, const LineSource& source) {
+  const auto others = [&](const std::vector<size_t>& indices) {
+    std::vector<size_t> kept;
+    for (const size_t i : indices)
+      if (pool.records[i].question != question.question || pool.records[i].choices != question.choices)
+        kept.push_back(i);
+    return kept;
+  };
+  std::vector<size_t> candidates;
+  if (const auto subject = pool.by_subject.find(question.subject); subject != pool.by_subject.end())
+    candidates = others(subject->second);
+  if (static_cast<int64_t>(candidates.size()) < options.count) {
+    std::vector<size_t> all(pool.records.size());
+    std::iota(all.begin(), all.end(), 0);
+    candidates = others(all);
+  }
+  const size_t k = static_cast<size_t>(options.count);
+  if (candidates.size() < k)
+    source.fail("eval.few_shot " + std::to_string(k) + " needs " + std::to_string(k) + " solved questions, and " +
+                pool.path + " holds " + std::to_string(candidates.size()) +
+                " besides this one: lower eval.few_shot or add questions to eval.few_shot_file");
+  Rng rng(epoch_seed(options.seed, source.line()));
+  std::vector<const ChoiceRecord*> shots;
+  for (size_t i = 0; i < k; ++i) {  // a partial Fisher–Yates: the first k of a seeded permutation
+    std::swap(candidates[i], candidates[i + rng.next_u64() % (candidates.size() - i)]);
+    shots.push_back(&pool.records[candidates[i]]);
+  }
+  return shots;
+}
+
+void keep_last(std::vector<int32_t>& ids, int64_t max_len) {
+  if (static_cast<int64_t>(ids.size()) > max_len) ids.erase(ids.begin(), ids.end() - max_len);
+}
+
+Example multiple_choice_example(const json& record, const LineSource& source, const Tokenizer& tokenizer,
+                                const DataOptions& options, const FewShotPool* pool) {
+  const ChoiceRecord r = read_choice_record(record, source);
+  std::string shots, lettered_shots;
+  if (pool)
+    for (const ChoiceRecord* shot : draw_shots(r, *pool, options.few_shot, source)) {
+      shots += question_prompt(*shot) + " " + shot->choices[shot->answer] + "\n\n";
+      lettered_shots += lettered_prompt(*shot) + " " + choice_letter(shot->answer) + "\n\n";
+    }
+  const bool chat = options.multiple_choice_prompt == MultipleChoicePrompt::chat;
+  if (chat && !tokenizer.has_chat_template())
+    source.fail(
+        "data.multiple_choice_prompt: chat lays questions out with the model's chat template, and the "
+        "tokenizer has none (tokenizer_config.json's chat_template): set data.multiple_choice_prompt to plain");
+  const auto as_put = [&](const std::string& text) {
+    if (!chat) return text;
+    nlohmann::ordered_json messages = nlohmann::ordered_json::array();
+    messages.push_back({{"role", "user"}, {"content", text}});
+    try {
+      return tokenizer.apply_chat_template(messages, true);
+    } catch (const std::exception& e) {
+      source.fail(std::string("the model's chat template failed on the question: ") + e.what());
+    }
+  };
+  std::vector<int32_t> bos;
+  if (options.add_bos.value_or(!chat && tokenizer.add_bos()) && tokenizer.bos_id() >= 0)
+    bos.push_back(tokenizer.bos_id());
+
+  MultipleChoice question;
+  question.answer = r.answer;
+  question.subject = r.subject;
+  // lm-eval's _encode_pair: whitespace that ends the context starts the continuation instead.
+  std::string context = as_put(shots + question_prompt(r));
+  const size_t kept = context.find_last_not_of(" \t\n\r\f\v") + 1;
+  const std::string delimiter = context.substr(kept) + (chat ? "" : " ");  // lm-eval's target_delimiter " "
+  context.resize(kept);
+  const std::vector<int32_t> context_ids = tokenizer.encode(context);
+  for (size_t i = 0; i < r.choices.size(); ++i) {
+    const std::vector<int32_t> whole = tokenizer.encode(context + delimiter + r.choices[i]);
+    const int64_t choice_tokens = static_cast<int64_t>(whole.size()) - static_cast<int64_t>(context_ids.size());
+    const std::string where = "choices[" + std::to_string(i) + "]";
+    if (choice_tokens <= 0) source.fail(where + " adds no tokens to the prompt, so it cannot be scored");
+    std::vector<int32_t> sequence = bos;
+    sequence.insert(sequence.end(), context_ids.begin(), context_ids.end());
+    sequence.insert(sequence.end(), whole.end() - choice_tokens, whole.end());
+    if (choice_tokens >= options.max_seq_len)
+      source.fail(where + " is " + std::to_string(choice_tokens) + " tokens long, and data.max_seq_len " +
+                  std::to_string(options.max_seq_len) +
+                  " leaves no prompt token before it: raise data.max_seq_len or shorten the choice");
+    keep_last(sequence, options.max_seq_len);
+    question.sequences.push_back(std::move(sequence));
+    question.choice_tokens.push_back(choice_tokens);
+    question.choice_chars.push_back(static_cast<int64_t>(utf8::decode_lossy(r.choices[i]).size()));
+  }
+  question.generation_prompt = bos;
+  for (const int32_t id : tokenizer.encode(as_put(lettered_shots + lettered_prompt(r))))
+    question.generation_prompt.push_back(id);
+  keep_last(question.generation_prompt, options.max_seq_len);
+
+  // The correct choice as a completion (and EOS, as every completion ends), truncated like the
+  // choices so that the answer survives.
+  Example example;
+  example.input_ids = question.sequences[r.answer];
+  const int64_t answer_tokens = question.choice_tokens[r.answer];
+  example.labels.assign(example.input_ids.size(), kIgnoreIndex);
+  const size_t answer_begin = example.input_ids.size() - answer_tokens;
+  for (size_t t = options.train_on_prompt ? 1 : answer_begin; t < example.input_ids.size(); ++t)
+    example.labels[t] = example.input_ids[t];
+  if (options.add_eos.value_or(true) && tokenizer.eos_id() >= 0) {
+    example.input_ids.push_back(tokenizer.eos_id());
+    example.labels.push_back(tokenizer.eos_id());
+  }
+  const int64_t dropped = std::max<int64_t>(0, static_cast<int64_t>(example.input_ids.size()) - options.max_seq_len);
+  example.input_ids.erase(example.input_ids.begin(), example.input_ids.begin() + dropped);
+  example.labels.erase(example.labels.begin(), example.labels.begin() + dropped);
+  example.prompt_length = static_cast<int64_t>(answer_begin) - dropped;
+  example.reference = r.choices[r.answer];
+  example.line = source.line();
+  example.multiple_choice = std::move(question);
+  return example;
+}
+
+// ---------------------------------------------------------------------------------------------
 // One line → one example
 
 struct LoadContext {
@@ -416,15 +616,20 @@ struct LoadContext {
   const DataOptions& options;
   int64_t vocab_size;                                // bound of pre-tokenized ids
   const BuiltinChatTemplate* builtin_chat_template;  // null: the tokenizer's own template
+  const FewShotPool* few_shot;                       // null: zero-shot
 };
 
-ExampleBuilder builder_for(DataFormat format, const LoadContext& context, const LineSource& source) {
+const Tokenizer& require_tokenizer(DataFormat format, const LoadContext& context, const LineSource& source) {
   if (context.tokenizer == nullptr)
     source.fail(std::string("the ") + data_format_name(format) +
                 " format needs a tokenizer, and none was given: set `tokenizer:` to a tokenizer.json or "
                 "tokenizer.model (the model directory holds neither), or give pre-tokenized records "
                 "{\"input_ids\": [...]}");
-  return ExampleBuilder(*context.tokenizer, context.options);
+  return *context.tokenizer;
+}
+
+ExampleBuilder builder_for(DataFormat format, const LoadContext& context, const LineSource& source) {
+  return ExampleBuilder(require_tokenizer(format, context, source), context.options);
 }
 
 // A line of a JSONL file as the JSON object every record is.
@@ -456,6 +661,9 @@ Example example_from_line(const std::string& line, const LineSource& source, con
       if (context.builtin_chat_template == nullptr)  // only chosen with a tokenizer that has a template
         return model_template_chat_example(record, source, *context.tokenizer, context.options);
       return builtin_chat_example(record, source, *context.builtin_chat_template, builder_for(format, context, source));
+    case DataFormat::multiple_choice:
+      return multiple_choice_example(record, source, require_tokenizer(format, context, source), context.options,
+                                     context.few_shot);
     case DataFormat::auto_detect:
       break;  // detect_format always names a concrete format
   }
@@ -563,7 +771,14 @@ std::vector<Example> load_jsonl(const std::string& path, const Tokenizer* tokeni
   const BuiltinChatTemplate* builtin_chat_template =
       model_template ? nullptr
                      : &find_builtin_chat_template(options.chat_template == "auto" ? "llama2" : options.chat_template);
-  const LoadContext context{tokenizer, options, vocab_size, builtin_chat_template};
+  std::optional<FewShotPool> few_shot;
+  if (options.few_shot.count > 0) {
+    if (options.few_shot.file.empty())
+      throw Error(path + ": few_shot " + std::to_string(options.few_shot.count) +
+                  " needs a file of solved questions to draw from: set eval.few_shot_file");
+    few_shot = read_few_shot_pool(options.few_shot.file);
+  }
+  const LoadContext context{tokenizer, options, vocab_size, builtin_chat_template, few_shot ? &*few_shot : nullptr};
   std::vector<Example> examples;
   for_each_record_line(path, [&](const std::string& line, const LineSource& source) {
     examples.push_back(example_from_line(line, source, context));

@@ -50,7 +50,7 @@ void add_exact_match(const LlamaModel& model, const LoraAdapter* lora, const std
   sampling.stop_ids.assign(stop_ids.begin(), stop_ids.end());
   sampling.vocab_limit = tokenizer.vocab_size();
   for (const Example& example : examples) {
-    if (example.reference.empty() || example.prompt_length == 0) continue;
+    if (example.multiple_choice || example.reference.empty() || example.prompt_length == 0) continue;
     if (options.max_generate_examples > 0 && result.generated_examples >= options.max_generate_examples) break;
     const std::span<const int32_t> prompt(example.input_ids.data(), example.prompt_length);
     const std::string generated = tokenizer.decode(generate(model, lora, prompt, sampling));
@@ -60,12 +60,45 @@ void add_exact_match(const LlamaModel& model, const LoraAdapter* lora, const std
   }
 }
 
+void add_choice(ChoiceAccuracy& tally, bool correct, bool correct_norm) {
+  ++tally.questions;
+  tally.correct += correct;
+  tally.correct_norm += correct_norm;
+}
+
+void add_multiple_choice(const LlamaModel& model, const LoraAdapter* lora, const std::vector<Example>& examples,
+                         const Tokenizer* tokenizer, const EvalOptions& options, std::span<const int32_t> stop_ids,
+                         EvalResult& result) {
+  const bool generating = options.generate_answers && tokenizer;
+  const AnswerPattern pattern(options.answer_pattern);
+  SamplingOptions sampling = options.sampling;
+  sampling.stop_ids.assign(stop_ids.begin(), stop_ids.end());
+  if (tokenizer) sampling.vocab_limit = tokenizer->vocab_size();
+  for (const Example& example : examples) {
+    if (!example.multiple_choice) continue;
+    const MultipleChoice& question = *example.multiple_choice;
+    const ChoiceScores scores = score_choices(model, lora, question);
+    const bool correct = scores.best == question.answer, correct_norm = scores.best_norm == question.answer;
+    add_choice(result.choices, correct, correct_norm);
+    add_choice(result.by_subject[question.subject], correct, correct_norm);
+    if (!generating || (options.max_generate_examples > 0 && result.choices.generated >= options.max_generate_examples))
+      continue;
+    const std::string answer = tokenizer->decode(generate(model, lora, question.generation_prompt, sampling));
+    const bool right = pattern.choice_in(answer, question.sequences.size()) == question.answer;
+    for (ChoiceAccuracy* tally : {&result.choices, &result.by_subject[question.subject]}) {
+      ++tally->generated;
+      tally->generated_correct += right;
+    }
+  }
+}
+
 }  // namespace
 
 EvalResult evaluate(const LlamaModel& model, const LoraAdapter* lora, const std::vector<Example>& examples,
                     const Tokenizer* tokenizer, const EvalOptions& options, std::span<const int32_t> stop_ids) {
   EvalResult result;
   add_loss(model, lora, examples, tokenizer, options.batch_size, result);
+  add_multiple_choice(model, lora, examples, tokenizer, options, stop_ids, result);
   if (options.exact_match && tokenizer) add_exact_match(model, lora, examples, *tokenizer, options, stop_ids, result);
   return result;
 }

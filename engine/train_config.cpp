@@ -15,11 +15,14 @@ constexpr int64_t kMaxSequencesPerStep = int64_t{1} << 20;
 void read_data(const ConfigNode& data, bool for_training, TrainConfig& c) {
   c.train_file = for_training ? data.existing_file("train") : data.get_path("train");
   c.eval_file = !data.has("eval") ? "" : for_training ? data.existing_file("eval") : data.get_path("eval");
-  c.data.format = parse_data_format(
-      data.get_choice("format", {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized"}, "auto"));
+  c.data.format = parse_data_format(data.get_choice(
+      "format", {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized", "multiple_choice"}, "auto"));
   c.data.max_seq_len = data.get<int64_t>("max_seq_len", c.data.max_seq_len, Bounds::at_least(2));
   c.data.train_on_prompt = data.get<bool>("train_on_prompt", c.data.train_on_prompt);
   c.data.chat_template = data.get_choice("chat_template", {"auto", "llama2", "chatml", "plain"}, c.data.chat_template);
+  c.data.multiple_choice_prompt = data.get_choice("multiple_choice_prompt", {"plain", "chat"}, "plain") == "chat"
+                                      ? MultipleChoicePrompt::chat
+                                      : MultipleChoicePrompt::plain;
   c.data.add_bos = data.get_optional<bool>("add_bos");
   c.data.add_eos = data.get_optional<bool>("add_eos");
   c.bucket_by_length = data.get<bool>("bucket_by_length", c.bucket_by_length);
@@ -109,7 +112,7 @@ void read_train(const ConfigNode& train, TrainConfig& c) {
   if (dp.has("noise_multiplier") && !dp.has("clip_norm")) dp.fail("clip_norm", "DP-SGD needs a clip_norm");
 }
 
-void read_eval(const ConfigNode& eval, TrainConfig& c) {
+void read_eval(const ConfigNode& eval, bool for_training, TrainConfig& c) {
   c.eval_every = eval.get<int64_t>("every", c.eval_every, Bounds::at_least(0));
   EvalOptions& e = c.eval;
   e.batch_size = eval.get<int64_t>("batch_size", e.batch_size, Bounds::at_least(1));
@@ -125,6 +128,24 @@ void read_eval(const ConfigNode& eval, TrainConfig& c) {
   n.collapse_whitespace = normalize.get<bool>("collapse_whitespace", n.collapse_whitespace);
   n.lowercase = normalize.get<bool>("lowercase", n.lowercase);
   n.remove_punctuation = normalize.get<bool>("remove_punctuation", n.remove_punctuation);
+  FewShotOptions& shots = c.eval_few_shot;
+  shots.count = eval.get<int64_t>("few_shot", shots.count, Bounds::at_least(0));
+  shots.file = !eval.has("few_shot_file") ? ""
+               : for_training             ? eval.existing_file("few_shot_file")
+                                          : eval.get_path("few_shot_file");
+  shots.seed = c.seed;
+  if (shots.count > 0 && shots.file.empty())
+    eval.fail("few_shot", std::to_string(shots.count) +
+                              " solved questions before each one need a file to draw them from: set eval.few_shot_file "
+                              "to the dev split (multiple-choice JSONL), or set eval.few_shot to 0");
+  e.generate_answers = eval.get<bool>("generate_answers", e.generate_answers);
+  e.answer_pattern = eval.get<std::string>("answer_pattern", e.answer_pattern);
+  try {
+    AnswerPattern{e.answer_pattern};
+  } catch (const Error& error) {
+    eval.fail("answer_pattern",
+              std::string(error.what()) + "; give a PCRE2 pattern whose one capture group is the letter");
+  }
 }
 
 void read_output(const ConfigNode& output, bool for_training, TrainConfig& c) {
@@ -175,7 +196,7 @@ TrainConfig read_train_config(const ConfigNode& root, bool for_training) {
   read_data(root.child("data"), for_training, c);
   read_adapter(root.child("adapter"), c);
   read_train(root.child("train"), c);
-  read_eval(root.child("eval"), c);
+  read_eval(root.child("eval"), for_training, c);
   read_output(root.child("output"), for_training, c);
   check_against_model(root, c);
   return c;

@@ -4,14 +4,15 @@
 // reuses the same sections for each participant (with per-participant overrides). Sections:
 //   model, tokenizer              paths (relative to the YAML file); tokenizer: null for none
 //   data:    train, eval, format, max_seq_len, train_on_prompt, chat_template, add_bos, add_eos,
-//            bucket_by_length
+//            bucket_by_length, multiple_choice_prompt (plain | chat)
 //   adapter: method (lora|full), rank, alpha, rslora, targets, init
 //   train:   steps, micro_batch_size, grad_accum_steps, optimizer, lr, beta1, beta2, eps,
 //            weight_decay, schedule, warmup_steps, max_grad_norm, seed, recompute_activations,
 //            device (cpu | cuda), dp_sgd: {clip_norm, noise_multiplier, delta} (sample-level DP,
 //            engine/trainer.h)
 //   eval:    every, batch_size, exact_match, max_examples, max_new_tokens, temperature, top_p,
-//            normalize (strip, collapse_whitespace, lowercase, remove_punctuation)
+//            normalize (strip, collapse_whitespace, lowercase, remove_punctuation); for
+//            multiple-choice eval files: few_shot, few_shot_file, generate_answers, answer_pattern
 //   output:  dir, log_every, save_every
 // configs/train.yaml documents every key with its default. Ranges the model's shape sets are checked
 // against MODEL/config.json where it exists, so the error names the YAML line: data.max_seq_len and
@@ -53,6 +54,7 @@ struct TrainConfig {
 
   int64_t eval_every = 0;          // steps; 0: before and after training only
   EvalOptions eval;
+  FewShotOptions eval_few_shot;  // k-shot prompts of a multiple-choice data.eval (seeded by train.seed)
 
   std::string output_dir;
   int64_t log_every = 10;

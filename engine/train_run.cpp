@@ -134,16 +134,63 @@ bool is_training_output(std::string name) {
   return name == "metrics.jsonl" || name == "adapter" || name == "model" || is_checkpoint_name(name);
 }
 
+namespace {
+
+std::string fraction(int64_t part, int64_t whole) {
+  char text[80];
+  std::snprintf(text, sizeof text, "%lld/%lld (%.1f%%)", static_cast<long long>(part), static_cast<long long>(whole),
+                whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0);
+  return text;
+}
+
+std::string describe(const ChoiceAccuracy& a) {
+  std::string line = "acc " + fraction(a.correct, a.questions) + " | acc_norm " + fraction(a.correct_norm, a.questions);
+  if (a.generated > 0) line += " | answer letter " + fraction(a.generated_correct, a.generated);
+  return line;
+}
+
+nlohmann::json to_json(const ChoiceAccuracy& a) {
+  nlohmann::json figures = {{"questions", a.questions}, {"acc", a.acc()}, {"acc_norm", a.acc_norm()}};
+  if (a.generated > 0) {
+    figures["generated"] = a.generated;
+    figures["generated_acc"] = a.generated_acc();
+  }
+  return figures;
+}
+
+}  // namespace
+
 std::string describe(const EvalResult& r) {
   char text[160];
   std::snprintf(text, sizeof text, "loss %.4f | ppl %.3f", r.loss, r.perplexity);
   std::string line = text;
-  if (r.generated_examples > 0) {
-    std::snprintf(text, sizeof text, " | exact match %lld/%lld (%.1f%%)", static_cast<long long>(r.exact_matches),
-                  static_cast<long long>(r.generated_examples), 100.0 * r.accuracy());
-    line += text;
-  }
+  if (r.generated_examples > 0) line += " | exact match " + fraction(r.exact_matches, r.generated_examples);
+  if (r.choices.questions > 0) line += " | multiple choice " + describe(r.choices);
   return line;
+}
+
+std::string describe_subjects(const EvalResult& r) {
+  std::string lines;
+  if (r.by_subject.empty() || (r.by_subject.size() == 1 && r.by_subject.contains(""))) return lines;
+  for (const auto& [subject, accuracy] : r.by_subject)
+    lines += "  " + (subject.empty() ? std::string("(no subject)") : subject) + ": " + describe(accuracy) + "\n";
+  return lines;
+}
+
+nlohmann::json multiple_choice_json(const EvalResult& r) {
+  if (r.choices.questions == 0) return nlohmann::json::object();
+  nlohmann::json figures = to_json(r.choices);
+  nlohmann::json subjects = nlohmann::json::object();
+  for (const auto& [subject, accuracy] : r.by_subject) subjects[subject] = to_json(accuracy);
+  figures["subjects"] = subjects;
+  return figures;
+}
+
+nlohmann::json multiple_choice_metrics(const EvalResult& r) {
+  const nlohmann::json figures = multiple_choice_json(r);  // named: items() refers to it
+  nlohmann::json metrics = nlohmann::json::object();
+  for (const auto& [key, value] : figures.items()) metrics["eval_mc_" + key] = value;
+  return metrics;
 }
 
 LlamaWeights compute_weights(const LlamaWeights& host, Device device, const std::string& setting) {
@@ -162,7 +209,11 @@ LoadedRun load_run(const TrainConfig& c, bool load_train_data) {
                 " tokens exceed the model's vocab_size " + std::to_string(run.weights.config.vocab_size));
   const int64_t vocab_size = run.weights.config.vocab_size;
   if (load_train_data) run.train = load_jsonl(c.train_file, run.tokenizer.get(), c.data, vocab_size);
-  if (!c.eval_file.empty()) run.eval = load_jsonl(c.eval_file, run.tokenizer.get(), c.data, vocab_size);
+  if (!c.eval_file.empty()) {
+    DataOptions eval_data = c.data;
+    eval_data.few_shot = c.eval_few_shot;
+    run.eval = load_jsonl(c.eval_file, run.tokenizer.get(), eval_data, vocab_size);
+  }
   run.stop_ids = stop_ids(c.model_dir, run.weights.config, run.tokenizer.get());
   return run;
 }
@@ -217,13 +268,15 @@ TrainSummary run_training(const TrainConfig& c, std::ostream& progress, bool res
     if (run.eval.empty()) return EvalResult{};
     const EvalResult r = evaluate(model, lora, run.eval, run.tokenizer.get(), c.eval, run.stop_ids);
     progress << "eval  step " << step << " | " << describe(r) << std::endl;
-    metrics.write({{"step", step},
-                   {"eval_loss", r.loss},
-                   {"eval_perplexity", r.perplexity},
-                   {"eval_examples", r.examples},
-                   {"eval_exact_match", r.exact_matches},
-                   {"eval_exact_match_examples", r.generated_examples},
-                   {"eval_accuracy", r.accuracy()}});
+    nlohmann::json record = {{"step", step},
+                             {"eval_loss", r.loss},
+                             {"eval_perplexity", r.perplexity},
+                             {"eval_examples", r.examples},
+                             {"eval_exact_match", r.exact_matches},
+                             {"eval_exact_match_examples", r.generated_examples},
+                             {"eval_accuracy", r.accuracy()}};
+    record.update(multiple_choice_metrics(r));
+    metrics.write(record);
     return r;
   };
 

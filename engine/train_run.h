@@ -8,6 +8,7 @@
 #include <atomic>
 #include <iosfwd>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "engine/train_config.h"
 
@@ -51,7 +52,16 @@ TrainSummary run_training(const TrainConfig& config, std::ostream& progress, boo
 // tells an earlier run's output directory from one that holds anything else.
 bool is_training_output(std::string name);
 
-// One line: "loss 0.123 | ppl 1.13 | exact match 87/100 (87.0%)".
+// One line: "loss 0.123 | ppl 1.13 | exact match 87/100 (87.0%)", and for multiple-choice questions
+// "| multiple choice acc 3/5 (60.0%) | acc_norm 4/5 (80.0%)" (with "| answer letter 2/5 (40.0%)"
+// when answers were generated).
 std::string describe(const EvalResult& result);
+// One line per subject ("  astronomy: acc 2/3 (66.7%) | acc_norm ..."), "" when no question has one.
+std::string describe_subjects(const EvalResult& result);
+// The multiple-choice figures: {"questions", "acc", "acc_norm", "generated"?, "generated_acc"?,
+// "subjects": {subject: the same figures}}; an empty object when no question was scored.
+nlohmann::json multiple_choice_json(const EvalResult& result);
+// The same with every key prefixed "eval_mc_", for metrics.jsonl beside eval_loss.
+nlohmann::json multiple_choice_metrics(const EvalResult& result);
 
 }  // namespace fe

@@ -70,6 +70,7 @@ nlohmann::json round_metrics(const RoundRecord& record, bool evaluated, const Dp
     entry["eval_exact_match"] = record.eval.exact_matches;
     entry["eval_examples"] = record.eval.examples;
     entry["eval_exact_match_examples"] = record.eval.generated_examples;
+    entry.update(multiple_choice_metrics(record.eval));
   }
   return entry;
 }

@@ -515,6 +515,59 @@ TEST_F(CliWorkflow, EvalAdapterNoneAndAnInitAdapterTheConfigContradicts) {
       run_cli("eval " + write_config("agrees.yaml", "adapter:\n  init: adapter8\n  rank: 8\n") + " --json").status, 0);
 }
 
+// fedengine eval on a multiple-choice file prints lm-eval's acc and acc_norm, overall and per
+// subject (and the accuracy of generated answer letters when asked), and --json carries them;
+// malformed records and eval settings are refused naming the file, line and key.
+TEST_F(CliWorkflow, EvalScoresMultipleChoiceQuestions) {
+  test::write_file(dir_.path("data/mc.jsonl"),
+                   R"({"question": "copy 3 1 =", "choices": ["3 1", "1 3", "4 2"], "answer": 0, "subject": "copy"}
+{"question": "reverse 3 1 =", "choices": ["3 1", "1 3"], "answer": 1, "subject": "reverse"}
+{"question": "shift 3 1 =", "choices": ["3 1", "4 2", "1 3", "5 5"], "answer": 1, "subject": "shift"}
+)");
+  test::write_file(dir_.path("data/mc_dev.jsonl"),
+                   R"({"question": "copy 2 =", "choices": ["2", "3"], "answer": 0, "subject": "copy"}
+{"question": "shift 2 =", "choices": ["2", "3"], "answer": 1, "subject": "shift"}
+)");
+  const auto config = [&](const std::string& name, const std::string& eval_file, const std::string& eval) {
+    test::write_file(dir_.path(name), "model: base\ntokenizer: data/tokenizer.model\ndata:\n  eval: " + eval_file +
+                                          "\neval:\n  max_new_tokens: 2\n" + eval);
+    return dir_.path(name);
+  };
+  const std::string mc = config("mc.yaml", "data/mc.jsonl",
+                                "  few_shot: 1\n  few_shot_file: data/mc_dev.jsonl\n  generate_answers: true\n");
+  const CliResult text = run_cli("eval " + mc);
+  ASSERT_EQ(text.status, 0) << text.output;
+  EXPECT_THAT(text.output,
+              MatchesRegex("loss [0-9.]+ \\| ppl [0-9.]+ \\| multiple choice acc [0-3]/3 \\([0-9.]+%\\) \\| "
+                           "acc_norm [0-3]/3 \\([0-9.]+%\\) \\| answer letter [0-3]/3 \\([0-9.]+%\\)\n"
+                           "  copy: acc [01]/1 .*\n  reverse: acc [01]/1 .*\n  shift: acc [01]/1 .*\n"));
+  const CliResult json = run_cli("eval " + mc + " --json");
+  ASSERT_EQ(json.status, 0) << json.output;
+  const auto figures = nlohmann::json::parse(json.output).at("multiple_choice");
+  EXPECT_EQ(figures.at("questions"), 3);
+  EXPECT_EQ(figures.at("generated"), 3);
+  EXPECT_EQ(figures.at("subjects").size(), 3u);
+  EXPECT_EQ(figures.at("subjects").at("shift").at("questions"), 1);
+  const double acc = figures.at("acc");
+  EXPECT_TRUE(acc == 0 || acc == 1.0 / 3 || acc == 2.0 / 3 || acc == 1) << acc;
+
+  test::write_file(dir_.path("data/mc_bad.jsonl"),
+                   "{\"question\": \"q\", \"choices\": [\"1\", \"2\"], \"answer\": 0}\n"
+                   "{\"question\": \"q\", \"choices\": [\"1\", \"2\", \"3\"], \"answer\": 3}\n");
+  CliResult r = run_cli("eval " + config("bad.yaml", "data/mc_bad.jsonl", ""));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, HasSubstr("mc_bad.jsonl:2: answer 3 is out of range: the record has 3 choices, so the answer "
+                                  "is an index from 0 to 2"));
+  r = run_cli("eval " + config("noshots.yaml", "data/mc.jsonl", "  few_shot: 2\n"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output, AllOf(HasSubstr("noshots.yaml:7:"), HasSubstr("eval.few_shot: 2 solved questions"),
+                              HasSubstr("set eval.few_shot_file")));
+  r = run_cli("eval " + config("pattern.yaml", "data/mc.jsonl", "  answer_pattern: \"([A-D]\"\n"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.output,
+              AllOf(HasSubstr("pattern.yaml:7:"), HasSubstr("eval.answer_pattern"), HasSubstr("does not compile")));
+}
+
 TEST_F(CliWorkflow, ConfigMistakesNameFileLineAndKey) {
   CliResult r = run_cli("train " + write_config("typo.yaml", "adapter:\n  rnak: 4\n"));
   EXPECT_NE(r.status, 0);

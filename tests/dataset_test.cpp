@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <regex>
 #include <set>
 
 #include "engine/rng.h"
@@ -24,6 +25,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 constexpr int32_t kPad = 0, kBos = 1, kEos = 2, kFirstByte = 3;
 constexpr int32_t kNoLoss = -100;
@@ -116,7 +118,7 @@ void expect_layout(const Example& example, const Expected& expected, int64_t pro
 }
 
 TEST(DataFormat, NamesRoundTripAndUnknownNamesListTheValidOnes) {
-  for (const char* name : {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized"})
+  for (const char* name : {"auto", "text", "prompt_completion", "alpaca", "chat", "tokenized", "multiple_choice"})
     EXPECT_STREQ(data_format_name(parse_data_format(name)), name);
   try {
     parse_data_format("sharegpt");
@@ -316,27 +318,6 @@ TEST_F(DatasetTest, TokenizedIdsAreCheckedAgainstTheModelsVocabulary) {
 
 // ----- chat with the tokenizer's own template ----------------------------------------------------
 
-// GPT-2's printable stand-in for byte b (ByteLevel's alphabet): printable Latin-1 stays itself,
-// every other byte becomes U+0100 + its rank among those.
-std::string byte_level_char(int b) {
-  int code = b, rank = 0;
-  const auto printable = [](int x) {
-    return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255);
-  };
-  if (!printable(b)) {
-    for (int x = 0; x < b; ++x) rank += !printable(x);
-    code = 256 + rank;
-  }
-  std::string utf8;
-  if (code < 0x80) {
-    utf8 += static_cast<char>(code);
-  } else {
-    utf8 += static_cast<char>(0xC0 | (code >> 6));
-    utf8 += static_cast<char>(0x80 | (code & 0x3F));
-  }
-  return utf8;
-}
-
 // A byte-level tokenizer.json without merges: byte b is id b, <|im_start|> 256, <|im_end|> 257; and a
 // tokenizer_config.json with `chat_template` (SmolLM2's kind: a default system turn, ChatML).
 class ModelTemplateChat : public DatasetTest {
@@ -350,7 +331,7 @@ class ModelTemplateChat : public DatasetTest {
 
   std::unique_ptr<Tokenizer> tokenizer_with(const std::string& chat_template, const char* bos = "<|im_start|>") {
     nlohmann::json vocab = nlohmann::json::object();
-    for (int b = 0; b < 256; ++b) vocab[byte_level_char(b)] = b;
+    for (int b = 0; b < 256; ++b) vocab[test::byte_level_char(b)] = b;
     const auto added = [](int id, const char* content) {
       return nlohmann::json{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
                             {"rstrip", false}, {"normalized", false}, {"special", true}};
@@ -460,6 +441,32 @@ TEST_F(ModelTemplateChat, BosEosAndTrainOnPromptWhenAskedFor) {
   EXPECT_EQ(with_bos.labels[0], kNoLoss);
   EXPECT_TRUE(std::equal(plain.labels.begin(), plain.labels.end(), with_bos.labels.begin() + 1));
   EXPECT_EQ(with_bos.prompt_length, plain.prompt_length + 1);
+}
+
+// data.multiple_choice_prompt: chat puts the question as a user turn of the model's template; the
+// newline that ends its generation prompt starts each choice (lm-eval's _encode_pair), no BOS.
+TEST_F(ModelTemplateChat, MultipleChoiceAsAUserTurn) {
+  const auto tokenizer = tokenizer_with(kChatMl);
+  DataOptions options;
+  options.multiple_choice_prompt = MultipleChoicePrompt::chat;
+  const Example example = load_jsonl(write(R"({"question": "Q?", "choices": ["yes", "no"], "answer": 1})"
+                                           "\n"),
+                                     tokenizer.get(), options, tokenizer->vocab_size())
+                              .at(0);
+  const std::string turn =
+      "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nQuestion: Q?\nAnswer:<|im_end|>\n"
+      "<|im_start|>assistant";
+  const MultipleChoice& q = *example.multiple_choice;
+  EXPECT_EQ(q.sequences.at(0), byte_ids(turn + "\nyes"));
+  EXPECT_EQ(q.sequences.at(1), byte_ids(turn + "\nno"));
+  EXPECT_THAT(q.choice_tokens, ElementsAre(4, 3));
+  EXPECT_EQ(q.generation_prompt, byte_ids("<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nQuestion: "
+                                          "Q?\nA. yes\nB. no\nAnswer:<|im_end|>\n<|im_start|>assistant\n"));
+  EXPECT_EQ(example.input_ids, byte_ids(turn + "\nno<|im_end|>"));  // EOS is the template's <|im_end|>
+
+  DataOptions plain_tokenizer = options;
+  EXPECT_THAT(load_error(R"({"question": "Q?", "choices": ["yes", "no"], "answer": 1})", plain_tokenizer),
+              AllOf(HasSubstr("data.jsonl:1:"), HasSubstr("set data.multiple_choice_prompt to plain")));
 }
 
 TEST_F(ModelTemplateChat, TruncationCutsTheLabelsAndClampsThePrompt) {
@@ -595,6 +602,175 @@ TEST_F(DatasetTest, FileAndOptionErrorsNameTheProblem) {
   DataOptions zero_length;
   zero_length.max_seq_len = 0;
   EXPECT_THAT(load_error(R"({"text": "t"})", zero_length), HasSubstr("max_seq_len"));
+}
+
+// ----- multiple choice ----------------------------------------------------------------------
+
+std::vector<int32_t> bos_and(std::string_view text) {
+  std::vector<int32_t> ids{kBos};
+  for (const int32_t id : ByteTokenizer().encode(text)) ids.push_back(id);
+  return ids;
+}
+
+// lm-eval's default layout, spelled out byte by byte: "Question: Q\nAnswer:" + " " + choice.
+TEST_F(DatasetTest, MultipleChoiceLaysOutEveryChoiceAfterTheQuestion) {
+  const Example example =
+      load_one(R"({"question": "Capital?", "choices": ["Paris", "café"], "answer": 1, "subject": "geo"})");
+  ASSERT_TRUE(example.multiple_choice.has_value());
+  const MultipleChoice& q = *example.multiple_choice;
+  EXPECT_EQ(q.sequences.at(0), bos_and("Question: Capital?\nAnswer: Paris"));
+  EXPECT_EQ(q.sequences.at(1), bos_and("Question: Capital?\nAnswer: café"));
+  EXPECT_THAT(q.choice_tokens, ElementsAre(6, 6));  // " Paris"; " café" is 6 bytes (é is two)
+  EXPECT_THAT(q.choice_chars, ElementsAre(5, 4));   // code points, without the space
+  EXPECT_EQ(q.answer, 1);
+  EXPECT_EQ(q.subject, "geo");
+  EXPECT_EQ(q.generation_prompt, bos_and("Question: Capital?\nA. Paris\nB. café\nAnswer:"));
+  // The example trains on (and its loss measures) the correct choice and EOS.
+  const Expected expected =
+      Expected().masked(kBos).masked("Question: Capital?\nAnswer:").trained(" café").trained(kEos);
+  expect_layout(example, expected, expected.size() - 7);
+  EXPECT_EQ(example.reference, "café");
+  EXPECT_EQ(load_one(R"({"question": "Q", "choices": ["a", "b"], "answer": 0})").multiple_choice->subject, "");
+}
+
+TEST_F(DatasetTest, MultipleChoiceWithoutBosAndTruncatedFromTheLeft) {
+  DataOptions options = with_format(DataFormat::multiple_choice);
+  options.add_bos = false;
+  options.max_seq_len = 12;
+  const Example example =
+      load_one(R"({"question": "Long question", "choices": ["yes", "no way"], "answer": 1})", options);
+  const MultipleChoice& q = *example.multiple_choice;
+  const std::vector<int32_t> full = ByteTokenizer().encode("Question: Long question\nAnswer: no way");
+  EXPECT_EQ(q.sequences.at(1), std::vector<int32_t>(full.end() - 12, full.end()));
+  EXPECT_EQ(q.choice_tokens.at(1), 7);
+  // The example keeps the answer and its EOS, dropping prompt tokens from the left.
+  ASSERT_EQ(example.input_ids.size(), 12u);
+  EXPECT_EQ(example.input_ids.back(), kEos);
+  EXPECT_EQ(example.prompt_length, 12 - 8);
+  EXPECT_EQ(std::count_if(example.labels.begin(), example.labels.end(), [](int32_t l) { return l != kNoLoss; }), 8);
+
+  options.max_seq_len = 7;  // " no way" leaves no prompt token to predict its first token from
+  EXPECT_THAT(load_error(R"({"question": "Q", "choices": ["yes", "no way"], "answer": 1})", options),
+              AllOf(HasSubstr("data.jsonl:1: choices[1] is 7 tokens long"), HasSubstr("raise data.max_seq_len")));
+}
+
+class FewShot : public DatasetTest {
+ protected:
+  void SetUp() override {
+    std::string dev;
+    for (const char* subject : {"geo", "math"})
+      for (int i = 0; i < 4; ++i)
+        dev += nlohmann::json{{"question", std::string(subject) + std::to_string(i)},
+                              {"choices", {"w", "r"}},
+                              {"answer", 1},
+                              {"subject", subject}}
+                   .dump() +
+               "\n";
+    dev += R"({"question": "Q1", "choices": ["w", "r"], "answer": 1, "subject": "geo"})"
+           "\n";
+    options_.few_shot = {.count = 2, .file = write(dev, "dev.jsonl"), .seed = 7};
+  }
+  std::vector<Example> questions(const DataOptions& options) {
+    std::string lines;
+    for (int i = 0; i < 6; ++i)
+      lines += R"({"question": "Q)" + std::to_string(i) +
+               R"(", "choices": ["w", "r"], "answer": 1, "subject": "geo"})"
+               "\n";
+    return load(lines, options);
+  }
+  DataOptions options_;
+};
+
+std::string bytes_text(const std::vector<int32_t>& ids) {
+  std::string text;
+  for (const int32_t id : ids)
+    if (id >= kFirstByte) text += static_cast<char>(id - kFirstByte);
+  return text;
+}
+
+// k solved questions of the question's subject, distinct, never the question itself, each laid out
+// as the question is and answered by its correct choice; the draw depends on (seed, line) only.
+TEST_F(FewShot, PromptsStartWithSolvedQuestionsOfTheSameSubject) {
+  const std::vector<Example> examples = questions(options_);
+  const std::regex shot_pair("Question: (geo[0-3]|Q1)\nAnswer: r\n\nQuestion: (geo[0-3]|Q1)\nAnswer: r\n\n");
+  std::set<std::string> contexts;
+  for (const Example& example : examples) {
+    const MultipleChoice& q = *example.multiple_choice;
+    EXPECT_EQ(q.sequences.at(0).front(), kBos);
+    const std::string text = bytes_text(q.sequences.at(0));
+    const std::string name = "Q" + std::to_string(example.line - 1);
+    const std::string own = "Question: " + name + "\nAnswer: w";
+    ASSERT_TRUE(text.ends_with("\n\n" + own)) << text;
+    const std::string shots = text.substr(0, text.size() - own.size());
+    std::smatch names;
+    ASSERT_TRUE(std::regex_match(shots, names, shot_pair)) << shots;
+    EXPECT_NE(names[1], names[2]) << "the two shots are distinct";
+    EXPECT_NE(names[1], name);
+    EXPECT_NE(names[2], name);
+    contexts.insert(shots);
+    EXPECT_THAT(bytes_text(q.generation_prompt),
+                AllOf(StartsWith("Question: " + names[1].str() + "\nA. w\nB. r\nAnswer: B\n\nQuestion: " +
+                                 names[2].str() + "\nA. w\nB. r\nAnswer: B\n\n"),
+                      ::testing::EndsWith("Question: " + name + "\nA. w\nB. r\nAnswer:")));
+  }
+  EXPECT_GT(contexts.size(), 1u) << "each question draws its own shots";
+  const std::vector<Example> again = questions(options_);
+  for (size_t i = 0; i < examples.size(); ++i) EXPECT_EQ(again[i].input_ids, examples[i].input_ids);
+  DataOptions other_seed = options_;
+  other_seed.few_shot.seed = 8;
+  const std::vector<Example> reseeded = questions(other_seed);
+  bool differs = false;
+  for (size_t i = 0; i < examples.size(); ++i) differs |= reseeded[i].input_ids != examples[i].input_ids;
+  EXPECT_TRUE(differs);
+}
+
+TEST_F(FewShot, TooFewSolvedQuestionsOrNoFileAreErrors) {
+  DataOptions many = options_;
+  many.few_shot.count = 9;  // 9 in the file, but one of them is the question itself
+  EXPECT_THAT(load_error(R"({"question": "Q1", "choices": ["w", "r"], "answer": 1, "subject": "geo"})"
+                         "\n",
+                         many),
+              AllOf(HasSubstr("data.jsonl:1: eval.few_shot 9"), HasSubstr("dev.jsonl holds 8"),
+                    HasSubstr("lower eval.few_shot")));
+  DataOptions no_file = options_;
+  no_file.few_shot.file.clear();
+  EXPECT_THAT(load_error(R"({"question": "Q", "choices": ["w", "r"], "answer": 1})", no_file),
+              HasSubstr("set eval.few_shot_file"));
+  write(R"({"question": "Q", "choices": ["w"], "answer": 0})"
+        "\n",
+        "dev.jsonl");
+  EXPECT_THAT(load_error(R"({"question": "Q", "choices": ["w", "r"], "answer": 1})", options_),
+              AllOf(HasSubstr("dev.jsonl:1:"), HasSubstr("\"choices\" holds 1 choices")));
+}
+
+TEST_F(DatasetTest, MalformedMultipleChoiceRecordsNameTheLineAndTheFix) {
+  struct Case {
+    const char* record;
+    const char* what;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"({"question": "Q", "choices": ["a", "b", "c"], "answer": 3})",
+            "answer 3 is out of range: the record has 3 choices, so the answer is an index from 0 to 2"},
+           {R"({"question": "Q", "choices": ["a", "b"], "answer": -1})", "answer -1 is out of range"},
+           {R"({"question": "Q", "choices": ["a", "b"], "answer": "B"})",
+            "key \"answer\" should be the 0-based index of the correct choice (an integer from 0 to 1), got \"B\""},
+           {R"({"question": "Q", "choices": ["a", "b"]})", "missing key \"answer\""},
+           {R"({"question": "Q", "choices": [], "answer": 0})",
+            "key \"choices\" holds 0 choices: a question needs 2 to 26"},
+           {R"({"question": "Q", "choices": "a, b", "answer": 0})",
+            "key \"choices\" should be a list of strings, got string"},
+           {R"({"question": "Q", "choices": ["a", 2], "answer": 0})", "choices[1] should be a string, got number"},
+           {R"({"question": "Q", "choices": ["a", ""], "answer": 0})", "choices[1] is empty"},
+           {R"({"choices": ["a", "b"], "answer": 0})", "missing key \"question\""},
+           {R"({"question": "Q", "choices": ["a", "b"], "answer": 0, "subject": 3})",
+            "key \"subject\" should be a string, got number"},
+       }) {
+    SCOPED_TRACE(c.record);
+    EXPECT_THAT(load_error(std::string("\n") + c.record + "\n", with_format(DataFormat::multiple_choice)),
+                HasSubstr(std::string("data.jsonl:2: ") + c.what));
+  }
+  // format: auto tells a question by its keys; without "choices" nothing matches.
+  EXPECT_THAT(load_error(R"({"question": "Q", "answer": 0})"), HasSubstr("question+choices"));
 }
 
 // ----- labelled lines -----------------------------------------------------------------------

@@ -58,4 +58,25 @@ std::string error_of(const std::function<void()>& action) {
   return "";
 }
 
+// GPT-2's printable stand-in for byte b (ByteLevel's alphabet): printable Latin-1 stays itself,
+// every other byte becomes U+0100 + its rank among those.
+inline std::string byte_level_char(int b) {
+  int code = b, rank = 0;
+  const auto printable = [](int x) {
+    return (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174 && x <= 255);
+  };
+  if (!printable(b)) {
+    for (int x = 0; x < b; ++x) rank += !printable(x);
+    code = 256 + rank;
+  }
+  std::string utf8;
+  if (code < 0x80) {
+    utf8 += static_cast<char>(code);
+  } else {
+    utf8 += static_cast<char>(0xC0 | (code >> 6));
+    utf8 += static_cast<char>(0x80 | (code & 0x3F));
+  }
+  return utf8;
+}
+
 }  // namespace fe::test
