@@ -171,6 +171,7 @@ TEST_P(EachStrategy, RunLowersTheGlobalEvalLoss) {
   EXPECT_GT(metrics.back()["bytes_received"].get<int64_t>(), 0);
   EXPECT_THAT(run.output(), HasSubstr("round 3/3"));
   EXPECT_TRUE(fs::exists(dir_.path("out/adapter/adapter_model.safetensors")));
+  EXPECT_TRUE(fs::exists(dir_.path("out/adapter/tokenizer.model")));  // the adapter is usable on its own
 }
 
 INSTANTIATE_TEST_SUITE_P(Federation, EachStrategy,
