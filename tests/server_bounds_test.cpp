@@ -47,8 +47,9 @@ class ServerBounds : public ::testing::Test {
   }
 
   // Both participants joined, and their fits; the server runs on its own thread meanwhile.
-  void start(const FederationConfig& config) {
-    server_.emplace(config, false, log_);
+  void start(FederationConfig config) {
+    config_ = std::move(config);  // the server keeps a reference
+    server_.emplace(config_, false, log_);
     runner_ = std::thread([this] { server_->run(); });
     good_.emplace(server_->endpoint(), std::nullopt, "");
     other_.emplace(server_->endpoint(), std::nullopt, "");
@@ -77,6 +78,7 @@ class ServerBounds : public ::testing::Test {
   }
 
   test::TempDir dir_;
+  FederationConfig config_;
   test::SharedLog log_buffer_;
   std::ostream log_{&log_buffer_};
   std::optional<Server> server_;
@@ -91,7 +93,7 @@ TEST_F(ServerBounds, ANonFiniteResultIsRefusedWithARejectAndTheRoundDoesNotWaitF
   const auto started = std::chrono::steady_clock::now();
   good_->send(encode(poisoned));
   const Message reject = expect_message(*good_, MessageType::reject);
-  EXPECT_EQ(reject.round, 1);
+  EXPECT_EQ(reject.round, 1) << log();
   EXPECT_THAT(std::get<std::string>(reject.config.at("reason")), HasSubstr("is nan"));
   other_->send(encode(result("other", 0.01f)));
   runner_.join();
