@@ -24,6 +24,35 @@ StrategyOptions read_strategy(const ConfigNode& node) {
   return s;
 }
 
+UpdateNormOptions read_max_update_norm(const ConfigNode& node) {
+  UpdateNormOptions o;
+  o.action = parse_norm_bound_action(node.get_choice("action", {"off", "clip", "refuse"}, "clip"));
+  o.median_multiple = node.get<double>("median_multiple", o.median_multiple, Bounds::at_least(1));
+  o.absolute = node.get<double>("absolute", o.absolute, Bounds::greater_than(0));
+  if (node.has("absolute") && node.has("median_multiple"))
+    node.fail("absolute",
+              "set either absolute (a fixed bound) or median_multiple (a bound that follows the round's "
+              "median update norm), not both");
+  return o;
+}
+
+// Each rule's own keys only with that rule: a trim_fraction next to rule: krum is a mistake.
+RobustOptions read_aggregation(const ConfigNode& node) {
+  RobustOptions o;
+  o.rule = parse_robust_rule(node.get_choice("rule", {"mean", "median", "trimmed_mean", "krum"}, "mean"));
+  o.trim_fraction =
+      node.get<double>("trim_fraction", o.trim_fraction, Bounds{.min = 0, .max = 0.5, .max_exclusive = true});
+  o.byzantine = node.get<int64_t>("byzantine", o.byzantine, Bounds::at_least(0));
+  o.selected = node.get<int64_t>("selected", o.selected, Bounds::at_least(1));
+  const std::vector<std::pair<const char*, RobustRule>> owners = {
+      {"trim_fraction", RobustRule::trimmed_mean}, {"byzantine", RobustRule::krum}, {"selected", RobustRule::krum}};
+  for (const auto& [key, rule] : owners)
+    if (node.has(key) && o.rule != rule)
+      node.fail(key, std::string("applies to rule: ") + robust_rule_name(rule) + ", and the rule is " +
+                         robust_rule_name(o.rule));
+  return o;
+}
+
 ServerConfig read_server(const ConfigNode& node) {
   ServerConfig s;
   s.address = node.get<std::string>("address", s.address);
@@ -47,6 +76,8 @@ ServerConfig read_server(const ConfigNode& node) {
   // participants the server's public key), so existence is checked where a file is opened.
   s.server_key = node.get_path("server_key");
   s.server_public_key = node.get_path("server_public_key");
+  s.max_update_norm = read_max_update_norm(node.child("max_update_norm"));
+  s.aggregation = read_aggregation(node.child("aggregation"));
   if (s.server_key.empty() != s.server_public_key.empty())
     node.fail(s.server_key.empty() ? "server_public_key" : "server_key",
               "set both server_key and server_public_key (CurveZMQ) or neither (plain loopback TCP)");
@@ -177,6 +208,19 @@ void check_count_noise(const FederationConfig& config, const ConfigNode& privacy
                      (o.clipped_count_stddev >= 0 ? "" : " (the default: participants per round / 20)"));
 }
 
+// A robust rule replaces the mean that DP's noise is calibrated to; Krum cannot average more
+// results than there are participants.
+void check_aggregation(const FederationConfig& config, const ConfigNode& aggregation) {
+  const RobustOptions& o = config.server.aggregation;
+  if (o.rule != RobustRule::mean && config.server.privacy.mode != DpMode::off)
+    aggregation.fail("rule", std::string("privacy.mode ") + dp_mode_name(config.server.privacy.mode) +
+                                 " calibrates its noise to the mean of the clipped updates, which rule " +
+                                 robust_rule_name(o.rule) + " replaces; use one of the two");
+  const auto participants = static_cast<int64_t>(config.participants.size());
+  if (o.rule == RobustRule::krum && o.selected > participants)
+    aggregation.fail("selected", "exceeds the " + std::to_string(participants) + " participants listed");
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> NetworkConfig::environment() const {
@@ -225,6 +269,12 @@ bool is_local_host(const std::string& host) {
   if (host == "localhost" || host == "::1" || host.starts_with("127.")) return true;
   char name[256] = {};
   return gethostname(name, sizeof name - 1) == 0 && host == name;
+}
+
+std::vector<std::string> FederationConfig::participant_names() const {
+  std::vector<std::string> names;
+  for (const ParticipantConfig& p : participants) names.push_back(p.name);
+  return names;
 }
 
 const ParticipantConfig& FederationConfig::participant(const std::string& name) const {
@@ -278,6 +328,7 @@ void read_settings(const ConfigNode& root, FederationConfig& config) {
   if (config.shared.output_dir.empty()) root.child("output").fail("dir", "the federation needs output.dir (the server's run directory)");
   config.server.privacy = read_privacy(root.child("privacy"), config.shared.seed);
   check_count_noise(config, root.child("privacy"));
+  check_aggregation(config, root.child("server").child("aggregation"));
   if (config.server.min_clients > static_cast<int64_t>(config.participants.size()))
     root.child("server").fail("min_clients", "exceeds the " + std::to_string(config.participants.size()) + " participants listed");
 }

@@ -18,6 +18,15 @@
 //     status_every: 30     # seconds between status tables in the log; 0: none
 //     server_key: keys/server.key      # CurveZMQ keypair (omit both for plain loopback TCP)
 //     server_public_key: keys/server.pub
+//     max_update_norm:     # each round's bound on ‖result − global adapter‖ (fed/update_bounds.h)
+//       action: clip        # clip (default) | refuse | off
+//       median_multiple: 10 # the bound in lower medians of the round's update norms
+//       absolute: 0.5       # or a fixed bound (not both)
+//     aggregation:         # what replaces the strategy's weighted mean (fed/robust_aggregation.h)
+//       rule: median        # mean (default) | median | trimmed_mean | krum; not with privacy
+//       trim_fraction: 0.2  # trimmed_mean: share dropped at each end, in [0, 0.5)
+//       byzantine: 1        # krum: hostile participants assumed (f)
+//       selected: 1         # krum: results averaged (m; > 1 is multi-Krum)
 //   participants:
 //     - name: alice
 //       key: keys/alice.key            # its CurveZMQ keypair (used where alice runs)
@@ -57,7 +66,9 @@
 #include "engine/train_config.h"
 #include "fed/partition.h"
 #include "fed/privacy.h"
+#include "fed/robust_aggregation.h"
 #include "fed/strategy.h"
+#include "fed/update_bounds.h"
 
 namespace fe::fed {
 
@@ -75,6 +86,8 @@ struct ServerConfig {
   double status_every_s = 30;
   std::string server_key;         // path to the server's .key; empty: plain TCP
   std::string server_public_key;  // path to the server's .pub (what participants trust)
+  UpdateNormOptions max_update_norm;
+  RobustOptions aggregation;
   DpOptions privacy;
 };
 
@@ -139,6 +152,7 @@ struct FederationConfig {
   std::vector<ParticipantConfig> participants;
 
   const ParticipantConfig& participant(const std::string& name) const;  // Error naming the choices
+  std::vector<std::string> participant_names() const;                   // in the file's order
 };
 
 // Reads and validates the whole file (unknown keys included); errors name file:line and key.

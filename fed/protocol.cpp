@@ -448,11 +448,16 @@ Message decode(std::string_view bytes) {
   m.type = decode_type(fields);
   m.round = as_int64(fields.required("round"), fields.where("round"));
   m.client_id = as_string(fields.required("client_id"), fields.where("client_id"));
-  if (const msgpack::object* o = fields.optional("config")) m.config = decode_config(*o, fields.where("config"));
-  if (const msgpack::object* o = fields.optional("metrics")) m.metrics = decode_metrics(*o, fields.where("metrics"));
-  if (const msgpack::object* o = fields.optional("num_examples"))
-    m.num_examples = decode_num_examples(*o, fields.where("num_examples"));
-  if (const msgpack::object* o = fields.optional("tensors")) m.tensors = decode_tensors(*o, fields.where("tensors"));
+  try {
+    if (const msgpack::object* o = fields.optional("config")) m.config = decode_config(*o, fields.where("config"));
+    if (const msgpack::object* o = fields.optional("metrics")) m.metrics = decode_metrics(*o, fields.where("metrics"));
+    if (const msgpack::object* o = fields.optional("num_examples"))
+      m.num_examples = decode_num_examples(*o, fields.where("num_examples"));
+    if (const msgpack::object* o = fields.optional("tensors")) m.tensors = decode_tensors(*o, fields.where("tensors"));
+  } catch (ProtocolError& e) {
+    e.header = MessageHeader{.type = m.type, .round = m.round, .client_id = m.client_id};
+    throw;
+  }
   return m;
 }
 

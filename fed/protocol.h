@@ -13,7 +13,8 @@
 // decode() is defensive: it never crashes on arbitrary bytes and throws ProtocolError with a
 // reason for anything malformed (not msgpack, not a map, unknown type or version, missing or
 // mistyped fields, unknown dtype, byte count ≠ shape × dtype size, checksum mismatch, NaN/Inf in
-// a float tensor, duplicate tensor names). check_tensors() then compares the tensors with what
+// a float tensor, duplicate tensor names), with the header when the fault lies past it
+// (ProtocolError::header). check_tensors() then compares the tensors with what
 // the model expects (names, shapes, dtypes).
 //
 // Compatibility: type, version, round and client_id are required; a missing config, metrics,
@@ -25,6 +26,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -67,9 +69,19 @@ struct Message {
   std::vector<NamedTensor> tensors;
 };
 
+// Who sent a message and what it was about: decode() reads these fields first.
+struct MessageHeader {
+  MessageType type = MessageType::heartbeat;
+  int64_t round = -1;
+  std::string client_id;
+};
+
 class ProtocolError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+  // From decode(): set when the fault lies past the header, so the receiver can still answer the
+  // sender (a result with a NaN gets its reject).
+  std::optional<MessageHeader> header;
 };
 
 std::string encode(const Message& message);

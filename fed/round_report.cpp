@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -24,6 +25,18 @@ double mean_loss(const RoundRecord& record) {
 }
 
 }  // namespace
+
+void RoundRecord::set_contributors(const std::vector<ClientResult>& results) {
+  std::set<std::string> names;
+  for (const ClientResult& result : results) names.insert(result.client_id);
+  contributors.assign(names.begin(), names.end());
+  const auto keep_contributors = [&](auto& figures) {
+    std::erase_if(figures, [&](const auto& figure) { return !names.contains(figure.first); });
+  };
+  keep_contributors(train_loss);
+  keep_contributors(dp_sgd_epsilon);
+  keep_contributors(examples);
+}
 
 std::string round_line(const RoundRecord& record, int64_t rounds, bool evaluated, const DpStrategy* dp) {
   std::string line = "round " + std::to_string(record.round) + "/" + std::to_string(rounds);

@@ -25,6 +25,10 @@ struct RoundRecord {
   int64_t bytes_sent = 0, bytes_received = 0;    // all attempts at the round together
   int attempts = 1;                              // a round with too few results is repeated
   double seconds = 0;
+
+  // The results aggregated (of this attempt and kept from earlier ones): their senders become the
+  // contributors, and the per-participant figures keep only theirs.
+  void set_contributors(const std::vector<ClientResult>& results);
 };
 
 // Round 0 is the starting adapter's evaluation. `dp` is the DP wrapper when there is one (its δ and

@@ -21,6 +21,7 @@
 #include "fed/run_lock.h"
 #include "fed/server_checkpoint.h"
 #include "fed/server_inbox.h"
+#include "fed/update_bounds.h"
 
 namespace fe::fed {
 namespace {
@@ -37,18 +38,15 @@ std::string new_run_id() {
   return text;
 }
 
-std::vector<std::string> participant_names(const FederationConfig& config) {
-  std::vector<std::string> names;
-  for (const ParticipantConfig& p : config.participants) names.push_back(p.name);
-  return names;
-}
-
-// The strategy the config names, with its sampling, and DP wrapped around it when it is on.
+// The strategy the config names, with its sampling, and a robust rule or DP (the config allows one
+// of them) wrapped around it.
 std::unique_ptr<Strategy> configured_strategy(const FederationConfig& config) {
   StrategyOptions options = config.server.strategy;
   options.sampling = {
       .fraction = config.server.fraction, .min_clients = config.server.min_clients, .seed = config.shared.seed};
   std::unique_ptr<Strategy> strategy = make_strategy(options);
+  if (config.server.aggregation.rule != RobustRule::mean)
+    return std::make_unique<RobustStrategy>(std::move(strategy), config.server.aggregation);
   if (config.server.privacy.mode == DpMode::off) return strategy;
   return std::make_unique<DpStrategy>(std::move(strategy), config.server.privacy, config.participants.size());
 }
@@ -85,7 +83,7 @@ struct Server::Impl {
       : config(c),
         log(l),
         run_lock(c.shared.output_dir),
-        roster(participant_names(c), c.server.heartbeat_s),
+        roster(c.participant_names(), c.server.heartbeat_s),
         monitor(roster, c.server.rounds) {
     const LlamaConfig model = LlamaConfig::load(c.shared.model_dir);
     global = LoraAdapter::init(model, c.shared.lora, c.shared.seed, DType::f32);
@@ -189,19 +187,8 @@ struct Server::Impl {
     settings["steps"] = p.train.steps;
     settings["lr"] = p.train.optimizer.lr;
     settings["run_id"] = run_id;
-    if (p.partition.strategy != PartitionStrategy::all) settings["examples"] = round_examples(p);
+    if (p.partition.strategy != PartitionStrategy::all) settings["examples"] = round_share(config, roster, p.name);
     return settings;
-  }
-
-  // This participant's share of data per round, from every participant's volume (fed/partition.h).
-  int64_t round_examples(const ParticipantConfig& p) const {
-    std::vector<ParticipantVolume> volumes;
-    size_t index = 0;
-    for (const ParticipantConfig& q : config.participants) {
-      if (q.name == p.name) index = volumes.size();
-      volumes.push_back(roster.volume_of(q.name));
-    }
-    return examples_per_round(p.partition, volumes, index, config.server.rounds);
   }
 
   void send_fit(const std::string& name) {
@@ -239,13 +226,14 @@ struct Server::Impl {
 
   bool round_complete() const {
     for (const std::string& name : record.sampled)
-      if (!inbox->has_result(name) && roster.alive(name)) return false;
+      if (!inbox->answered(name) && roster.alive(name)) return false;
     return true;
   }
 
-  // Results, in participant-name order, until every sampled participant answered or went silent,
-  // or the round timed out; nullopt when too few came back (the round stays open for the next
-  // attempt) or a stop was asked for.
+  // Results, in participant-name order and within server.max_update_norm, until every sampled
+  // participant answered or went silent, or the round timed out; nullopt when too few came back
+  // (the round stays open for the next attempt; closed when the norm bound refused some) or a
+  // stop was asked for.
   std::optional<std::vector<ClientResult>> collect(const std::atomic<bool>* stop) {
     pump(
         config.server.round_timeout_s, [&] { return round_complete(); }, stop);
@@ -253,33 +241,48 @@ struct Server::Impl {
       inbox->close_round();
       return std::nullopt;
     }
-    if (static_cast<int64_t>(inbox->results().size()) < config.server.min_results) {
-      say("round " + std::to_string(record.round) + ": " + std::to_string(inbox->results().size()) + " results, " +
-          std::to_string(config.server.min_results) + " needed; repeating the round");
-      return std::nullopt;
-    }
-    std::map<std::string, ClientResult> results = inbox->close_round();
-    const auto keep_results = [&](auto& figures) {  // of this attempt's results and the ones kept from earlier
-      std::erase_if(figures, [&](const auto& figure) { return !results.contains(figure.first); });
-    };
-    keep_results(record.train_loss);
-    keep_results(record.dp_sgd_epsilon);
-    keep_results(record.examples);
-    std::vector<ClientResult> ordered;
-    for (auto& [name, result] : results) {  // name order: the arithmetic does not depend on arrival
-      record.contributors.push_back(name);
-      ordered.push_back(std::move(result));
-    }
-    return ordered;
+    if (too_few(inbox->results().size())) return std::nullopt;
+    std::vector<ClientResult> results;
+    for (auto& [name, result] : inbox->close_round()) results.push_back(std::move(result));  // name order
+    bound_norms(results);
+    if (too_few(results.size())) return std::nullopt;
+    record.set_contributors(results);
+    return results;
+  }
+
+  bool too_few(size_t results) {
+    if (static_cast<int64_t>(results) >= config.server.min_results) return false;
+    say("round " + std::to_string(record.round) + ": " + std::to_string(results) + " results, " +
+        std::to_string(config.server.min_results) + " needed; repeating the round");
+    return true;
+  }
+
+  // A result over the bound is clipped (logged) or refused (its sender hears why).
+  void bound_norms(std::vector<ClientResult>& results) {
+    const std::string round = "round " + std::to_string(record.round);
+    for (const NormVerdict& v : bound_update_norms(config.server.max_update_norm, global.named_tensors(), results))
+      if (v.refused)
+        inbox->refuse(roster.peer_of(v.client_id), v.client_id, round + " result refused: " + v.reason(), record.round);
+      else
+        say(round + ": clipped the update of " + v.client_id + ": " + v.reason());
   }
 
   // Privacy (when DP wraps the strategy) and the strategy's aggregate; the outcome becomes the
-  // global adapter.
-  void aggregate(int64_t round, const std::vector<ClientResult>& results) {
+  // global adapter unless it holds a NaN or Inf: then the adapter and the strategy's state stay
+  // as they were (false).
+  bool aggregate(int64_t round, const std::vector<ClientResult>& results) {
+    const StrategySnapshot before(*strategy, dp);
     const NamedTensors next = strategy->aggregate(round, global.named_tensors(), results);
+    if (const std::optional<std::string> poisoned = non_finite_reason(next)) {
+      before.restore();
+      say("round " + std::to_string(round) + " not committed: the aggregate's " + *poisoned +
+          "; the global adapter stays as it was");
+      return false;
+    }
     if (dp) record.epsilon = dp->epsilon_spent();
     copy_named_tensors(global.named_tensors(), next,
                        "the " + strategy->name() + " aggregate of round " + std::to_string(round));
+    return true;
   }
 
   EvalResult evaluate_global() const {
@@ -317,7 +320,7 @@ struct Server::Impl {
       if (needs_fit(name)) send_fit(name);
     const std::optional<std::vector<ClientResult>> results = collect(stop);
     if (!results) return false;
-    aggregate(round, *results);
+    if (!aggregate(round, *results)) return true;  // not committed: the round is skipped
     evaluate_round();
     record.seconds = seconds_since(round_started);
     checkpoint(round);

@@ -17,7 +17,10 @@
 //
 // Bad input never stops the server: a message that does not decode, comes from an unknown
 // participant, belongs to another round, repeats a result or carries tensors of the wrong
-// shape is refused and logged with the reason.
+// shape is refused and logged with the reason. A participant's result is held to the bounds of
+// fed/update_bounds.h (its examples, its update's norm), and a round whose aggregate holds a NaN
+// or Inf is logged and skipped: the global adapter, the strategy's state and the checkpoint stay
+// those of the round before.
 #pragma once
 
 #include <atomic>

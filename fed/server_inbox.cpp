@@ -5,6 +5,8 @@
 #include <optional>
 #include <utility>
 
+#include "fed/update_bounds.h"
+
 namespace fe::fed {
 namespace {
 
@@ -76,6 +78,7 @@ void ServerInbox::open_round(std::function<void(const std::string&)> resend_fit)
   if (results_round_ != record_.round) results_.clear();
   std::erase_if(results_, [&](const auto& result) { return !is_sampled(result.first); });
   results_round_ = record_.round;
+  refused_results_.clear();  // a participant refused in an earlier attempt may answer this one
   resend_fit_ = std::move(resend_fit);
   round_open_ = true;
 }
@@ -87,9 +90,9 @@ std::map<std::string, ClientResult> ServerInbox::close_round() {
   return std::exchange(results_, {});
 }
 
-void ServerInbox::refuse(const std::string& peer, const std::string& who, const std::string& reason) {
+void ServerInbox::refuse(const std::string& peer, const std::string& who, const std::string& reason, int64_t round) {
   say_("refused a message from " + who + ": " + reason);
-  Message reject{.type = MessageType::reject, .client_id = who};
+  Message reject{.type = MessageType::reject, .round = round, .client_id = who};
   reject.config["reason"] = reason;
   send(peer, reject);
 }
@@ -160,6 +163,12 @@ void ServerInbox::participant_gone(const std::string& name, const std::string& r
   absent_.insert(name);
 }
 
+// A result the open round expects, refused: its sender is done with the round.
+void ServerInbox::refuse_result(const std::string& peer, const Message& m, const std::string& reason) {
+  refused_results_.insert(m.client_id);
+  refuse(peer, m.client_id, "result for round " + std::to_string(m.round) + " refused: " + reason, m.round);
+}
+
 void ServerInbox::accept_result(Message& m, const std::string& peer) {
   const std::string round = std::to_string(m.round), open = std::to_string(record_.round);
   if (!round_open_ || m.round < record_.round)
@@ -168,15 +177,20 @@ void ServerInbox::accept_result(Message& m, const std::string& peer) {
     return refuse(peer, m.client_id, "result for round " + round + " while round " + open + " is open");
   if (!is_sampled(m.client_id)) return refuse(peer, m.client_id, "not sampled for round " + open);
   if (has_result(m.client_id)) return refuse(peer, m.client_id, "duplicate result for round " + round);
-  if (m.num_examples <= 0) return refuse(peer, m.client_id, "num_examples must be positive");
+  if (m.num_examples <= 0) return refuse_result(peer, m, "num_examples must be positive");
+  if (const int64_t most = max_result_examples(config_, roster_, m.client_id); m.num_examples > most)
+    return refuse_result(peer, m,
+                         "num_examples = " + std::to_string(m.num_examples) + " exceeds the participant's share of " +
+                             std::to_string(most) + " examples per round");
   const auto bit = m.metrics.find("clipped_bit");
   if (needs_clipped_bit_ && (bit == m.metrics.end() || (bit->second != 0.0 && bit->second != 1.0)))
-    return refuse(peer, m.client_id, "client-side adaptive clipping needs a clipped_bit of 0 or 1");
+    return refuse_result(peer, m, "client-side adaptive clipping needs a clipped_bit of 0 or 1");
   try {
     check_tensors(m, specs_);
   } catch (const ProtocolError& e) {
-    return refuse(peer, m.client_id, e.what());
+    return refuse_result(peer, m, e.what());
   }
+  refused_results_.erase(m.client_id);
   ClientResult& result = results_[m.client_id] = {m.client_id, {}, m.num_examples};
   for (NamedTensor& t : m.tensors) result.params.emplace_back(t.name, t.tensor);
   if (bit != m.metrics.end()) result.metrics["clipped_bit"] = bit->second;
@@ -187,21 +201,40 @@ void ServerInbox::accept_result(Message& m, const std::string& peer) {
     record_.dp_sgd_epsilon[m.client_id] = epsilon->second;
 }
 
+std::optional<std::string> ServerInbox::impostor(const std::string& name, const Envelope& envelope) const {
+  if (!is_participant(name)) return "no participant of this name is configured";
+  // With CurveZMQ a participant may only speak for itself: its name must match its key.
+  if (!public_keys_.empty() && public_keys_.at(name) != envelope.public_key)
+    return "sent with the key " + envelope.public_key + ", which belongs to another participant";
+  return std::nullopt;
+}
+
+// A participant whose header decoded hears why the rest did not; a result of the open round ends
+// its part in the round. Anything else is only logged: there is no one to answer.
+void ServerInbox::refuse_undecodable(const Envelope& envelope, const ProtocolError& error) {
+  const std::string bytes = std::to_string(envelope.payload.size()) + " bytes";
+  if (!error.header || impostor(error.header->client_id, envelope)) {
+    say_("refused an undecodable message (" + bytes + "): " + error.what());
+    return;
+  }
+  const MessageHeader& header = *error.header;
+  const bool open_result = header.type == MessageType::fit_result && round_open_ && header.round == record_.round &&
+                           is_sampled(header.client_id) && !has_result(header.client_id);
+  if (open_result) refused_results_.insert(header.client_id);
+  refuse(envelope.peer, header.client_id,
+         std::string("undecodable ") + message_type_name(header.type) + " (" + bytes + "): " + error.what(),
+         header.round);
+}
+
 void ServerInbox::handle(const Envelope& envelope) {
   record_.bytes_received += static_cast<int64_t>(envelope.payload.size());
   Message m;
   try {
     m = decode(envelope.payload);
   } catch (const ProtocolError& e) {
-    say_("refused an undecodable message (" + std::to_string(envelope.payload.size()) + " bytes): " + e.what());
-    return;
+    return refuse_undecodable(envelope, e);
   }
-  if (!is_participant(m.client_id))
-    return refuse(envelope.peer, m.client_id, "no participant of this name is configured");
-  // With CurveZMQ a participant may only speak for itself: its name must match its key.
-  if (!public_keys_.empty() && public_keys_.at(m.client_id) != envelope.public_key)
-    return refuse(envelope.peer, m.client_id,
-                  "sent with the key " + envelope.public_key + ", which belongs to another participant");
+  if (auto reason = impostor(m.client_id, envelope)) return refuse(envelope.peer, m.client_id, *reason);
   if (auto reason = claimed_elsewhere(m.client_id, envelope.peer)) return refuse_connection(envelope.peer, m, *reason);
   switch (m.type) {
     case MessageType::join:

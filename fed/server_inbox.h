@@ -5,7 +5,11 @@
 // Bad input never stops the server: a message that does not decode, comes from an unknown
 // participant (or, with CurveZMQ, with another participant's key), comes from a second
 // connection under the name of a participant whose first one is alive, belongs to another round,
-// repeats a result or carries tensors of the wrong shape is refused.
+// repeats a result, carries tensors of the wrong shape or NaN/Inf values, or claims more examples
+// than the participant's share (fed/update_bounds.h) is refused. A message whose header decoded
+// (the protocol's ProtocolError::header) gets its reject even when the rest did not; a refused
+// result of the open round counts as the participant's answer, so the round does not wait for
+// another (one that comes while the round is open is still taken).
 //
 // Traffic counts towards the round record the server passes in (its current round), as do each
 // result's examples, train loss and DP-SGD ε.
@@ -52,6 +56,9 @@ class ServerInbox {
   const std::map<std::string, ClientResult>& results() const { return results_; }
   std::map<std::string, ClientResult> close_round();  // the results, by participant name
   bool has_result(const std::string& name) const { return results_.count(name) > 0; }
+  // The participant answered the open round: its result was taken, or refused (a valid one may
+  // still follow while the round is open, but the round need not wait for it).
+  bool answered(const std::string& name) const { return has_result(name) || refused_results_.count(name) > 0; }
   size_t result_count() const { return results_.size(); }
 
   // Presence in the log: a participant that went silent (the roster's gone rule) is logged once
@@ -60,9 +67,15 @@ class ServerInbox {
   void note_absent();
   void participant_gone(const std::string& name, const std::string& report);
 
+  // Logs the refusal and sends `peer` a reject (for `round`, when it is about a round's result).
+  void refuse(const std::string& peer, const std::string& who, const std::string& reason, int64_t round = -1);
+
  private:
   void handle(const Envelope& envelope);
-  void refuse(const std::string& peer, const std::string& who, const std::string& reason);
+  void refuse_undecodable(const Envelope& envelope, const ProtocolError& error);
+  void refuse_result(const std::string& peer, const Message& m, const std::string& reason);
+  // Why a message naming `name` cannot be from that participant; nullopt when it can.
+  std::optional<std::string> impostor(const std::string& name, const Envelope& envelope) const;
   std::optional<std::string> claimed_elsewhere(const std::string& name, const std::string& peer);
   void refuse_connection(const std::string& peer, const Message& m, const std::string& reason);
   void admit(const Message& m, const std::string& peer);
@@ -84,6 +97,7 @@ class ServerInbox {
   std::map<std::string, ClientResult> results_;
   std::set<std::string> absent_;         // logged as gone or left since they were last heard from
   std::set<std::string> refused_peers_;  // second connections under a name, logged once each
+  std::set<std::string> refused_results_;  // sampled participants whose result was refused
 };
 
 }  // namespace fe::fed

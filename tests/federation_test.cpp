@@ -1,6 +1,7 @@
 // Federations of real processes on loopback: `fedengine run`, `fedengine server` and
 // `fedengine client`, each strategy, a participant killed mid-run, a server killed and resumed,
 // CurveZMQ with an unknown participant key.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -11,11 +12,10 @@
 #include <sys/wait.h>
 
 #include <chrono>
-#include <fcntl.h>
 #include <fstream>
-#include <regex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "engine/accountant.h"
@@ -25,6 +25,7 @@
 #include "fed/federation_config.h"
 #include "fed/protocol.h"
 #include "fed/transport.h"
+#include "tests/hostile_peer.h"
 #include "tests/test_util.h"
 
 extern char** environ;
@@ -556,6 +557,71 @@ TEST_F(Federation, ADeadRankEndsItsParticipantAndTheRunGoesOn) {
   EXPECT_EQ(read_metrics(metrics).back()["contributors"], nlohmann::json({"p1", "p2"}));
   run.interrupt();
   EXPECT_EQ(run.wait(), 130) << run.output();
+}
+
+// Issue 18's acceptance: a participant with a valid identity answers round 1 with an update scaled
+// by 1e6, round 2 claiming 2^62 examples, round 3 with NaN everywhere. The server refuses or clips
+// each with a logged reason (and tells the sender of each refused result), and with a robust rule
+// the run ends within 5% of the eval loss the honest participants reach without it — and within
+// 5% of the way the honest run's loss went down, a closer test than 5% of the loss itself. Run
+// twice: with the default norm bound, and with none, where the median alone stands against the
+// 1e6-scaled update (the examples and NaN checks do not depend on the bound).
+TEST_F(Federation, OneHostileParticipantCannotWreckTheRun) {
+  const std::string robust = "  aggregation: {rule: median}\n";
+  const std::string honest_config = write_config(
+      "  address: tcp://127.0.0.1:0\n  rounds: 3\n  min_clients: 3\n  min_results: 3\n  heartbeat: 0.5\n" + robust);
+  Process honest({"run", honest_config}, dir_.path("honest.log"));
+  ASSERT_EQ(honest.wait(), 0) << honest.output();
+  const auto honest_metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+  const double initial_loss = honest_metrics.front()["eval_loss"].get<double>();
+  const double honest_loss = honest_metrics.back()["eval_loss"].get<double>();
+  fs::rename(dir_.path("out"), dir_.path("honest"));
+
+  for (const std::string norm_bound : {"", "  max_update_norm: {action: off}\n"}) {
+    SCOPED_TRACE(norm_bound.empty() ? "default norm bound" : "no norm bound");
+    fs::remove_all(dir_.path("out"));
+    const int port = free_port();
+    const std::string config = write_config("  address: tcp://127.0.0.1:" + std::to_string(port) +
+                                            "\n  rounds: 3\n  min_clients: 4\n  min_results: 3\n  heartbeat: 0.5\n"
+                                            "  round_timeout: 60\n  join_timeout: 30\n" +
+                                            robust + norm_bound);
+    std::ofstream(config, std::ios::app) << "  - {name: mallory, data: {train: "
+                                         << shared_->path("data/shift/train.shard-0.jsonl") << "}}\n";
+    Process server({"server", config}, dir_.path("server.log"));
+    std::vector<std::unique_ptr<Process>> clients;
+    for (int i = 0; i < 3; ++i)
+      clients.push_back(
+          std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
+                                    dir_.path(test::numbered("p", i) + ".log")));
+    std::optional<test::HostilePeer> mallory;
+    mallory.emplace("tcp://127.0.0.1:" + std::to_string(port), "mallory",
+                    std::vector<test::HostilePeer::Attack>{
+                        test::scaled_update(1e6), test::claimed_examples(int64_t{1} << 62), test::non_finite_values()});
+    ASSERT_EQ(server.wait(), 0) << server.output();
+    const std::vector<fed::Message> rejects = mallory->rejects();
+    mallory.reset();
+
+    const std::string log = server.output();
+    if (norm_bound.empty()) EXPECT_THAT(log, HasSubstr("round 1: clipped the update of mallory: update norm "));
+    EXPECT_THAT(log, HasSubstr("refused a message from mallory: result for round 2 refused: num_examples = "
+                               "4611686018427387904 exceeds the participant's share of 24 examples per round"));
+    EXPECT_THAT(log, HasSubstr("refused a message from mallory: undecodable fit_result"));
+    EXPECT_THAT(log, HasSubstr("is nan"));
+    ASSERT_EQ(rejects.size(), 2u) << log;
+    EXPECT_EQ(rejects[0].round, 2);
+    EXPECT_EQ(rejects[1].round, 3);
+    const auto metrics = read_metrics(dir_.path("out/metrics.jsonl"));
+    ASSERT_EQ(metrics.size(), 4u) << log;
+    EXPECT_EQ(metrics[1]["contributors"].size(), 4u);  // the scaled update is aggregated, the refused ones are not
+    EXPECT_EQ(metrics[3]["contributors"], nlohmann::json({"p0", "p1", "p2"}));
+    const double attacked_loss = metrics.back()["eval_loss"].get<double>();
+    EXPECT_LT(std::abs(attacked_loss - honest_loss), 0.05 * honest_loss)
+        << "honest " << honest_loss << ", attacked " << attacked_loss << "\n"
+        << log;
+    EXPECT_LT(std::abs(attacked_loss - honest_loss), 0.05 * (initial_loss - honest_loss))
+        << "start " << initial_loss << ", honest " << honest_loss << ", attacked " << attacked_loss << "\n"
+        << log;
+  }
 }
 
 }  // namespace

@@ -506,6 +506,29 @@ TEST(ProtocolTest, RefusesNaNAndInfinityInFloatTensors) {
   }
 }
 
+// The server answers the sender of a result it cannot use: the header survives a fault past it.
+TEST(ProtocolTest, AFaultPastTheHeaderKeepsTheHeader) {
+  Message result{.type = MessageType::fit_result, .round = 3, .client_id = "alice", .num_examples = 2};
+  Tensor values = Tensor::zeros({2}, DType::f32);
+  values.as<float>()[1] = std::numeric_limits<float>::quiet_NaN();
+  result.tensors.push_back({"w", values});
+  try {
+    decode(encode(result));
+    ADD_FAILURE() << "a NaN was decoded";
+  } catch (const ProtocolError& e) {
+    ASSERT_TRUE(e.header.has_value()) << e.what();
+    EXPECT_EQ(e.header->type, MessageType::fit_result);
+    EXPECT_EQ(e.header->round, 3);
+    EXPECT_EQ(e.header->client_id, "alice");
+  }
+  try {
+    decode("not msgpack");
+    ADD_FAILURE() << "garbage was decoded";
+  } catch (const ProtocolError& e) {
+    EXPECT_FALSE(e.header.has_value());
+  }
+}
+
 TEST(ProtocolTest, RefusesDuplicateTensorNames) {
   WireMap message = wire_message();
   std::get<WireArray>(field(message, "tensors").value).push_back(first_tensor(message));

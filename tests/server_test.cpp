@@ -1,52 +1,33 @@
 // The server against hostile or confused peers: every bad message is refused with a logged
 // reason, and the server keeps running and finishes its round with the good participants.
+#include "fed/server.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <fstream>
-#include <sstream>
 #include <functional>
 #include <mutex>
-#include <atomic>
+#include <sstream>
 #include <thread>
-#include <unistd.h>
 
 #include "engine/synthetic_data.h"
 #include "fed/adapter_wire.h"
-#include "fed/server.h"
 #include "fed/transport.h"
+#include "tests/server_test_util.h"
 #include "tests/test_util.h"
 
 namespace fe::fed {
 namespace {
 
+using std::chrono::milliseconds;
+using test::expect_message;
+using test::SharedLog;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-using std::chrono::milliseconds;
-
-// A thread-safe log the server writes to while the test reads it.
-class SharedLog : public std::stringbuf {
- public:
-  std::string text() {
-    std::lock_guard lock(mutex_);
-    return str();
-  }
-
- protected:
-  int sync() override { return 0; }
-  std::streamsize xsputn(const char* s, std::streamsize n) override {
-    std::lock_guard lock(mutex_);
-    return std::stringbuf::xsputn(s, n);
-  }
-  int_type overflow(int_type c) override {
-    std::lock_guard lock(mutex_);
-    return std::stringbuf::overflow(c);
-  }
-
- private:
-  std::recursive_mutex mutex_;  // xsputn calls overflow
-};
 
 class ServerUnderAttack : public ::testing::Test {
  protected:
@@ -70,16 +51,6 @@ class ServerUnderAttack : public ::testing::Test {
   test::TempDir dir_;
   FederationConfig config_;
 };
-
-Message expect_message(ClientSocket& socket, MessageType type) {
-  for (int i = 0; i < 100; ++i)
-    if (auto bytes = socket.receive(milliseconds(100))) {
-      Message m = decode(*bytes);
-      if (m.type == type) return m;
-    }
-  ADD_FAILURE() << "no " << message_type_name(type) << " message arrived";
-  return {};
-}
 
 TEST_F(ServerUnderAttack, RefusesEveryKindOfBadMessageAndFinishesTheRound) {
   SharedLog log_buffer;
