@@ -593,15 +593,23 @@ TEST_F(Federation, OneHostileParticipantCannotWreckTheRun) {
       clients.push_back(
           std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
                                     dir_.path(test::numbered("p", i) + ".log")));
+    const auto twin_refused = std::make_shared<std::atomic<bool>>(false);
+    const auto frame_cut_off = std::make_shared<std::atomic<bool>>(false);
     std::optional<test::HostilePeer> mallory;
     mallory.emplace("tcp://127.0.0.1:" + std::to_string(port), "mallory",
                     std::vector<test::HostilePeer::Attack>{
-                        test::scaled_update(1e6), test::claimed_examples(int64_t{1} << 62), test::non_finite_values()});
+                        test::second_connection_then(test::scaled_update(1e6), twin_refused),
+                        test::oversized_frame_then(test::claimed_examples(int64_t{1} << 62), frame_cut_off),
+                        test::non_finite_values()});
     ASSERT_EQ(server.wait(), 0) << server.output();
     const std::vector<fed::Message> rejects = mallory->rejects();
     mallory.reset();
 
     const std::string log = server.output();
+    EXPECT_TRUE(*twin_refused) << log;
+    EXPECT_THAT(log, HasSubstr("refused a message from mallory: participant mallory is connected already"));
+    EXPECT_TRUE(*frame_cut_off) << log;
+    EXPECT_THAT(log, HasSubstr("over the limit of"));
     if (norm_bound.empty()) EXPECT_THAT(log, HasSubstr("round 1: clipped the update of mallory: update norm "));
     EXPECT_THAT(log, HasSubstr("refused a message from mallory: result for round 2 refused: num_examples = "
                                "4611686018427387904 exceeds the participant's share of 24 examples per round"));

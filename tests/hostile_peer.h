@@ -4,14 +4,15 @@
 //
 // An attack turns the round's fit into the payloads to send back; round r uses attacks[(r − 1) %
 // attacks.size()]. Between fits the peer sends heartbeats, so the server keeps it alive and
-// samples it. More attacks are more entries in the list (a second connection under the same name,
-// an oversized frame, ...).
+// samples it. Attacks on a result's content come first below, then attacks on the connection that
+// wrap one of them.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "engine/rng.h"
 #include "fed/protocol.h"
 #include "fed/transport.h"
+#include "tests/raw_zmtp.h"
 
 namespace fe::test {
 
@@ -42,6 +44,7 @@ class HostilePeer {
   HostilePeer& operator=(const HostilePeer&) = delete;
 
   const std::string& name() const { return name_; }
+  const std::string& endpoint() const { return endpoint_; }
   // The rejects the server sent, in order.
   std::vector<fed::Message> rejects() const {
     std::lock_guard lock(mutex_);
@@ -127,6 +130,39 @@ inline HostilePeer::Attack non_finite_values() {
     for (fed::NamedTensor& t : result.tensors)
       for (int64_t i = 0; i < t.tensor.numel(); ++i) t.tensor.as<float>()[i] = std::numeric_limits<float>::quiet_NaN();
     return std::vector<std::string>{fed::encode(result)};
+  };
+}
+
+// Attacks on the connection, each made before the attack `then` answers the fit.
+
+// A second connection under the peer's own name joins and heartbeats while the peer is alive; the
+// server must refuse it. *refused tells whether a reject came back within a second (sooner than
+// the server's gone rule could see the real connection as silent).
+inline HostilePeer::Attack second_connection_then(HostilePeer::Attack then,
+                                                  std::shared_ptr<std::atomic<bool>> refused) {
+  return [then, refused](const HostilePeer& peer, const fed::Message& fit) {
+    {
+      fed::ClientSocket twin(peer.endpoint(), std::nullopt, "");
+      fed::Message join{.type = fed::MessageType::join, .client_id = peer.name()};
+      join.metrics["num_examples"] = 100;
+      twin.send(fed::encode(join));
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      while (!*refused && std::chrono::steady_clock::now() < deadline)
+        if (const auto bytes = twin.receive(std::chrono::milliseconds(50)))
+          *refused = fed::decode(*bytes).type == fed::MessageType::reject;
+    }
+    return then(peer, fit);
+  };
+}
+
+// A raw connection declares a frame of 8 GiB; the server must close it before the bytes arrive.
+// *cut_off tells whether it did within 64 MiB.
+inline HostilePeer::Attack oversized_frame_then(HostilePeer::Attack then, std::shared_ptr<std::atomic<bool>> cut_off) {
+  return [then, cut_off](const HostilePeer& peer, const fed::Message& fit) {
+    const std::string& endpoint = peer.endpoint();
+    *cut_off =
+        server_closes_oversized_frame(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)), uint64_t{8} << 30, 64);
+    return then(peer, fit);
   };
 }
 

@@ -4,9 +4,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "core/error.h"
+#include "tests/raw_zmtp.h"
 #include "tests/test_files.h"
 
 namespace fe::fed {
@@ -165,36 +163,10 @@ TEST(PlainTransport, ReachableWhileThePeerIsConnectedAndTheProbeIsInvisible) {
 TEST(PlainTransport, AFrameOverTheLimitClosesTheConnectionBeforeItsBytesArrive) {
   LogLines log;
   ServerSocket server("tcp://127.0.0.1:0", {}, log.callback(), int64_t{1} << 20);
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(std::stoi(endpoint_port(server.endpoint()))));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  std::string greeting(64, '\0');
-  greeting[0] = '\xff';
-  greeting[9] = '\x7f';
-  greeting[10] = 3;  // version 3.0
-  greeting.replace(12, 4, "NULL");
-  std::string ready = std::string("\x05READY") + "\x0bSocket-Type" + std::string("\0\0\0\x06", 4) + "DEALER";
-  std::string frames = greeting + "\x04" + static_cast<char>(ready.size()) + ready;
-  frames += "\x02";  // a long frame, the last of its message
-  for (int shift = 56; shift >= 0; shift -= 8) frames += static_cast<char>((uint64_t{8} << 30) >> shift & 0xff);
-  ASSERT_EQ(send(fd, frames.data(), frames.size(), MSG_NOSIGNAL), static_cast<ssize_t>(frames.size()));
-  // The server reads on (and answers the handshake) until it closes the connection.
-  timeval wait{.tv_sec = 5, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-  const std::string body(1 << 20, 'x');
-  bool closed = false;
-  for (int i = 0; i < 64 && !closed; ++i) {
-    server.receive(milliseconds(10));  // the server keeps working meanwhile
-    char buffer[4096];
-    if (send(fd, body.data(), body.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) closed = true;
-    const ssize_t n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN)) closed = true;
-    std::this_thread::sleep_for(milliseconds(20));
-  }
-  close(fd);
+  const int port = std::stoi(endpoint_port(server.endpoint()));
+  // The server keeps working meanwhile, reading on (and answering the handshake) until it closes.
+  const bool closed =
+      test::server_closes_oversized_frame(port, uint64_t{8} << 30, 64, [&] { server.receive(milliseconds(10)); });
   EXPECT_TRUE(closed) << "the server kept the connection open through 64 MiB of an 8 GiB frame";
   EXPECT_THAT(log.lines, Contains(HasSubstr("over the limit of 1048576 bytes")));
   // Messages within the limit still arrive.
