@@ -235,7 +235,9 @@ TEST_F(ServerUnderAttack, ASecondConnectionUnderAJoinedNameIsRefused) {
   other.send(encode(other_join));
   EXPECT_EQ(expect_message(*good, MessageType::fit).round, 1);
   for (int i = 0; i < 5; ++i)  // the rogue sees rejects only
-    if (auto bytes = rogue.receive(milliseconds(100))) EXPECT_EQ(decode(*bytes).type, MessageType::reject);
+    if (auto bytes = rogue.receive(milliseconds(100))) {
+      EXPECT_EQ(decode(*bytes).type, MessageType::reject);
+    }
 
   good.reset();  // the first connection closes: the name is free
   bool admitted = false;
