@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -393,6 +394,23 @@ TEST(YamlConfig, BadFilesNameTheFileAndLine) {
               HasSubstr("cannot read config file \"/nonexistent/cfg.yaml\": No such file"));
   test::TempDir dir;
   EXPECT_THAT(test::error_of<Error>([&] { ConfigNode::load_file(dir.path()); }), HasSubstr("it is a directory"));
+}
+
+// The shipped configs run one after another (scripts/quickstart.sh, then the README's train and
+// eval): each must read what an earlier step writes. Paths are compared as the configs resolve
+// them, relative to their own files.
+TEST(ShippedConfigs, EachReadsWhatAnEarlierQuickstartStepWrites) {
+  const std::string configs = FE_SOURCE_DIR "/configs/";
+  const auto config = [&](const char* file) { return ConfigNode::load_file(configs + file); };
+  const auto normal = [](const std::string& path) { return std::filesystem::path(path).lexically_normal(); };
+  const ConfigNode pretrain = config("quickstart-pretrain.yaml"), federation = config("quickstart.yaml"),
+                   train = config("train.yaml"), eval = config("eval.yaml");
+  const auto pretrained_model = normal(pretrain.child("output").get_path("dir")) / "model";
+  const auto global_adapter = normal(federation.child("output").get_path("dir")) / "adapter";
+  for (const ConfigNode* reader : {&federation, &train, &eval})
+    EXPECT_EQ(normal(reader->get_path("model")), pretrained_model) << reader->source();
+  EXPECT_EQ(normal(eval.child("adapter").get_path("init")), global_adapter);
+  EXPECT_EQ(normal(eval.child("data").get_path("eval")), normal(federation.child("data").get_path("eval")));
 }
 
 }  // namespace
