@@ -153,6 +153,16 @@ class Federation : public ::testing::Test {
     return dir_.path("federation.yaml");
   }
 
+  // `fedengine client CONFIG --name pI` for p0..p(n-1), each logging to LOG_PREFIX I .log.
+  std::vector<std::unique_ptr<Process>> start_clients(const std::string& config, int n, const char* log_prefix = "p") {
+    std::vector<std::unique_ptr<Process>> clients;
+    for (int i = 0; i < n; ++i)
+      clients.push_back(
+          std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
+                                    dir_.path(test::numbered(log_prefix, i) + ".log")));
+    return clients;
+  }
+
   static test::TempDir* shared_;
   test::TempDir dir_;
 };
@@ -188,10 +198,7 @@ TEST_F(Federation, KilledParticipantDoesNotBlockTheRoundAndCanRejoin) {
   // (min_clients 3 then holds it until p2 is back).
   const std::string config = write_config(server_section(free_port(), 30));
   Process server({"server", config}, dir_.path("server.log"));
-  std::vector<std::unique_ptr<Process>> clients;
-  for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
-                                                dir_.path(test::numbered("p", i) + ".log")));
+  std::vector<std::unique_ptr<Process>> clients = start_clients(config, 3);
   const fs::path metrics = dir_.path("out/metrics.jsonl");
   ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 2; }, std::chrono::seconds(60))) << server.output();
   clients[2]->kill_now();  // sampled for the next round, p2 will never answer it
@@ -223,10 +230,7 @@ TEST_F(Federation, ResumedServerEndsWithTheSameAdapterBitForBit) {
   // The same run with the server killed after round 2 and restarted with --resume.
   config = write_config(server_section(port, 4, stateful));
   auto server = std::make_unique<Process>(std::vector<std::string>{"server", config}, dir_.path("server1.log"));
-  std::vector<std::unique_ptr<Process>> clients;
-  for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
-                                                dir_.path(test::numbered("c", i) + ".log")));
+  std::vector<std::unique_ptr<Process>> clients = start_clients(config, 3, "c");
   ASSERT_TRUE(wait_until([&] { return read_metrics(dir_.path("out/metrics.jsonl")).size() >= 3; }, std::chrono::seconds(60)))
       << server->output();
   server->kill_now();
@@ -290,10 +294,7 @@ namespace {
 TEST_F(Federation, SigtermStopsTheServerCleanly) {
   const std::string config = write_config(server_section(free_port(), 1000));
   Process server({"server", config}, dir_.path("server.log"));
-  std::vector<std::unique_ptr<Process>> clients;
-  for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
-                                                dir_.path(test::numbered("p", i) + ".log")));
+  std::vector<std::unique_ptr<Process>> clients = start_clients(config, 3);
   const fs::path metrics = dir_.path("out/metrics.jsonl");
   ASSERT_TRUE(wait_until([&] { return read_metrics(metrics).size() >= 2; }, std::chrono::seconds(60))) << server.output();
   server.terminate();
@@ -465,10 +466,7 @@ TEST_F(Federation, MonitoringEndpointShowsLiveFiguresAndAKilledParticipantAsGone
                                           "\n  rounds: 1000\n  min_clients: 3\n  min_results: 2\n  heartbeat: 1\n"
                                           "  monitor: 127.0.0.1:" + std::to_string(monitor_port) + "\n");
   Process server({"server", config}, dir_.path("server.log"));
-  std::vector<std::unique_ptr<Process>> clients;
-  for (int i = 0; i < 3; ++i)
-    clients.push_back(std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
-                                                dir_.path(test::numbered("p", i) + ".log")));
+  std::vector<std::unique_ptr<Process>> clients = start_clients(config, 3);
   // Live figures: a participant's training progress and its machine's resources.
   ASSERT_TRUE(wait_until([&] {
     const nlohmann::json p0 = participant_status(monitor_port, "p0");
@@ -588,11 +586,7 @@ TEST_F(Federation, OneHostileParticipantCannotWreckTheRun) {
     std::ofstream(config, std::ios::app) << "  - {name: mallory, data: {train: "
                                          << shared_->path("data/shift/train.shard-0.jsonl") << "}}\n";
     Process server({"server", config}, dir_.path("server.log"));
-    std::vector<std::unique_ptr<Process>> clients;
-    for (int i = 0; i < 3; ++i)
-      clients.push_back(
-          std::make_unique<Process>(std::vector<std::string>{"client", config, "--name", test::numbered("p", i)},
-                                    dir_.path(test::numbered("p", i) + ".log")));
+    std::vector<std::unique_ptr<Process>> clients = start_clients(config, 3);
     const auto twin_refused = std::make_shared<std::atomic<bool>>(false);
     const auto frame_cut_off = std::make_shared<std::atomic<bool>>(false);
     std::optional<test::HostilePeer> mallory;
